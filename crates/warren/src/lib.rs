@@ -1,0 +1,1 @@
+//! warren: queue-driven autoscaling for RabbitMQ workers.
