@@ -1,1 +1,62 @@
-fn main() {}
+//! The `warren` binary: parse the command line, then run one subcommand.
+
+use std::process::ExitCode;
+
+use warren::cli::{self, Command};
+
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    let filter =
+        warren::telemetry::filter(&cli.log_level).unwrap_or_else(|e| cli::exit_config_error(&e));
+    // Every config is checked here, before logging starts and before any network call.
+    let result = match cli.command {
+        Command::Web(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::telemetry::init(filter);
+            run(true, |shutdown| warren::web::run(config, shutdown))
+        }
+        Command::Worker(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::telemetry::init(filter);
+            run(false, |shutdown| warren::worker::run(config, shutdown))
+        }
+        Command::Broker(args) => {
+            warren::telemetry::init(filter);
+            run(false, |shutdown| {
+                warren::rabbit_node::run_foreground(args, shutdown)
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the runtime, installs the shutdown signal and runs one subcommand to its end.
+fn run<F, Fut>(multi_thread: bool, subcommand: F) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        let shutdown = warren::shutdown::install()?;
+        subcommand(shutdown).await
+    })
+}

@@ -1,0 +1,208 @@
+//! The one AMQP connection helper: connect, declare the queue topology, retry with backoff.
+//!
+//! Web, worker and tests all reach the broker through here, so they agree on the topology:
+//!
+//! - `<queue>`: a durable quorum queue (survives a broker restart with its messages), whose
+//!   messages are dead-lettered to `<queue>.dlx` after [`DELIVERY_LIMIT`] failed deliveries or
+//!   when a worker rejects them;
+//! - `<queue>.dlx`: a durable fanout exchange;
+//! - `<queue>.dead`: a durable quorum queue bound to it, where poison messages wait for a human.
+//!
+//! Declaring is idempotent. A queue that already exists with other arguments (a classic queue
+//! left by the seed, say) is reported as [`BrokerError::TopologyMismatch`], not silently used.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config::{BrokerConfig, QueueName};
+
+/// How many times the broker delivers a message before dead-lettering it.
+pub const DELIVERY_LIMIT: i64 = 5;
+
+/// How long to wait for the TCP connect and AMQP handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What went wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker did not answer the connect in time.
+    #[error("no answer from the broker at {0} within {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout(String),
+    /// An AMQP error (connection refused, access refused, channel closed, ...).
+    #[error("AMQP: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The queue exists with arguments other than warren's.
+    #[error("queue {queue} exists with other arguments than warren declares ({detail}); delete it or choose another --queue")]
+    TopologyMismatch {
+        /// The queue's name.
+        queue: String,
+        /// The broker's words.
+        detail: String,
+    },
+}
+
+/// Opens a connection named after the process's role (shown in the management UI).
+pub async fn connect(config: &BrokerConfig, role: &str) -> Result<Connection, BrokerError> {
+    let name = format!("warren-{role}-{}", std::process::id());
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(config.url.expose(), properties),
+    )
+    .await
+    .map_err(|_| BrokerError::ConnectTimeout(config.url.authority()))?
+    .map_err(BrokerError::from)
+}
+
+/// The arguments of the work queue; declared the same way by everyone.
+fn work_queue_arguments(queue: &QueueName) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(queue.dead_letter_exchange().into()),
+    );
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    args
+}
+
+/// Declares the work queue, the dead-letter exchange and the dead-letter queue.
+///
+/// A mismatch closes the channel it happened on, so this takes a channel of its own.
+pub async fn declare_topology(
+    connection: &Connection,
+    queue: &QueueName,
+) -> Result<(), BrokerError> {
+    let channel = connection.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let result = async {
+        channel
+            .exchange_declare(
+                queue.dead_letter_exchange().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(queue.dead_letter_queue().into(), durable, quorum)
+            .await?;
+        channel
+            .queue_bind(
+                queue.dead_letter_queue().into(),
+                queue.dead_letter_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(queue.as_str().into(), durable, work_queue_arguments(queue))
+            .await?;
+        Ok::<(), lapin::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let _ = channel.close(200, "topology declared".into()).await;
+            Ok(())
+        }
+        Err(e) if is_precondition_failed(&e) => Err(BrokerError::TopologyMismatch {
+            queue: queue.to_string(),
+            detail: e.to_string(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    error.to_string().contains("PRECONDITION_FAILED")
+}
+
+/// Opens a channel on `connection` and counts the messages ready in `queue` (passive declare).
+pub async fn ready_messages(connection: &Connection, queue: &str) -> Result<u32, BrokerError> {
+    let channel: Channel = connection.create_channel().await?;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(declared.message_count())
+}
+
+/// Exponential backoff with jitter for reconnects: 100 ms doubling up to 5 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    /// The delay before the next attempt; each call doubles the following one, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        // Up to 25 % jitter, so a fleet of workers does not reconnect in lockstep.
+        let random = RandomState::new().hash_one(self.next);
+        let quarter_ms = u64::try_from(base.as_millis() / 4).unwrap_or(0);
+        base + Duration::from_millis(random % (quarter_ms + 1))
+    }
+
+    /// Back to the first, short delay after a success.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(125));
+        assert!(delays[1] >= Duration::from_millis(200));
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(6250)));
+        assert!(delays[9] >= Duration::from_secs(5));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(125));
+    }
+}

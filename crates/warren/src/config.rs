@@ -1,0 +1,230 @@
+//! Typed, validated configuration shared by every subcommand.
+//!
+//! The command line (see `cli.rs`) turns flags and environment variables into these types once,
+//! before any network call; anything invalid becomes a [`ConfigError`], which `main` prints as
+//! one line and exits with code 2.
+
+use std::fmt;
+
+use url::Url;
+
+/// A configuration value that cannot be used; printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// Builds an error from anything printable.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The broker's address, credentials included.
+///
+/// `Display` and `Debug` redact the password, so the value can be logged as it is; only
+/// [`AmqpUrl::expose`] gives the full URL, and only the connection helper calls it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpUrl(Url);
+
+impl AmqpUrl {
+    /// Parses and checks a full `amqp://user:pass@host:port/vhost` URL.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        // The error must not echo `raw`: it may hold a password.
+        let url = Url::parse(raw)
+            .map_err(|e| ConfigError::new(format!("AMQP_URL is not a valid URL ({e})")))?;
+        match url.scheme() {
+            "amqp" => {}
+            "amqps" => {
+                return Err(ConfigError::new(
+                    "AMQP_URL uses amqps://, but this build of warren speaks plain amqp:// only",
+                ))
+            }
+            other => {
+                return Err(ConfigError::new(format!(
+                    "AMQP_URL must start with amqp://, not {other}://"
+                )))
+            }
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError::new("AMQP_URL has no host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new(
+                "AMQP_URL must not carry a query string or fragment",
+            ));
+        }
+        Ok(Self(url))
+    }
+
+    /// Builds the URL from the seed's separate settings (`RABBIT_HOST`, `RABBIT_PORT`, ...).
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        username: &str,
+        password: &str,
+        vhost: &str,
+    ) -> Result<Self, ConfigError> {
+        if host.is_empty() || host.contains(['/', '@', ' ', '?', '#']) {
+            return Err(ConfigError::new(format!(
+                "RABBIT_HOST {host:?} is not a host name or address"
+            )));
+        }
+        if port == 0 {
+            return Err(ConfigError::new("RABBIT_PORT must be between 1 and 65535"));
+        }
+        if username.is_empty() {
+            return Err(ConfigError::new("RABBIT_USERNAME must not be empty"));
+        }
+        let mut url = Url::parse(&format!("amqp://{host}:{port}/"))
+            .map_err(|e| ConfigError::new(format!("RABBIT_HOST {host:?} is not usable ({e})")))?;
+        url.set_username(username)
+            .and_then(|()| url.set_password(Some(password)))
+            .map_err(|()| {
+                ConfigError::new("RABBIT_USERNAME or RABBIT_PASSWORD cannot be put in a URL")
+            })?;
+        // The vhost is one path segment: "/" (the default vhost) becomes "%2f".
+        url.path_segments_mut()
+            .map_err(|()| ConfigError::new("cannot set the vhost"))?
+            .clear()
+            .push(vhost);
+        Ok(Self(url))
+    }
+
+    /// The full URL, password included. Hand it to the AMQP client only.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// `host:port` of the broker.
+    pub fn authority(&self) -> String {
+        format!(
+            "{}:{}",
+            self.0.host_str().unwrap_or_default(),
+            self.0.port().unwrap_or(5672)
+        )
+    }
+}
+
+impl fmt::Display for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            // Setting a password only fails on URLs without a host, which `parse` rejected.
+            let _ = shown.set_password(Some("***"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AmqpUrl({self})")
+    }
+}
+
+/// Where the jobs go: the broker and the queue's name.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// The broker's URL.
+    pub url: AmqpUrl,
+    /// The work queue; its dead-letter queue is `<queue>.dead`.
+    pub queue: QueueName,
+}
+
+/// A queue name that RabbitMQ accepts and that is safe in logs and label values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Checks a queue name: 1 to 200 printable ASCII characters, not starting with `amq.`
+    /// (reserved by the broker). 200 leaves room for the `.dead` suffix within AMQP's 255 bytes.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let valid_chars = raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c));
+        if raw.is_empty() || raw.len() > 200 || !valid_chars {
+            return Err(ConfigError::new(format!(
+                "QUEUE {raw:?} must be 1 to 200 characters of A-Z, a-z, 0-9, '.', '_', '-', ':'"
+            )));
+        }
+        if raw.starts_with("amq.") {
+            return Err(ConfigError::new(format!(
+                "QUEUE {raw:?} starts with 'amq.', which the broker reserves"
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The work queue's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The dead-letter queue's name: `<queue>.dead`.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.0)
+    }
+
+    /// The dead-letter exchange's name: `<queue>.dlx`.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.0)
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_redacts_the_password() {
+        let url = AmqpUrl::parse("amqp://alice:s3cret@rabbit:5672/%2f").unwrap();
+        assert_eq!(url.to_string(), "amqp://alice:***@rabbit:5672/%2f");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(url.expose().contains("s3cret"));
+    }
+
+    #[test]
+    fn from_parts_encodes_the_default_vhost_and_odd_passwords() {
+        let url = AmqpUrl::from_parts("127.0.0.1", 5672, "guest", "p@ss/word", "/").unwrap();
+        assert_eq!(
+            url.expose(),
+            "amqp://guest:p%40ss%2Fword@127.0.0.1:5672/%2F"
+        );
+        assert_eq!(url.to_string(), "amqp://guest:***@127.0.0.1:5672/%2F");
+    }
+
+    #[test]
+    fn parse_rejects_other_schemes_and_garbage_without_echoing_it() {
+        for bad in [
+            "http://x:y@host",
+            "amqp//secretpw@host",
+            "",
+            "amqp://",
+            "amqp://h/?q=1",
+        ] {
+            let err = AmqpUrl::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("secretpw"), "{err}");
+        }
+        assert!(AmqpUrl::parse("amqps://h").is_err());
+    }
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert!(QueueName::parse("Orders").is_ok());
+        assert!(QueueName::parse("amq.gen").is_err());
+        assert!(QueueName::parse("").is_err());
+        assert!(QueueName::parse("a b").is_err());
+        assert!(QueueName::parse(&"x".repeat(201)).is_err());
+        assert_eq!(
+            QueueName::parse("Orders").unwrap().dead_letter_queue(),
+            "Orders.dead"
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! A private RabbitMQ node: its own node name, data dir, Erlang port mapper and free ports, so it
+//! neither needs nor disturbs a broker that may already run on 5672.
+//!
+//! Used by `warren broker`, by `warren demo` and by the tests. The node runs as this process's
+//! child with its standard input on a pipe: if this process dies, however abruptly, the pipe
+//! closes and the Erlang VM halts, so no node outlives its owner. [`RabbitNode::stop`] stops it
+//! gracefully (SIGTERM, which the VM turns into an orderly shutdown).
+//!
+//! Facts this relies on (Debian's rabbitmq-server 3.10): the scripts in `/usr/lib/rabbitmq/bin`
+//! run as the calling user (the `/usr/sbin` wrapper would switch to the `rabbitmq` user);
+//! `RABBITMQ_ALLOW_INPUT` makes the script `exec` the VM, so the child is the VM itself.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::config::AmqpUrl;
+
+/// Where Debian installs the RabbitMQ scripts that run as the calling user.
+pub const DEFAULT_SERVER_SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// How long a node may take to start before we give up.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a node could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// RabbitMQ is not installed where we look.
+    #[error("RabbitMQ is not installed ({0} not found); run scripts/setup, or apt-get install rabbitmq-server")]
+    NotInstalled(PathBuf),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node exited or did not answer in time; the tail of its log says why.
+    #[error("RabbitMQ node {node} did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
+    StartFailed {
+        /// Node name.
+        node: String,
+        /// What we saw.
+        reason: String,
+        /// Its log file.
+        log: String,
+        /// The log's last lines.
+        tail: String,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+/// The ports a node listens on, all on 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodePorts {
+    /// AMQP 0-9-1.
+    pub amqp: u16,
+    /// The management API and UI.
+    pub management: u16,
+    /// The prometheus plugin's endpoint.
+    pub prometheus: u16,
+    /// Erlang distribution.
+    pub dist: u16,
+    /// The node's own Erlang port mapper daemon.
+    pub epmd: u16,
+}
+
+impl NodePorts {
+    /// Five distinct free ports, found by binding port 0 (held together so none repeats).
+    pub fn free() -> Result<Self, NodeError> {
+        let listeners = (0..5)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io("finding free ports"))?;
+        let ports = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io("finding free ports"))?;
+        Ok(Self {
+            amqp: ports[0],
+            management: ports[1],
+            prometheus: ports[2],
+            dist: ports[3],
+            epmd: ports[4],
+        })
+    }
+}
+
+/// A running private RabbitMQ node.
+pub struct RabbitNode {
+    /// Erlang node name, `warren-<pid>-<n>@localhost`.
+    name: String,
+    /// Data, logs and config live here.
+    dir: PathBuf,
+    /// Whether `dir` is removed when the node is dropped.
+    remove_dir: bool,
+    /// Its ports.
+    ports: NodePorts,
+    /// The VM, while running.
+    child: Option<Child>,
+    /// The server script.
+    script: PathBuf,
+}
+
+impl RabbitNode {
+    /// Starts a node with its data in `dir` (created if missing) and waits until it serves AMQP
+    /// and its prometheus endpoint. With `remove_dir`, the directory is deleted on drop.
+    pub async fn start(dir: impl Into<PathBuf>, remove_dir: bool) -> Result<Self, NodeError> {
+        let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
+            .map_or_else(|| PathBuf::from(DEFAULT_SERVER_SCRIPT), PathBuf::from);
+        if !script.exists() {
+            return Err(NodeError::NotInstalled(script));
+        }
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", dir.display())))?;
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut node = Self {
+            name: format!("warren-{}-{n}@localhost", std::process::id()),
+            dir,
+            remove_dir,
+            ports: NodePorts::free()?,
+            child: None,
+            script,
+        };
+        node.write_config()?;
+        node.spawn_and_wait().await?;
+        Ok(node)
+    }
+
+    /// The node's Erlang name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its ports.
+    pub fn ports(&self) -> NodePorts {
+        self.ports
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:<port>/%2F` (guest is allowed from loopback only).
+    pub fn amqp_url(&self) -> AmqpUrl {
+        AmqpUrl::from_parts("127.0.0.1", self.ports.amqp, "guest", "guest", "/")
+            .unwrap_or_else(|e| unreachable!("a loopback URL is valid: {e}"))
+    }
+
+    /// The prometheus plugin's base URL.
+    pub fn prometheus_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.prometheus)
+    }
+
+    /// The management API's base URL (user guest, password guest).
+    pub fn management_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.management)
+    }
+
+    /// Where the node's own log lives.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("log").join(format!("{}.log", self.name))
+    }
+
+    /// Whether the VM is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn write_config(&self) -> Result<(), NodeError> {
+        let p = self.ports;
+        let conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{}\n\
+             management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {}\n\
+             prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {}\n\
+             loopback_users.guest = true\n",
+            p.amqp, p.management, p.prometheus
+        );
+        let write = |name: &str, text: &str| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))
+        };
+        write("rabbitmq.conf", &conf)?;
+        write(
+            "enabled_plugins",
+            "[rabbitmq_management,rabbitmq_prometheus].\n",
+        )?;
+        for sub in ["mnesia", "log"] {
+            let path = self.dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), NodeError> {
+        let d = &self.dir;
+        let child = Command::new(&self.script)
+            .current_dir(d)
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_DIST_PORT", self.ports.dist.to_string())
+            .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("node.pid"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_ALLOW_INPUT", "1")
+            // The VM halts when this pipe closes, i.e. when this process goes away.
+            .stdin(Stdio::piped())
+            .stdout(
+                std::fs::File::create(d.join("console.log")).map_err(io("creating console.log"))?,
+            )
+            .stderr(Stdio::from(
+                std::fs::File::create(d.join("console.err")).map_err(io("creating console.err"))?,
+            ))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("starting {}", self.script.display())))?;
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(self.start_failed(format!("the VM exited with {status}")));
+            }
+            if self.answers().await {
+                tracing::info!(node = %self.name, amqp = self.ports.amqp, management = self.ports.management,
+                    prometheus = self.ports.prometheus, dir = %self.dir.display(),
+                    startup_ms = started.elapsed().as_millis() as u64, "private RabbitMQ node is up");
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                self.kill();
+                return Err(self.start_failed(format!("no answer within {START_TIMEOUT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether AMQP and the prometheus endpoint both answer.
+    async fn answers(&self) -> bool {
+        let amqp = tokio::time::timeout(
+            Duration::from_secs(2),
+            lapin::Connection::connect(
+                self.amqp_url().expose(),
+                lapin::ConnectionProperties::default(),
+            ),
+        )
+        .await;
+        let Ok(Ok(connection)) = amqp else {
+            return false;
+        };
+        let _ = connection.close(200, "probe".into()).await;
+        let url = format!("{}/metrics", self.prometheus_url());
+        matches!(reqwest::get(&url).await, Ok(r) if r.status().is_success())
+    }
+
+    fn start_failed(&self, reason: String) -> NodeError {
+        let log = self.log_file();
+        let mut tail = String::new();
+        for file in [
+            log.clone(),
+            self.dir.join("console.log"),
+            self.dir.join("console.err"),
+        ] {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(15);
+                tail.push_str(&lines[from..].join("\n"));
+                tail.push('\n');
+            }
+        }
+        NodeError::StartFailed {
+            node: self.name.clone(),
+            reason,
+            log: log.display().to_string(),
+            tail,
+        }
+    }
+
+    /// Stops the node gracefully (SIGTERM, up to 60 s, then SIGKILL); its data stays in place.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %self.name, "node did not stop within 60 s; killing it");
+            let _ = child.kill().await;
+        }
+        self.stop_epmd();
+        tracing::info!(node = %self.name, "private RabbitMQ node stopped");
+    }
+
+    /// Kills the node at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            // SIGKILL is immediate; reap the VM so no zombie is left behind.
+            for _ in 0..100 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.stop_epmd();
+    }
+
+    /// Starts the stopped node again with the same ports and data (messages survive).
+    pub async fn restart(&mut self) -> Result<(), NodeError> {
+        self.stop().await;
+        self.spawn_and_wait().await
+    }
+
+    /// Starts the node again after [`RabbitNode::stop`] or [`RabbitNode::kill`].
+    pub async fn start_again(&mut self) -> Result<(), NodeError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.spawn_and_wait().await
+    }
+
+    /// Ends the node's private port mapper, which the VM started and which would outlive it.
+    fn stop_epmd(&self) {
+        let epmd = find_epmd();
+        let _ = std::process::Command::new(epmd)
+            .arg("-kill")
+            .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// The node's data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn find_epmd() -> PathBuf {
+    let direct = PathBuf::from("/usr/bin/epmd");
+    if direct.exists() {
+        return direct;
+    }
+    std::fs::read_dir("/usr/lib/erlang")
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/epmd"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("epmd"))
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill();
+        }
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `warren broker`: runs a private node until `shutdown`, printing its addresses.
+pub async fn run_foreground(
+    args: crate::cli::BrokerNodeArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let (dir, remove) = match args.dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("warren-broker-{}", std::process::id())),
+            true,
+        ),
+    };
+    let mut node = tokio::select! {
+        node = RabbitNode::start(dir, remove) => node?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let env = format!(
+        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_MANAGEMENT_URL={}\n",
+        node.amqp_url().expose(),
+        node.prometheus_url(),
+        node.management_url()
+    );
+    if let Some(path) = &args.env_file {
+        // Written whole, then renamed, so a reader never sees half a file.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, &env)?;
+        std::fs::rename(&partial, path)?;
+    }
+    println!(
+        "RabbitMQ node {} is up; Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
+        node.name(),
+        node.management_url()
+    );
+    shutdown.cancelled().await;
+    node.stop().await;
+    if let Some(path) = &args.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

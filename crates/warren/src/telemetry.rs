@@ -1,0 +1,29 @@
+//! Logging: one `tracing` subscriber for every subcommand, writing to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::ConfigError;
+
+/// The log filter: `RUST_LOG` when set (per-module directives), else the given level.
+pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(&directives).map_err(|e| {
+                ConfigError::new(format!(
+                    "RUST_LOG {directives:?} is not a valid filter ({e})"
+                ))
+            })
+        }
+        _ => EnvFilter::try_new(format!("{level},lapin=warn,amq_protocol=warn"))
+            .map_err(|e| ConfigError::new(format!("LOG_LEVEL {level:?} is not a level ({e})"))),
+    }
+}
+
+/// Installs the subscriber.
+pub fn init(filter: EnvFilter) {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,431 @@
+//! `warren web`: the HTTP server that turns `GET /generate` into confirmed jobs.
+//!
+//! [`app`] builds the whole HTTP surface (tested in-process with `oneshot`); [`run`] binds it,
+//! starts the [`Publisher`] and drains on shutdown: stop accepting, let in-flight requests finish
+//! (their publishes confirmed or answered 503), then close the AMQP connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{BoxError, Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::config::BrokerConfig;
+use crate::job::JobId;
+use crate::metrics;
+use crate::publisher::{PublishError, Publisher, PublisherOptions};
+
+/// The most jobs one `/generate?count=N` call may ask for.
+pub const MAX_BATCH: u16 = 1000;
+
+/// Settings of `warren web`, validated.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Address to listen on (port 0 picks a free one, which is logged).
+    pub listen: SocketAddr,
+    /// Broker and queue.
+    pub broker: BrokerConfig,
+    /// Publisher tuning (confirm bound, channels).
+    pub publisher: PublisherOptions,
+    /// Longest time a request may take before it is answered 503.
+    pub request_timeout: Duration,
+    /// Most requests served at once; more are answered 503 at once.
+    pub max_concurrent_requests: usize,
+}
+
+/// The web server's metrics, named as the seed's README states.
+pub struct WebMetrics {
+    /// `http_request_total{path}`: requests by route template.
+    pub requests: Family<PathLabel, Counter>,
+    /// `request_status_total{path,status}`: responses by route and the status code really sent.
+    pub statuses: Family<StatusLabels, Counter>,
+    /// `http_request_duration_seconds{path}`.
+    pub durations: Family<PathLabel, Histogram, fn() -> Histogram>,
+    /// `jobs_published_total`: jobs the broker confirmed.
+    pub published: Counter,
+    /// `publish_failures_total{reason}`: jobs not accepted, by reason.
+    pub publish_failures: Family<ReasonLabel, Counter>,
+}
+
+/// Label set `{path}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    /// The route template, or `other` for unknown paths (bounded cardinality).
+    pub path: &'static str,
+}
+
+/// Label set `{path,status}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The route template, or `other`.
+    pub path: &'static str,
+    /// The HTTP status code sent.
+    pub status: u16,
+}
+
+/// Label set `{reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the publish failed.
+    pub reason: &'static str,
+}
+
+impl WebMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let metrics = Self {
+            requests: Family::default(),
+            statuses: Family::default(),
+            durations: Family::new_with_constructor(|| Histogram::new(metrics::latency_buckets())),
+            published: Counter::default(),
+            publish_failures: Family::default(),
+        };
+        registry.register(
+            "http_request",
+            "HTTP requests by route",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "request_status",
+            "HTTP responses by route and status code sent",
+            metrics.statuses.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration by route",
+            metrics.durations.clone(),
+        );
+        registry.register(
+            "jobs_published",
+            "Jobs confirmed by the broker",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Jobs not accepted (answered 503), by reason",
+            metrics.publish_failures.clone(),
+        );
+        Arc::new(metrics)
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// Publishes jobs.
+    pub publisher: Publisher,
+    /// The web server's metrics.
+    pub metrics: Arc<WebMetrics>,
+    /// The registry `/metrics` renders.
+    pub registry: Arc<Registry>,
+}
+
+/// HTTP limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+    /// Most requests served at once.
+    pub max_concurrent_requests: usize,
+}
+
+/// The whole HTTP surface of `warren web`.
+pub fn app(state: AppState, limits: HttpLimits) -> Router {
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|error: BoxError| async move {
+            if error.is::<tower::timeout::error::Elapsed>() {
+                unavailable("request timed out")
+            } else {
+                unavailable("server overloaded")
+            }
+        }))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
+        .timeout(limits.request_timeout);
+    Router::new()
+        .route("/generate", get(generate))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>, headers: HeaderMap| async move {
+                metrics::render(&s.registry, &headers)
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such path") })
+        .method_not_allowed_fallback(|| async {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(overload)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts every request by route template and the status code really sent.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = route_label(request.extensions().get::<MatchedPath>());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.requests.get_or_create(&PathLabel { path }).inc();
+    m.statuses
+        .get_or_create(&StatusLabels {
+            path,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    m.durations
+        .get_or_create(&PathLabel { path })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    match matched.map(MatchedPath::as_str) {
+        Some("/generate") => "/generate",
+        Some("/metrics") => "/metrics",
+        Some("/healthz") => "/healthz",
+        Some("/readyz") => "/readyz",
+        _ => "other",
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.publisher.is_connected() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        unavailable("not connected to the broker")
+    }
+}
+
+async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let count = match parse_generate_query(uri.query()) {
+        Ok(count) => count,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let json = accepts_json(&headers);
+    let m = &state.metrics;
+    match count {
+        None => match state.publisher.publish().await {
+            Ok(id) => {
+                m.published.inc();
+                if json {
+                    Json(json!({ "id": id.as_str() })).into_response()
+                } else {
+                    format!("Welcome! {id}\n").into_response()
+                }
+            }
+            Err(e) => {
+                m.publish_failures
+                    .get_or_create(&ReasonLabel { reason: e.reason() })
+                    .inc();
+                publish_unavailable(&e, &[])
+            }
+        },
+        Some(count) => match state.publisher.publish_batch(usize::from(count)).await {
+            Ok(ids) => {
+                m.published.inc_by(ids.len() as u64);
+                list_ids(&ids, json)
+            }
+            Err(batch) => {
+                m.published.inc_by(batch.confirmed.len() as u64);
+                let failed = usize::from(count) - batch.confirmed.len();
+                m.publish_failures
+                    .get_or_create(&ReasonLabel {
+                        reason: batch.error.reason(),
+                    })
+                    .inc_by(failed as u64);
+                publish_unavailable(&batch.error, &batch.confirmed)
+            }
+        },
+    }
+}
+
+fn list_ids(ids: &[JobId], json: bool) -> Response {
+    if json {
+        Json(ids.iter().map(JobId::as_str).collect::<Vec<_>>()).into_response()
+    } else {
+        let mut body = String::with_capacity(ids.len() * 27);
+        for id in ids {
+            body.push_str(id.as_str());
+            body.push('\n');
+        }
+        body.into_response()
+    }
+}
+
+/// Why a `/generate` query string is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter other than `count`.
+    #[error("unknown query parameter {0:?}; only count is accepted")]
+    UnknownParameter(String),
+    /// `count` given more than once.
+    #[error("count given more than once")]
+    RepeatedCount,
+    /// `count` not a whole number in range.
+    #[error("count must be a whole number from 1 to {MAX_BATCH}, not {0:?}")]
+    BadCount(String),
+}
+
+/// Parses `/generate`'s query: nothing (one job) or `count=N` with N in 1..=1000.
+pub fn parse_generate_query(query: Option<&str>) -> Result<Option<u16>, QueryError> {
+    let mut count = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if key != "count" {
+            let mut shown: String = key.chars().take(64).collect();
+            if key.chars().count() > 64 {
+                shown.push('…');
+            }
+            return Err(QueryError::UnknownParameter(shown));
+        }
+        if count.is_some() {
+            return Err(QueryError::RepeatedCount);
+        }
+        let n: u16 = value
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_BATCH).contains(n))
+            .ok_or_else(|| QueryError::BadCount(value.chars().take(32).collect()))?;
+        count = Some(n);
+    }
+    Ok(count)
+}
+
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().starts_with("application/json"))
+        })
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn publish_unavailable(error: &PublishError, confirmed: &[JobId]) -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "error": error.to_string(),
+            "reason": error.reason(),
+            "confirmed": confirmed.iter().map(JobId::as_str).collect::<Vec<_>>(),
+        })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// Runs `warren web` until `shutdown` is cancelled, then drains.
+pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    let mut registry = Registry::default();
+    let web_metrics = WebMetrics::register(&mut registry);
+    let (publisher, supervisor) = Publisher::start(config.broker.clone(), config.publisher.clone());
+    let state = AppState {
+        publisher: publisher.clone(),
+        metrics: web_metrics,
+        registry: Arc::new(registry),
+    };
+    let limits = HttpLimits {
+        request_timeout: config.request_timeout,
+        max_concurrent_requests: config.max_concurrent_requests,
+    };
+    tracing::info!(listen = %local, broker = %config.broker.url, queue = %config.broker.queue, "warren web listening");
+    axum::serve(listener, app(state, limits))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("in-flight requests finished; closing the broker connection");
+    publisher.close().await;
+    let _ = supervisor.await;
+    tracing::info!("warren web stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generate_query_accepts_nothing_or_a_count_in_range() {
+        assert_eq!(parse_generate_query(None), Ok(None));
+        assert_eq!(parse_generate_query(Some("")), Ok(None));
+        assert_eq!(parse_generate_query(Some("count=1")), Ok(Some(1)));
+        assert_eq!(parse_generate_query(Some("count=1000")), Ok(Some(1000)));
+    }
+
+    #[test]
+    fn generate_query_rejects_bad_counts_and_unknown_parameters() {
+        for bad in [
+            "count=0",
+            "count=1001",
+            "count=abc",
+            "count=-1",
+            "count=",
+            "count=1.5",
+            "count=99999999999",
+        ] {
+            assert!(
+                matches!(
+                    parse_generate_query(Some(bad)),
+                    Err(QueryError::BadCount(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_generate_query(Some("n=3")),
+            Err(QueryError::UnknownParameter("n".into()))
+        );
+        assert_eq!(
+            parse_generate_query(Some("count=1&count=2")),
+            Err(QueryError::RepeatedCount)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn generate_query_accepts_exactly_counts_in_range(query in ".{0,80}") {
+            match parse_generate_query(Some(&query)) {
+                Ok(Some(n)) => prop_assert!((1..=MAX_BATCH).contains(&n)),
+                Ok(None) => prop_assert!(url::form_urlencoded::parse(query.as_bytes()).next().is_none()),
+                Err(e) => prop_assert!(e.to_string().len() < 200),
+            }
+        }
+    }
+}

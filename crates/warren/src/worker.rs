@@ -1,0 +1,358 @@
+//! `warren worker`: consumes jobs, does the work, acks only after it, drains on SIGTERM.
+//!
+//! One supervisor loop keeps a consumer alive (connect, declare, `basic.qos(prefetch)`,
+//! `basic.consume`), reconnecting with backoff after a broker restart. Each delivery runs as its
+//! own task, so up to `prefetch` jobs run at once. A delivery that fails the checks of
+//! [`crate::job::parse_delivery`] is rejected without requeue, which dead-letters it.
+//!
+//! Every outcome is one log line with `job_id=` and `outcome=acked|dead_lettered|requeued`.
+//! On SIGTERM the consumer is cancelled, deliveries not yet started are requeued, running jobs
+//! finish and are acked, and the process exits 0 within the grace time; if the grace runs out it
+//! exits 1 without acking, and the broker requeues what was unacked.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{self, Backoff};
+use crate::config::BrokerConfig;
+use crate::job::{now_ms, parse_delivery, Job};
+use crate::metrics;
+
+/// Settings of `warren worker`, validated.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Broker and queue.
+    pub broker: BrokerConfig,
+    /// How long one job takes, unless the job's header says otherwise.
+    pub work: Duration,
+    /// How many jobs run at once (the broker's prefetch count).
+    pub prefetch: u16,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0 picks a free one).
+    pub metrics_listen: SocketAddr,
+    /// How long a drain may take after SIGTERM before the worker exits without acking.
+    pub grace: Duration,
+}
+
+/// The worker's metrics.
+pub struct WorkerMetrics {
+    /// `jobs_processed_total`: jobs done and acked.
+    pub processed: Counter,
+    /// `jobs_failed_total{reason}`: deliveries dead-lettered or whose ack was lost.
+    pub failed: Family<ReasonLabel, Counter>,
+    /// `jobs_in_flight`: jobs being worked on now.
+    pub in_flight: Gauge,
+    /// `job_duration_seconds`: work time of acked jobs.
+    pub duration: Histogram,
+    /// `job_queue_wait_seconds`: delivery time minus publish time.
+    pub queue_wait: Histogram,
+}
+
+/// Label set `{reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the job failed.
+    pub reason: &'static str,
+}
+
+impl WorkerMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let m = Self {
+            processed: Counter::default(),
+            failed: Family::default(),
+            in_flight: Gauge::default(),
+            duration: Histogram::new(metrics::job_buckets()),
+            queue_wait: Histogram::new(metrics::job_buckets()),
+        };
+        registry.register("jobs_processed", "Jobs done and acked", m.processed.clone());
+        registry.register(
+            "jobs_failed",
+            "Deliveries dead-lettered (bad message) or whose ack was lost, by reason",
+            m.failed.clone(),
+        );
+        registry.register(
+            "jobs_in_flight",
+            "Jobs being worked on now",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Work time of acked jobs",
+            m.duration.clone(),
+        );
+        registry.register(
+            "job_queue_wait_seconds",
+            "Time from publish to delivery",
+            m.queue_wait.clone(),
+        );
+        Arc::new(m)
+    }
+}
+
+/// Runs `warren worker` until `shutdown` is cancelled and the drain is over.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics_listen))?;
+    let metrics_addr = listener.local_addr()?;
+    let mut registry = Registry::default();
+    let worker_metrics = WorkerMetrics::register(&mut registry);
+    let consuming = Arc::new(AtomicBool::new(false));
+    let ready = consuming.clone();
+    let ops = metrics::ops_router(
+        Arc::new(registry),
+        Arc::new(move || ready.load(Ordering::Relaxed)),
+    );
+    let ops_stop = CancellationToken::new();
+    let ops_stopped = ops_stop.clone().cancelled_owned();
+    let ops_server = tokio::spawn(async move {
+        axum::serve(listener, ops)
+            .with_graceful_shutdown(ops_stopped)
+            .await
+    });
+    tracing::info!(metrics = %metrics_addr, broker = %config.broker.url, queue = %config.broker.queue,
+        work_ms = config.work.as_millis() as u64, prefetch = config.prefetch, "warren worker starting");
+
+    let jobs = TaskTracker::new();
+    let mut backoff = Backoff::default();
+    let mut last_connection = None;
+    while !shutdown.is_cancelled() {
+        let (connection, channel, consumer) = match open_consumer(&config).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(broker = %config.broker.url, error = %e, retry_in_ms = delay.as_millis() as u64, "worker cannot reach the broker");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        backoff.reset();
+        consuming.store(true, Ordering::Relaxed);
+        tracing::info!(queue = %config.broker.queue, "consuming");
+        let stopped = consume(
+            &config,
+            &channel,
+            consumer,
+            &jobs,
+            &worker_metrics,
+            &shutdown,
+        )
+        .await;
+        consuming.store(false, Ordering::Relaxed);
+        if stopped {
+            last_connection = Some((connection, channel));
+            break;
+        }
+        tracing::warn!(broker = %config.broker.url, "worker lost the broker; reconnecting");
+    }
+
+    jobs.close();
+    let running = jobs.len();
+    if running > 0 {
+        tracing::info!(
+            jobs = running,
+            grace_ms = config.grace.as_millis() as u64,
+            "draining: finishing jobs in flight"
+        );
+    }
+    let drained = tokio::time::timeout(config.grace, jobs.wait())
+        .await
+        .is_ok();
+    if let Some((connection, channel)) = last_connection {
+        if drained {
+            let _ = channel.close(200, "drained".into()).await;
+            let _ = connection.close(200, "warren worker stopping".into()).await;
+        }
+    }
+    ops_stop.cancel();
+    let _ = ops_server.await;
+    if drained {
+        tracing::info!("warren worker stopped");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "grace time of {:?} ran out with {} jobs in flight; exiting without acking them (the broker requeues them)",
+            config.grace,
+            jobs.len()
+        )
+    }
+}
+
+async fn open_consumer(
+    config: &WorkerConfig,
+) -> Result<(Connection, Channel, Consumer), broker::BrokerError> {
+    let connection = broker::connect(&config.broker, "worker").await?;
+    broker::declare_topology(&connection, &config.broker.queue).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!("warren-worker-{}", std::process::id());
+    let consumer = channel
+        .basic_consume(
+            config.broker.queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((connection, channel, consumer))
+}
+
+/// Takes deliveries until shutdown (returns `true`) or the broker is lost (returns `false`).
+async fn consume(
+    config: &WorkerConfig,
+    channel: &Channel,
+    mut consumer: Consumer,
+    jobs: &TaskTracker,
+    metrics: &Arc<WorkerMetrics>,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                if let Err(e) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+                    tracing::warn!(error = %e, "cancelling the consumer");
+                }
+                // Deliveries that arrived but were not started go back to the queue at once.
+                while let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+                {
+                    requeue(&delivery).await;
+                }
+                return true;
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let metrics = metrics.clone();
+                    let work = config.work;
+                    jobs.spawn(handle(delivery, work, metrics));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    return false;
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+async fn requeue(delivery: &Delivery) {
+    let id = loggable_id(delivery);
+    let options = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    match delivery.acker.nack(options).await {
+        Ok(_) => {
+            tracing::info!(job_id = %id, outcome = %"requeued", reason = "shutting down", "job returned to the queue")
+        }
+        Err(e) => {
+            tracing::info!(job_id = %id, outcome = %"requeued", reason = "channel closed", error = %e, "job left to the broker")
+        }
+    }
+}
+
+async fn handle(delivery: Delivery, default_work: Duration, metrics: Arc<WorkerMetrics>) {
+    let delivered_ms = now_ms();
+    let job = match parse_delivery(&delivery.data, &delivery.properties) {
+        Ok(job) => job,
+        Err(reason) => {
+            let id = loggable_id(&delivery);
+            let options = BasicRejectOptions { requeue: false };
+            match delivery.acker.reject(options).await {
+                Ok(_) => {
+                    metrics
+                        .failed
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.label(),
+                        })
+                        .inc();
+                    tracing::warn!(job_id = %id, outcome = %"dead_lettered", reason = reason.label(), "bad message: {reason}");
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %id, outcome = %"requeued", error = %e, "bad message, but the reject was lost; the broker redelivers it")
+                }
+            }
+            return;
+        }
+    };
+    work_and_ack(&delivery, &job, default_work, delivered_ms, &metrics).await;
+}
+
+async fn work_and_ack(
+    delivery: &Delivery,
+    job: &Job,
+    default_work: Duration,
+    delivered_ms: u64,
+    metrics: &WorkerMetrics,
+) {
+    metrics.in_flight.inc();
+    let started = Instant::now();
+    let work = job.work_ms.map_or(default_work, Duration::from_millis);
+    // The work itself: the seed's 5 s of sleep, standing in for real processing.
+    tokio::time::sleep(work).await;
+    let worked = started.elapsed();
+    let wait = job.queue_wait(delivered_ms);
+    let wait_ms = wait.map_or(-1, |w| i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(_) => {
+            metrics.processed.inc();
+            metrics.duration.observe(worked.as_secs_f64());
+            if let Some(wait) = wait {
+                metrics.queue_wait.observe(wait.as_secs_f64());
+            }
+            tracing::info!(job_id = %job.id, outcome = %"acked", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, redelivered = delivery.redelivered, "job done");
+        }
+        Err(e) => {
+            metrics
+                .failed
+                .get_or_create(&ReasonLabel { reason: "ack_lost" })
+                .inc();
+            tracing::warn!(job_id = %job.id, outcome = %"requeued", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, error = %e, "job done but the ack was lost with the channel; the broker redelivers it");
+        }
+    }
+    metrics.in_flight.dec();
+}
+
+/// The job id for a log line: the body if it looks like an id, else the message id, else `-`.
+fn loggable_id(delivery: &Delivery) -> String {
+    let looks_like_id = |s: &str| {
+        !s.is_empty()
+            && s.len() <= crate::job::MAX_ID_LEN
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+    };
+    if let Ok(body) = std::str::from_utf8(&delivery.data) {
+        if looks_like_id(body) {
+            return body.to_owned();
+        }
+    }
+    match delivery.properties.message_id() {
+        Some(id) if looks_like_id(id.as_str()) => id.to_string(),
+        _ => "-".to_owned(),
+    }
+}
