@@ -1,0 +1,765 @@
+#!/usr/bin/env python3
+"""Offline checks of warren's rendered Kubernetes manifests, run by scripts/check-deploy.
+
+Runs inside the project's .venv (deploy/tools/requirements.txt):
+
+  check_manifests.py schemas  --k8s-version V ... --keda-schemas DIR RENDERED.yaml ...
+      Every object strictly against the Kubernetes schemas (kubernetes-validate
+      --strict), KEDA objects against KEDA's CRDs with unknown fields rejected.
+  check_manifests.py policy   --overlay NAME RENDERED.yaml
+      Security, credentials, probes, resources, NetworkPolicy reachability, the
+      one HPA file and the KEDA equivalent of it.
+  check_manifests.py prometheus-files RENDERED.yaml OUTDIR
+      Writes each ConfigMap holding a prometheus.yml into OUTDIR/<name>/.
+  check_manifests.py self-test --k8s-version V ... --keda-schemas DIR RENDERED.yaml
+      Proves the schema checks reject an unknown field (they would otherwise
+      pass silently on a typo).
+
+Each failure is printed as "FAIL ..."; the exit status is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import jsonschema
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEPLOY = os.path.join(REPO, "deploy")
+HPA_FILE = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter", "hpa.yaml")
+ADAPTER_CONFIG = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter", "adapter-config.yaml")
+CREATE_SECRET = os.path.join(DEPLOY, "kubernetes", "create-secret")
+QUERIES_MD = os.path.join(DEPLOY, "queries.md")
+
+NAMESPACE = "warren"
+SECRET_NAME = "warren-rabbitmq"
+SECRET_KEYS = {"username", "password", "amqp-url"}
+ADAPTER_QUERY = 'sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)'
+
+failures: list[str] = []
+
+
+def fail(msg: str) -> None:
+    failures.append(msg)
+    print(f"FAIL {msg}")
+
+
+def ok(msg: str) -> None:
+    print(f"ok   {msg}")
+
+
+def load_docs(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def ref(obj: dict) -> str:
+    md = obj.get("metadata", {})
+    ns = md.get("namespace")
+    return f"{obj.get('kind')}/{(ns + '/') if ns else ''}{md.get('name')}"
+
+
+def is_keda(obj: dict) -> bool:
+    return str(obj.get("apiVersion", "")).startswith("keda.sh/")
+
+
+# --- schemas -----------------------------------------------------------------
+
+
+def k8s_validate(objs: list[dict], versions: list[str], label: str) -> bool:
+    """kubernetes-validate --strict, once per version. A missing schema is a failure too."""
+    if not objs:
+        return True
+    exe = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+        yaml.safe_dump_all(objs, tmp, sort_keys=False)
+        path = tmp.name
+    try:
+        cmd = [exe, "--strict", "--quiet"]
+        for v in versions:
+            cmd += ["-k", v]
+        proc = subprocess.run(cmd + [path], capture_output=True, text=True)
+    finally:
+        os.unlink(path)
+    out = (proc.stdout + proc.stderr).replace(path, label)
+    bad = [line for line in out.splitlines() if line.strip()]
+    if proc.returncode != 0 or bad:
+        for line in bad or [f"kubernetes-validate exited {proc.returncode}"]:
+            fail(f"{label}: {line}")
+        return False
+    return True
+
+
+class CrdSchemas:
+    """KEDA's CRD schemas, applied as the API server does: OpenAPI v3 validation
+    plus structural pruning, where a field the schema does not declare is unknown
+    (pruned silently, or rejected with strict field validation, as kubectl does
+    by default). Unknown fields are errors here."""
+
+    def __init__(self, directory: str, object_meta_validator):
+        self.schemas: dict[tuple[str, str], dict] = {}
+        self.object_meta_validator = object_meta_validator
+        files = sorted(glob.glob(os.path.join(directory, "*.yaml")))
+        if not files:
+            raise SystemExit(f"no CRD files in {directory}")
+        for path in files:
+            for crd in load_docs(path):
+                if crd.get("kind") != "CustomResourceDefinition":
+                    continue
+                spec = crd["spec"]
+                for version in spec["versions"]:
+                    if not version.get("served", True):
+                        continue
+                    key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                    self.schemas[key] = version["schema"]["openAPIV3Schema"]
+
+    @staticmethod
+    def _to_jsonschema(node):
+        """OpenAPI v3 (as in CRDs) to JSON Schema draft 4: nullable, drop x- keys."""
+        if isinstance(node, list):
+            return [CrdSchemas._to_jsonschema(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key.startswith("x-kubernetes-") or key in ("nullable", "example", "externalDocs"):
+                continue
+            if key in ("properties", "definitions", "patternProperties"):
+                out[key] = {k: CrdSchemas._to_jsonschema(v) for k, v in value.items()}
+            else:
+                out[key] = CrdSchemas._to_jsonschema(value)
+        if node.get("nullable") and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+
+    def _unknown(self, value, schema: dict, path: str, errors: list[str]) -> None:
+        if not isinstance(schema, dict):
+            return
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
+        if isinstance(value, dict):
+            props = schema.get("properties") or {}
+            addl = schema.get("additionalProperties")
+            embedded = schema.get("x-kubernetes-embedded-resource") is True
+            for key, sub in value.items():
+                where = f"{path}.{key}"
+                if key in props:
+                    self._unknown(sub, props[key], where, errors)
+                elif isinstance(addl, dict):
+                    self._unknown(sub, addl, where, errors)
+                elif addl is True or preserve:
+                    continue
+                elif embedded and key in ("apiVersion", "kind", "metadata"):
+                    continue
+                else:
+                    known = ", ".join(sorted(props)) or "none"
+                    errors.append(f"{where}: unknown field (known here: {known})")
+        elif isinstance(value, list):
+            items = schema.get("items")
+            if isinstance(items, dict):
+                for i, sub in enumerate(value):
+                    self._unknown(sub, items, f"{path}[{i}]", errors)
+
+    def validate(self, obj: dict) -> list[str]:
+        key = (obj.get("apiVersion"), obj.get("kind"))
+        schema = self.schemas.get(key)
+        if schema is None:
+            return [f"no CRD schema for apiVersion {key[0]} kind {key[1]}"]
+        errors = []
+        body = {k: v for k, v in obj.items() if k != "metadata"}
+        top = self._to_jsonschema(schema)
+        top.get("properties", {}).pop("metadata", None)
+        for err in jsonschema.Draft4Validator(top).iter_errors(body):
+            where = ".".join(str(p) for p in err.absolute_path) or "(root)"
+            errors.append(f"{where}: {err.message}")
+        for err in self.object_meta_validator.iter_errors(obj.get("metadata", {})):
+            where = ".".join(str(p) for p in err.absolute_path)
+            errors.append(f"metadata.{where}: {err.message}")
+        for k in ("apiVersion", "kind", "metadata", "spec"):
+            if k not in obj:
+                errors.append(f"{k}: missing")
+        schema_wo_meta = dict(schema)
+        schema_wo_meta["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k != "metadata"}
+        self._unknown(body, schema_wo_meta, "", errors)
+        return errors
+
+
+def object_meta_validator(version: str):
+    """Strict ObjectMeta schema from kubernetes-validate's own schema files."""
+    import kubernetes_validate.utils as kv
+
+    version = [v for v in kv.all_versions() if kv.major_minor(v) <= kv.major_minor(version)][-1]
+    defs = kv.schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", version)
+    schema = {"$defs": defs["$defs"], "$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def cmd_schemas(args) -> None:
+    crds = CrdSchemas(args.keda_schemas, object_meta_validator(args.k8s_version[-1]))
+    for path in args.rendered:
+        label = os.path.basename(path)
+        objs = load_docs(path)
+        k8s = [o for o in objs if not is_keda(o)]
+        keda = [o for o in objs if is_keda(o)]
+        if k8s_validate(k8s, args.k8s_version, label):
+            ok(f"{label}: {len(k8s)} objects valid (kubernetes-validate --strict, Kubernetes {', '.join(args.k8s_version)})")
+        bad = 0
+        for obj in keda:
+            errors = crds.validate(obj)
+            for e in errors:
+                fail(f"{label}: {ref(obj)}: {e}")
+            bad += bool(errors)
+        if keda and not bad:
+            ok(f"{label}: {len(keda)} KEDA objects valid against the CRD schemas "
+               f"({', '.join(sorted({ref(o) for o in keda}))}; unknown fields rejected)")
+
+
+def cmd_self_test(args) -> None:
+    """Mutations that must be rejected: shows the validators are not vacuous."""
+    objs = load_docs(args.rendered[0])
+    crds = CrdSchemas(args.keda_schemas, object_meta_validator(args.k8s_version[-1]))
+    deploy = next(o for o in objs if o["kind"] == "Deployment")
+    cases = []
+    d = copy.deepcopy(deploy)
+    d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
+    cases.append(("Deployment with a misspelt securityContext field", d, "k8s"))
+    d = copy.deepcopy(deploy)
+    d["spec"]["replicas"] = "two"
+    cases.append(("Deployment with replicas: \"two\"", d, "k8s"))
+    d = {"apiVersion": "example.com/v1", "kind": "Unknown", "metadata": {"name": "x"}}
+    cases.append(("object of an unknown kind", d, "k8s"))
+    for obj in [o for o in objs if is_keda(o)]:
+        if obj["kind"] == "ScaledObject":
+            d = copy.deepcopy(obj)
+            d["spec"]["triggers"][0]["authRef"] = {"name": "x"}
+            cases.append(("ScaledObject trigger with unknown field authRef", d, "keda"))
+            d = copy.deepcopy(obj)
+            d["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]["stabilisationWindowSeconds"] = 0
+            cases.append(("ScaledObject behavior with a misspelt field", d, "keda"))
+            d = copy.deepcopy(obj)
+            d["spec"]["maxReplicaCount"] = "10"
+            cases.append(("ScaledObject with maxReplicaCount as a string", d, "keda"))
+            d = copy.deepcopy(obj)
+            d["metadata"]["lables"] = {"a": "b"}
+            cases.append(("ScaledObject with a misspelt metadata field", d, "keda"))
+        if obj["kind"] == "TriggerAuthentication":
+            d = copy.deepcopy(obj)
+            d["spec"]["secretTargetRef"][0]["secret"] = "x"
+            cases.append(("TriggerAuthentication with unknown field secret", d, "keda"))
+    if not any(c[2] == "keda" for c in cases):
+        fail("self-test: no KEDA objects in the rendered file")
+    for title, obj, kind in cases:
+        if kind == "k8s":
+            global failures
+            saved = failures
+            failures = []
+            with open(os.devnull, "w") as devnull:
+                old = sys.stdout
+                sys.stdout = devnull
+                try:
+                    k8s_validate([obj], args.k8s_version, "self-test")
+                finally:
+                    sys.stdout = old
+            rejected = bool(failures)
+            failures = saved
+        else:
+            rejected = bool(crds.validate(obj))
+        if rejected:
+            ok(f"self-test: rejected {title}")
+        else:
+            fail(f"self-test: {title} was accepted")
+
+
+# --- policy ------------------------------------------------------------------
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+SENSITIVE_ENV = re.compile(r"PASS|SECRET|TOKEN|COOKIE|CREDENTIAL|AMQP_URL|PRIVATE|KEY$", re.I)
+
+
+def pod_spec(obj: dict) -> dict | None:
+    if obj.get("kind") in WORKLOAD_KINDS:
+        return obj["spec"]["template"]["spec"]
+    if obj.get("kind") == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if obj.get("kind") == "Pod":
+        return obj["spec"]
+    return None
+
+
+def pod_labels(obj: dict) -> dict:
+    if obj.get("kind") == "Pod":
+        return obj["metadata"].get("labels", {})
+    return obj["spec"]["template"]["metadata"].get("labels", {})
+
+
+def env_map(container: dict) -> dict:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check_pod_security(obj: dict) -> None:
+    spec = pod_spec(obj)
+    name = ref(obj)
+    psc = spec.get("securityContext", {})
+    problems = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            problems.append(f"{key} is set")
+    for vol in spec.get("volumes", []):
+        if "hostPath" in vol:
+            problems.append(f"volume {vol['name']} is a hostPath")
+    if psc.get("runAsUser") == 0 or psc.get("runAsGroup") == 0:
+        problems.append("pod securityContext runs as uid/gid 0")
+    containers = spec.get("initContainers", []) + spec.get("containers", [])
+    for c in containers:
+        sc = c.get("securityContext", {})
+        cn = f"container {c['name']}"
+        non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        uid = sc.get("runAsUser", psc.get("runAsUser"))
+        if non_root is not True:
+            problems.append(f"{cn}: runAsNonRoot is not true")
+        if uid is None or uid == 0:
+            problems.append(f"{cn}: no explicit non-zero runAsUser (pod or container)")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{cn}: allowPrivilegeEscalation is not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{cn}: readOnlyRootFilesystem is not true")
+        if sc.get("privileged"):
+            problems.append(f"{cn}: privileged")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{cn}: capabilities.drop lacks ALL")
+        if caps.get("add"):
+            problems.append(f"{cn}: adds capabilities {caps['add']}")
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        if seccomp != "RuntimeDefault":
+            problems.append(f"{cn}: seccompProfile is {seccomp!r}, not RuntimeDefault")
+        res = c.get("resources", {})
+        for kind in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in res.get(kind, {}):
+                    problems.append(f"{cn}: no resources.{kind}.{r}")
+        if c in spec.get("containers", []):
+            for probe in ("livenessProbe", "readinessProbe"):
+                if probe not in c:
+                    problems.append(f"{cn}: no {probe}")
+        image = c.get("image", "")
+        if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
+            problems.append(f"{cn}: image {image!r} has no pinned tag")
+        for e in c.get("env", []):
+            if SENSITIVE_ENV.search(e["name"]) and "value" in e:
+                problems.append(f"{cn}: env {e['name']} has a literal value; it must come from a Secret")
+    for p in problems:
+        fail(f"{name}: {p}")
+    if not problems:
+        ok(f"{name}: non-root uid {psc.get('runAsUser')}, read-only root, no privilege escalation, "
+           f"capabilities dropped, seccomp RuntimeDefault, probes, requests and limits")
+
+
+def check_credentials(objs: list[dict], label: str) -> None:
+    secrets = [o for o in objs if o.get("kind") == "Secret"]
+    for s in secrets:
+        fail(f"{label}: {ref(s)} is rendered from git; broker credentials must be created with "
+             f"deploy/kubernetes/create-secret, never committed")
+    text = yaml.safe_dump_all(objs)
+    guest = bool(re.search(r"\bguest\b", text, re.I))
+    if guest:
+        fail(f"{label}: the word 'guest' appears in the rendered manifests (no default RabbitMQ user)")
+    refs = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretKeyRef" in node:
+                refs.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(objs)
+    for o in objs:
+        if o.get("kind") == "TriggerAuthentication":
+            for t in o["spec"].get("secretTargetRef", []):
+                refs.add((t["name"], t["key"]))
+    with open(CREATE_SECRET, encoding="utf-8") as f:
+        script = f.read()
+    for name, key in sorted(refs):
+        if name != SECRET_NAME or key not in SECRET_KEYS:
+            fail(f"{label}: reference to Secret {name} key {key}: only {SECRET_NAME} keys {sorted(SECRET_KEYS)} exist")
+        elif f"--from-literal={key}=" not in script and f"--from-literal=\"{key}=" not in script:
+            fail(f"{label}: Secret key {key} is used but deploy/kubernetes/create-secret does not create it")
+    if not secrets and refs and not guest:
+        ok(f"{label}: no Secret in git; credentials only via Secret {SECRET_NAME} "
+           f"(keys {', '.join(sorted({k for _, k in refs}))}), no guest user")
+
+
+def check_warren_apps(objs: list[dict], label: str) -> None:
+    deps = {o["metadata"]["name"]: o for o in objs if o.get("kind") == "Deployment"}
+    expect = {
+        "warren-web": ("web", "http", 3000),
+        "warren-worker": ("worker", "metrics", 9100),
+    }
+    for name, (sub, port_name, port) in expect.items():
+        d = deps.get(name)
+        if not d:
+            fail(f"{label}: Deployment {name} missing")
+            continue
+        spec = pod_spec(d)
+        c = spec["containers"][0]
+        if c.get("args", [None])[0] != sub:
+            fail(f"{label}: {name} does not run `warren {sub}`")
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        if ports.get(port_name) != port:
+            fail(f"{label}: {name} port {port_name} is not {port}")
+        lp = c.get("livenessProbe", {}).get("httpGet", {})
+        rp = c.get("readinessProbe", {}).get("httpGet", {})
+        if lp.get("path") != "/healthz" or rp.get("path") != "/readyz":
+            fail(f"{label}: {name} probes must be /healthz (liveness) and /readyz (readiness)")
+        env = env_map(c)
+        for var in ("RABBIT_USERNAME", "RABBIT_PASSWORD"):
+            if "secretKeyRef" not in env.get(var, {}).get("valueFrom", {}):
+                fail(f"{label}: {name} env {var} is not from the Secret")
+    w = deps.get("warren-worker")
+    if w:
+        spec = pod_spec(w)
+        env = env_map(spec["containers"][0])
+        grace_ms = int(env.get("GRACE_MS", {}).get("value", "30000"))
+        work_ms = int(env.get("WORK_MS", {}).get("value", "5000"))
+        tgps = spec.get("terminationGracePeriodSeconds", 30)
+        if tgps * 1000 <= grace_ms or grace_ms < work_ms:
+            fail(f"{label}: worker terminationGracePeriodSeconds {tgps}s must exceed GRACE_MS {grace_ms} ms, "
+                 f"itself at least WORK_MS {work_ms} ms")
+        else:
+            ok(f"{label}: worker drain fits: WORK_MS {work_ms} ms <= GRACE_MS {grace_ms} ms < "
+               f"terminationGracePeriodSeconds {tgps}s")
+        if "replicas" in w["spec"]:
+            fail(f"{label}: warren-worker sets spec.replicas; the autoscaler owns it")
+
+
+# NetworkPolicy reachability ---------------------------------------------------
+
+
+def selector_matches(sel: dict | None, labels: dict) -> bool:
+    if sel is None:
+        return False
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and labels.get(k) in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+class Source:
+    def __init__(self, name: str, namespace: str | None, labels: dict, ns_labels: dict):
+        self.name = name
+        self.namespace = namespace  # None: outside the cluster
+        self.labels = labels
+        self.ns_labels = ns_labels
+
+
+def peer_allows(peer: dict, src: Source, policy_ns: str) -> bool:
+    if "ipBlock" in peer:
+        # An ipBlock names addresses; treat it as admitting traffic from outside
+        # the pod network (nodes, the API server), not other pods.
+        return src.namespace is None
+    if src.namespace is None:
+        return False
+    ns_sel = peer.get("namespaceSelector")
+    pod_sel = peer.get("podSelector")
+    if ns_sel is None:
+        ns_ok = src.namespace == policy_ns
+    else:
+        ns_ok = selector_matches(ns_sel, src.ns_labels)
+    pod_ok = True if pod_sel is None else selector_matches(pod_sel, src.labels)
+    return ns_ok and pod_ok
+
+
+def port_matches(rule_ports, port: int, named: dict) -> bool:
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != "TCP":
+            continue
+        value = p.get("port")
+        if value is None:
+            return True
+        if isinstance(value, str):
+            value = named.get(value)
+        end = p.get("endPort", value)
+        if value is not None and value <= port <= end:
+            return True
+    return False
+
+
+def allowed(policies: list[dict], target_ns: str, target_labels: dict, port: int, named: dict, src: Source) -> bool:
+    selecting = [
+        p for p in policies
+        if p["metadata"].get("namespace") == target_ns
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and (p["spec"].get("podSelector") == {} or selector_matches(p["spec"].get("podSelector"), target_labels))
+    ]
+    if not selecting:
+        return True
+    for p in selecting:
+        for rule in p["spec"].get("ingress", []) or []:
+            if not port_matches(rule.get("ports"), port, named):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            if any(peer_allows(peer, src, target_ns) for peer in peers):
+                return True
+    return False
+
+
+def check_network(objs: list[dict], label: str, overlay: str) -> None:
+    policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+    workloads = {}
+    for o in objs:
+        if pod_spec(o) is not None:
+            named = {}
+            for c in pod_spec(o)["containers"]:
+                for p in c.get("ports", []):
+                    if p.get("name"):
+                        named[p["name"]] = p["containerPort"]
+            workloads[o["metadata"]["name"]] = (o["metadata"].get("namespace"), pod_labels(o), named)
+    ns_labels = {NAMESPACE: {"kubernetes.io/metadata.name": NAMESPACE}}
+    sources = [Source(n, ns, lab, ns_labels[ns]) for n, (ns, lab, _) in workloads.items()]
+    sources.append(Source("pod in namespace keda", "keda", {"app": "keda-operator"},
+                          {"kubernetes.io/metadata.name": "keda"}))
+    sources.append(Source("pod in namespace default", "default", {"app": "anything"},
+                          {"kubernetes.io/metadata.name": "default"}))
+    sources.append(Source("outside the pod network", None, {}, {}))
+
+    def who(target: str, port: int) -> set[str]:
+        ns, labels, named = workloads[target]
+        return {s.name for s in sources if s.name != target and allowed(policies, ns, labels, port, named, s)}
+
+    uncovered = [n for n, (ns, lab, _) in workloads.items()
+                 if not any(p["spec"].get("podSelector") == {} or selector_matches(p["spec"].get("podSelector"), lab)
+                            for p in policies if p["metadata"].get("namespace") == ns)]
+    for n in uncovered:
+        fail(f"{label}: no NetworkPolicy selects {n}; ingress to it is open")
+
+    keda = overlay.startswith("keda")
+    amqp_allowed = {"warren-web", "warren-worker"} | ({"pod in namespace keda"} if keda else set())
+    expectations = [
+        ("rabbitmq", 5672, amqp_allowed, amqp_allowed, "AMQP"),
+        ("rabbitmq", 15692, {"prometheus"}, {"prometheus"}, "broker metrics"),
+        ("rabbitmq", 15672, set(), set(), "management UI (use kubectl port-forward)"),
+        ("warren-worker", 9100, {"prometheus"}, {"prometheus"}, "worker metrics"),
+        ("kube-state-metrics", 8080, {"prometheus"}, {"prometheus"}, "kube-state-metrics"),
+    ]
+    if "prometheus-adapter" in workloads:
+        expectations.append(("prometheus", 9090, {"prometheus-adapter"}, {"prometheus-adapter"}, "Prometheus API"))
+        expectations.append(("prometheus-adapter", 6443, None, {"outside the pod network"},
+                             "aggregated API (called by the API server)"))
+    else:
+        expectations.append(("prometheus", 9090, {"prometheus-adapter"}, set(), "Prometheus API"))
+    expectations.append(("warren-web", 3000, None, {"prometheus", "outside the pod network"}, "web (/generate, /metrics)"))
+    for target, port, at_most, at_least, what in expectations:
+        if target not in workloads:
+            fail(f"{label}: workload {target} missing")
+            continue
+        got = who(target, port)
+        if at_most is not None and not got <= at_most:
+            fail(f"{label}: {what} {target}:{port} is reachable from {sorted(got - at_most)}")
+        elif not at_least <= got:
+            fail(f"{label}: {what} {target}:{port} is not reachable from {sorted(at_least - got)}")
+        else:
+            ok(f"{label}: {what} {target}:{port} reachable from {sorted(got) or 'nobody'}")
+
+
+# HPA and its KEDA equivalent ------------------------------------------------
+
+
+def check_hpa(objs: list[dict], label: str, overlay: str) -> None:
+    with open(HPA_FILE, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    if len(docs) != 1:
+        fail(f"{HPA_FILE}: must hold exactly one YAML document, has {len(docs)}")
+        return
+    hpa = docs[0]
+    spec = hpa.get("spec", {})
+    metrics = spec.get("metrics", [])
+    want = [
+        (hpa.get("apiVersion") == "autoscaling/v2", "apiVersion autoscaling/v2"),
+        (hpa.get("kind") == "HorizontalPodAutoscaler", "kind HorizontalPodAutoscaler"),
+        (hpa["metadata"].get("name") == "warren-worker", "name warren-worker"),
+        (spec.get("scaleTargetRef") == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "warren-worker"},
+         "scaleTargetRef Deployment warren-worker"),
+        (spec.get("minReplicas") == 1 and spec.get("maxReplicas") == 10, "minReplicas 1, maxReplicas 10"),
+        (len(metrics) == 1 and metrics[0].get("type") == "External", "one External metric"),
+        ("behavior" in spec and "scaleUp" in spec["behavior"] and "scaleDown" in spec["behavior"],
+         "explicit behavior for scaleUp and scaleDown"),
+    ]
+    if len(metrics) == 1 and metrics[0].get("type") == "External":
+        ext = metrics[0]["external"]
+        want += [
+            (ext["metric"].get("name") == "rabbitmq_queue_messages_ready", "metric rabbitmq_queue_messages_ready"),
+            (ext["metric"].get("selector") == {"matchLabels": {"queue": "Orders"}}, "selector {queue: Orders}"),
+            (ext["target"] == {"type": "AverageValue", "averageValue": "5"}, "target AverageValue \"5\""),
+        ]
+    for good, what in want:
+        if not good:
+            fail(f"hpa.yaml: expected {what}")
+
+    rendered_hpas = [o for o in objs if o.get("kind") == "HorizontalPodAutoscaler"]
+    if overlay == "prometheus-adapter":
+        if rendered_hpas != [hpa]:
+            fail(f"{label}: the rendered HPA differs from hpa.yaml (no kustomize transformation may touch it)")
+        else:
+            ok(f"{label}: the one HPA is hpa.yaml exactly as `warren autoscale --hpa` reads it")
+        check_adapter(hpa)
+        return
+    if rendered_hpas:
+        fail(f"{label}: {overlay} must not render an HPA of its own")
+    if overlay.startswith("keda"):
+        check_keda_equivalence(objs, label, overlay, hpa)
+
+
+def check_adapter(hpa: dict) -> None:
+    with open(ADAPTER_CONFIG, encoding="utf-8") as f:
+        text = f.read()
+    cfg = yaml.safe_load(text)
+    metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
+    rules = [r for r in cfg.get("externalRules", []) if r.get("name", {}).get("as") == metric]
+    if len(rules) != 1:
+        fail(f"adapter-config.yaml: expected one externalRules entry exposing {metric}, found {len(rules)}")
+        return
+    rule = rules[0]
+    if rule.get("resources", {}).get("namespaced") is not False:
+        fail("adapter-config.yaml: the rule must set resources.namespaced: false (no namespace matcher)")
+    series = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["seriesQuery"]).group(0)
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"].items()))
+    rendered = rule["metricsQuery"].replace("<<.Series>>", series).replace("<<.LabelMatchers>>", matchers)
+    if rendered != ADAPTER_QUERY:
+        fail(f"adapter-config.yaml: renders {rendered!r}, expected {ADAPTER_QUERY!r}")
+        return
+    # the stdlib-only extraction used against a live Prometheus must agree
+    proc = subprocess.run([sys.executable, os.path.join(DEPLOY, "check-queries.py"), "--list"],
+                          capture_output=True, text=True)
+    listed = json.loads(proc.stdout)[0]["expr"] if proc.returncode == 0 else None
+    if listed != ADAPTER_QUERY:
+        fail(f"check-queries.py --list renders the adapter query as {listed!r}")
+    for path, what in ((ADAPTER_CONFIG, "adapter-config.yaml comments"), (QUERIES_MD, "deploy/queries.md"),
+                       (HPA_FILE, "hpa.yaml comments")):
+        with open(path, encoding="utf-8") as f:
+            if ADAPTER_QUERY not in f.read():
+                fail(f"{what} do not state the rendered query {ADAPTER_QUERY}")
+    ok(f"adapter rule renders {ADAPTER_QUERY} (same in check-queries.py, queries.md, comments)")
+
+
+def check_keda_equivalence(objs: list[dict], label: str, overlay: str, hpa: dict) -> None:
+    sos = [o for o in objs if o.get("kind") == "ScaledObject"]
+    tas = {o["metadata"]["name"] for o in objs if o.get("kind") == "TriggerAuthentication"}
+    deps = {o["metadata"]["name"] for o in objs if o.get("kind") == "Deployment"}
+    if len(sos) != 1:
+        fail(f"{label}: expected one ScaledObject, found {len(sos)}")
+        return
+    so = sos[0]["spec"]
+    h = hpa["spec"]
+    ext = h["metrics"][0]["external"]
+    checks = [
+        (so["scaleTargetRef"]["name"] == h["scaleTargetRef"]["name"] and so["scaleTargetRef"]["name"] in deps,
+         "scaleTargetRef is the HPA's Deployment"),
+        (so.get("maxReplicaCount") == h["maxReplicas"], "maxReplicaCount equals maxReplicas"),
+        (so.get("minReplicaCount") == (0 if overlay.endswith("scale-to-zero") else h["minReplicas"]),
+         "minReplicaCount equals minReplicas (0 with scale to zero)"),
+        (so.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name") == hpa["metadata"]["name"],
+         "KEDA's HPA is named like hpa.yaml"),
+        (so.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior") == h["behavior"],
+         "behavior identical to hpa.yaml"),
+        (len(so.get("triggers", [])) == 1, "one trigger"),
+    ]
+    if len(so.get("triggers", [])) == 1:
+        t = so["triggers"][0]
+        md = t.get("metadata", {})
+        checks += [
+            (t.get("type") == "rabbitmq", "trigger type rabbitmq"),
+            (md.get("mode") == "QueueLength" and md.get("protocol") == "amqp",
+             "mode QueueLength over amqp (ready messages)"),
+            (md.get("queueName") == ext["metric"]["selector"]["matchLabels"]["queue"], "queueName is the HPA's queue"),
+            (md.get("value") == ext["target"]["averageValue"], "value equals the HPA's averageValue"),
+            (t.get("metricType", "AverageValue") == ext["target"]["type"], "metricType AverageValue"),
+            (t.get("authenticationRef", {}).get("name") in tas, "authenticationRef names a rendered TriggerAuthentication"),
+        ]
+    for good, what in checks:
+        if not good:
+            fail(f"{label}: ScaledObject: {what}")
+    if all(g for g, _ in checks):
+        ok(f"{label}: ScaledObject equivalent to hpa.yaml (min {so.get('minReplicaCount')}, max "
+           f"{so.get('maxReplicaCount')}, {so['triggers'][0]['metadata']['value']} ready messages per worker, same behavior)")
+
+
+def cmd_policy(args) -> None:
+    for path in args.rendered:
+        label = os.path.basename(path)
+        objs = load_docs(path)
+        for obj in objs:
+            if pod_spec(obj) is not None:
+                check_pod_security(obj)
+        ns = [o for o in objs if o.get("kind") == "Namespace" and o["metadata"]["name"] == NAMESPACE]
+        if not ns or ns[0]["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+            fail(f"{label}: Namespace {NAMESPACE} must enforce Pod Security 'restricted'")
+        check_credentials(objs, label)
+        check_warren_apps(objs, label)
+        check_network(objs, label, args.overlay)
+        check_hpa(objs, label, args.overlay)
+
+
+def cmd_prometheus_files(args) -> None:
+    count = 0
+    for obj in load_docs(args.rendered):
+        data = obj.get("data", {}) if obj.get("kind") == "ConfigMap" else {}
+        if "prometheus.yml" in data:
+            out = os.path.join(args.outdir, obj["metadata"]["name"])
+            os.makedirs(out, exist_ok=True)
+            for key, value in data.items():
+                with open(os.path.join(out, key), "w", encoding="utf-8") as f:
+                    f.write(value)
+            print(out)
+            count += 1
+    if not count:
+        fail(f"{args.rendered}: no ConfigMap with a prometheus.yml")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("schemas", "self-test"):
+        s = sub.add_parser(name)
+        s.add_argument("--k8s-version", action="append", required=True)
+        s.add_argument("--keda-schemas", required=True)
+        s.add_argument("rendered", nargs="+")
+    s = sub.add_parser("policy")
+    s.add_argument("--overlay", required=True)
+    s.add_argument("rendered", nargs="+")
+    s = sub.add_parser("prometheus-files")
+    s.add_argument("rendered")
+    s.add_argument("outdir")
+    args = p.parse_args()
+    {"schemas": cmd_schemas, "self-test": cmd_self_test, "policy": cmd_policy,
+     "prometheus-files": cmd_prometheus_files}[args.cmd](args)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
