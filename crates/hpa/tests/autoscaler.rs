@@ -500,7 +500,7 @@ fn the_highest_valid_proposal_wins() {
     let mut hpa = autoscaler(&spec);
     let d = hpa.evaluate(
         at(0),
-        &ScaleTarget::workers(2, 2),
+        &ScaleTarget::workers(3, 3),
         &[Obs::external_units(40), Obs::external_units(6)],
     );
     assert_eq!(d.desired_replicas, 6);
