@@ -282,6 +282,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--wait", type=float, default=0,
                    help="retry failing queries for up to this many seconds (series may not be scraped yet)")
     p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--skip", action="append", default=[], metavar="REGEX",
+                   help="do not run queries whose name or expression matches, e.g. "
+                        "--skip autoscaler_desired when no autoscaler runs (reported as SKIP)")
     p.add_argument("--list", action="store_true", help="print the rendered queries as JSON and exit")
     args = p.parse_args(argv)
 
@@ -306,6 +309,10 @@ def main(argv: list[str]) -> int:
     if not args.prometheus:
         p.error("--prometheus is required (or --list)")
 
+    skipped = [q for q in queries if any(re.search(rx, q.name) or re.search(rx, q.expr) for rx in args.skip)]
+    queries = [q for q in queries if q not in skipped]
+    for q in skipped:
+        print(f"SKIP  {q.name}\n      {q.expr}")
     print(f"check-queries: {len(queries)} queries against {args.prometheus}")
     deadline = time.monotonic() + args.wait
     pending = list(queries)
