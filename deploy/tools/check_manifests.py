@@ -709,6 +709,34 @@ def check_keda_equivalence(objs: list[dict], label: str, overlay: str, hpa: dict
            f"{so.get('maxReplicaCount')}, {so['triggers'][0]['metadata']['value']} ready messages per worker, same behavior)")
 
 
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService", "CustomResourceDefinition",
+                  "PriorityClass", "StorageClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+# The one object outside namespace warren: the adapter reads the API server's
+# authentication configuration through this RoleBinding.
+ELSEWHERE = {("RoleBinding", "kube-system", "warren-prometheus-adapter-auth-reader")}
+
+
+def check_namespaces(objs: list[dict], label: str) -> None:
+    """Overlays without a namespace transformer must state namespaces themselves;
+    an object without one would land in whatever namespace kubectl defaults to."""
+    bad = 0
+    elsewhere = []
+    for o in objs:
+        ns = o["metadata"].get("namespace")
+        if (o["kind"], ns, o["metadata"]["name"]) in ELSEWHERE:
+            elsewhere.append(ref(o))
+        if o["kind"] in CLUSTER_SCOPED:
+            if ns:
+                fail(f"{label}: cluster-scoped {ref(o)} has a namespace")
+                bad += 1
+        elif ns != NAMESPACE and (o["kind"], ns, o["metadata"]["name"]) not in ELSEWHERE:
+            fail(f"{label}: {ref(o)} is not in namespace {NAMESPACE}")
+            bad += 1
+    if not bad:
+        extra = f" (and {', '.join(elsewhere)}, on purpose)" if elsewhere else ""
+        ok(f"{label}: every namespaced object is in namespace {NAMESPACE}{extra}")
+
+
 def cmd_policy(args) -> None:
     for path in args.rendered:
         label = os.path.basename(path)
@@ -719,6 +747,7 @@ def cmd_policy(args) -> None:
         ns = [o for o in objs if o.get("kind") == "Namespace" and o["metadata"]["name"] == NAMESPACE]
         if not ns or ns[0]["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
             fail(f"{label}: Namespace {NAMESPACE} must enforce Pod Security 'restricted'")
+        check_namespaces(objs, label)
         check_credentials(objs, label)
         check_warren_apps(objs, label)
         check_network(objs, label, args.overlay)
