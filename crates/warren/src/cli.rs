@@ -40,10 +40,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole system on this machine: a private RabbitMQ and Prometheus, web, workers
+    /// scaled by the HPA manifest, a load that scales them up and down, a live view, a report.
+    Demo(crate::demo::DemoArgs),
     /// Serve GET /generate: publish a job, answer 200 only once the broker confirmed it.
     Web(WebArgs),
     /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
     Worker(WorkerArgs),
+    /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
+    Autoscale(AutoscaleArgs),
+    /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
+    Load(crate::load::LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
     Broker(BrokerNodeArgs),
 }
@@ -177,6 +184,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub grace_ms: u64,
+    /// Set by `warren autoscale`: drain and exit when this parent process is gone.
+    #[arg(long, env = "WARREN_PARENT_PID", hide = true)]
+    pub parent_pid: Option<u32>,
 }
 
 impl WorkerArgs {
@@ -188,7 +198,126 @@ impl WorkerArgs {
             prefetch: self.prefetch,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
             grace: Duration::from_millis(self.grace_ms),
+            parent_pid: self.parent_pid,
         })
+    }
+}
+
+/// Options of `warren autoscale`.
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// The autoscaling/v2 HorizontalPodAutoscaler manifest: the same file the cluster applies,
+    /// e.g. deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml.
+    #[arg(long, env = "HPA_FILE")]
+    pub hpa: PathBuf,
+    /// Broker and queue, passed to the workers.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Where the HPA's metrics are read: `broker` (the broker's prometheus plugin, no
+    /// Prometheus needed) or `prometheus` (the query prometheus-adapter runs).
+    #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
+    pub metric_source: String,
+    /// The broker's prometheus plugin, for `--metric-source broker`.
+    #[arg(
+        long,
+        env = "RABBIT_PROMETHEUS_URL",
+        default_value = "http://127.0.0.1:15692"
+    )]
+    pub rabbit_prometheus_url: String,
+    /// Prometheus, for `--metric-source prometheus`.
+    #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+    pub prometheus_url: String,
+    /// How often to read the metrics and decide (the controller's --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, env = "SYNC_PERIOD", default_value = "15s", value_parser = crate::config::parse_duration)]
+    pub sync_period: Duration,
+    /// Run the engine's clock this many times faster than the wall clock (windows and policy
+    /// periods pass faster; the sync period is divided too). For demos and tests.
+    #[arg(long, env = "SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Workers' work time per job, in ms.
+    #[arg(long, env = "WORK_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
+    pub work_ms: u64,
+    /// Workers' prefetch (jobs at once per worker).
+    #[arg(long, env = "PREFETCH", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub prefetch: u16,
+    /// Workers' drain grace after SIGTERM, in ms; a worker still busy after it (plus 5 s) is killed.
+    #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub grace_ms: u64,
+    /// Port of the autoscaler's own /metrics, /healthz and /readyz (0 picks a free port).
+    #[arg(long, env = "AUTOSCALER_METRICS_PORT", default_value_t = 9200)]
+    pub metrics_port: u16,
+    /// Address of the autoscaler's metrics port.
+    #[arg(long, env = "AUTOSCALER_METRICS_BIND", default_value = "127.0.0.1")]
+    pub metrics_bind: IpAddr,
+    /// Write each worker's log to DIR/worker-<n>.log instead of this process's stderr.
+    #[arg(long, env = "WORKER_LOG_DIR")]
+    pub worker_log_dir: Option<PathBuf>,
+    /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
+    #[arg(long, env = "PROMETHEUS_FILE_SD")]
+    pub prometheus_file_sd: Option<PathBuf>,
+}
+
+impl AutoscaleArgs {
+    /// The validated config; the manifest is read and checked here.
+    pub fn to_config(&self) -> Result<crate::autoscale::AutoscaleConfig, ConfigError> {
+        let broker = self.broker.to_config()?;
+        let (hpa_yaml, _) = crate::autoscale::AutoscaleConfig::check_manifest(&self.hpa)?;
+        if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
+            return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
+        }
+        if self.sync_period < Duration::from_millis(100) {
+            return Err(ConfigError::new("SYNC_PERIOD must be at least 100ms"));
+        }
+        let source = match self.metric_source.as_str() {
+            "prometheus" => crate::metric_source::MetricSource::Prometheus {
+                url: http_url("PROMETHEUS_URL", &self.prometheus_url)?,
+            },
+            _ => crate::metric_source::MetricSource::Broker {
+                endpoint: http_url("RABBIT_PROMETHEUS_URL", &self.rabbit_prometheus_url)?,
+            },
+        };
+        let exe = std::env::current_exe().map_err(|e| {
+            ConfigError::new(format!(
+                "cannot find the warren executable to start workers: {e}"
+            ))
+        })?;
+        let env = vec![
+            ("AMQP_URL".to_owned(), broker.url.expose().to_owned()),
+            ("QUEUE".to_owned(), broker.queue.to_string()),
+            ("WORK_MS".to_owned(), self.work_ms.to_string()),
+            ("PREFETCH".to_owned(), self.prefetch.to_string()),
+            ("GRACE_MS".to_owned(), self.grace_ms.to_string()),
+        ];
+        Ok(crate::autoscale::AutoscaleConfig {
+            hpa_path: self.hpa.clone(),
+            hpa_yaml,
+            worker: crate::pool::WorkerSpec {
+                exe,
+                env,
+                grace: Duration::from_millis(self.grace_ms),
+                log_dir: self.worker_log_dir.clone(),
+                file_sd: self.prometheus_file_sd.clone(),
+            },
+            source,
+            sync_period: self.sync_period,
+            speed: self.speed,
+            metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
+        })
+    }
+}
+
+/// Checks an http:// URL setting.
+fn http_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(raw.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::new(format!(
+            "{name} {raw:?} is not an http:// URL"
+        ))),
     }
 }
 

@@ -10,6 +10,15 @@ fn main() -> ExitCode {
         warren::telemetry::filter(&cli.log_level).unwrap_or_else(|e| cli::exit_config_error(&e));
     // Every config is checked here, before logging starts and before any network call.
     let result = match cli.command {
+        Command::Demo(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            // The live view owns the terminal; logs go to a file beside the report.
+            warren::telemetry::init_to_file(filter, &config.report_dir.join("warren.log"))
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            run(true, |shutdown| warren::demo::run(config, shutdown))
+        }
         Command::Web(args) => {
             let config = args
                 .to_config()
@@ -23,6 +32,20 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
             run(false, |shutdown| warren::worker::run(config, shutdown))
+        }
+        Command::Autoscale(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::telemetry::init(filter);
+            run(true, |shutdown| warren::autoscale::run(config, shutdown))
+        }
+        Command::Load(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::telemetry::init(filter);
+            run(true, |shutdown| warren::load::run(config, shutdown))
         }
         Command::Broker(args) => {
             warren::telemetry::init(filter);

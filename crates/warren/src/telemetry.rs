@@ -27,3 +27,20 @@ pub fn init(filter: EnvFilter) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// Installs the subscriber writing to a file (created with its directory), for commands whose
+/// terminal shows something else.
+pub fn init_to_file(filter: EnvFilter, path: &std::path::Path) -> Result<(), ConfigError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConfigError::new(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| ConfigError::new(format!("cannot write {}: {e}", path.display())))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .init();
+    Ok(())
+}

@@ -274,13 +274,13 @@ fn list_ids(ids: &[JobId], json: bool) -> Response {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     /// A parameter other than `count`.
-    #[error("unknown query parameter {0:?}; only count is accepted")]
+    #[error("unknown query parameter {0}; only count is accepted")]
     UnknownParameter(String),
     /// `count` given more than once.
     #[error("count given more than once")]
     RepeatedCount,
     /// `count` not a whole number in range.
-    #[error("count must be a whole number from 1 to {MAX_BATCH}, not {0:?}")]
+    #[error("count must be a whole number from 1 to {MAX_BATCH}, not {0}")]
     BadCount(String),
 }
 
@@ -289,11 +289,7 @@ pub fn parse_generate_query(query: Option<&str>) -> Result<Option<u16>, QueryErr
     let mut count = None;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if key != "count" {
-            let mut shown: String = key.chars().take(64).collect();
-            if key.chars().count() > 64 {
-                shown.push('…');
-            }
-            return Err(QueryError::UnknownParameter(shown));
+            return Err(QueryError::UnknownParameter(quoted(&key)));
         }
         if count.is_some() {
             return Err(QueryError::RepeatedCount);
@@ -302,10 +298,19 @@ pub fn parse_generate_query(query: Option<&str>) -> Result<Option<u16>, QueryErr
             .parse()
             .ok()
             .filter(|n| (1..=MAX_BATCH).contains(n))
-            .ok_or_else(|| QueryError::BadCount(value.chars().take(32).collect()))?;
+            .ok_or_else(|| QueryError::BadCount(quoted(&value)))?;
         count = Some(n);
     }
     Ok(count)
+}
+
+/// Client input quoted for an error message, cut to a bounded length.
+fn quoted(raw: &str) -> String {
+    let mut shown = format!("{raw:?}");
+    if shown.chars().count() > 64 {
+        shown = shown.chars().take(60).collect::<String>() + "…\"";
+    }
+    shown
 }
 
 fn accepts_json(headers: &HeaderMap) -> bool {
@@ -410,7 +415,7 @@ mod tests {
         }
         assert_eq!(
             parse_generate_query(Some("n=3")),
-            Err(QueryError::UnknownParameter("n".into()))
+            Err(QueryError::UnknownParameter("\"n\"".into()))
         );
         assert_eq!(
             parse_generate_query(Some("count=1&count=2")),
@@ -424,7 +429,7 @@ mod tests {
             match parse_generate_query(Some(&query)) {
                 Ok(Some(n)) => prop_assert!((1..=MAX_BATCH).contains(&n)),
                 Ok(None) => prop_assert!(url::form_urlencoded::parse(query.as_bytes()).next().is_none()),
-                Err(e) => prop_assert!(e.to_string().len() < 200),
+                Err(e) => prop_assert!(e.to_string().chars().count() < 200),
             }
         }
     }

@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub metrics_listen: SocketAddr,
     /// How long a drain may take after SIGTERM before the worker exits without acking.
     pub grace: Duration,
+    /// Drain and exit when this process (the pool that started us) is gone.
+    pub parent_pid: Option<u32>,
 }
 
 /// The worker's metrics.
@@ -132,6 +134,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     tracing::info!(metrics = %metrics_addr, broker = %config.broker.url, queue = %config.broker.queue,
         work_ms = config.work.as_millis() as u64, prefetch = config.prefetch, "warren worker starting");
 
+    if let Some(parent) = config.parent_pid {
+        tokio::spawn(drain_when_orphaned(parent, shutdown.clone()));
+    }
     let jobs = TaskTracker::new();
     let mut backoff = Backoff::default();
     let mut last_connection = None;
@@ -196,6 +201,25 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             config.grace,
             jobs.len()
         )
+    }
+}
+
+/// Cancels `shutdown` once `parent` is no longer our parent (it died and we were re-parented).
+async fn drain_when_orphaned(parent: u32, shutdown: CancellationToken) {
+    let parent = i32::try_from(parent).unwrap_or(0);
+    loop {
+        if nix::unistd::getppid().as_raw() != parent {
+            tracing::warn!(
+                parent,
+                "the process that started this worker is gone; draining"
+            );
+            shutdown.cancel();
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }
 

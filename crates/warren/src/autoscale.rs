@@ -1,0 +1,401 @@
+//! `warren autoscale`: the Kubernetes HPA, on one machine.
+//!
+//! Reads the very autoscaling/v2 manifest the cluster gets, and every sync period (15 s, as the
+//! controller) reads its metrics ([`crate::metric_source`]), asks the engine
+//! ([`warren_hpa::Autoscaler`], Kubernetes' algorithm) for a decision, and applies it to a
+//! [`WorkerPool`] of local `warren worker` processes. One log line per decision: metric values,
+//! proposals, the result and the controller's condition reasons.
+//!
+//! A metric that cannot be read becomes an unavailable metric for the engine, which keeps the
+//! worker count (ScalingActive False, `FailedGetExternalMetric`), as the controller would.
+//!
+//! `speed` runs the engine's clock K times faster than the wall clock (and divides the sync
+//! period by K): windows and policy periods of the manifest then pass K times faster, for demos
+//! and tests, while the manifest itself stays as written.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warren_hpa::{
+    Autoscaler, ConditionStatus, ConditionType, MetricObservation, ScaleDecision, ScaleTarget,
+    Timestamp,
+};
+
+use crate::config::ConfigError;
+use crate::metric_source::{MetricReader, MetricSource, SeriesQuery};
+use crate::metrics;
+use crate::pool::{WorkerPool, WorkerSpec};
+
+/// Settings of `warren autoscale`, validated.
+#[derive(Clone, Debug)]
+pub struct AutoscaleConfig {
+    /// The manifest's path (for logs).
+    pub hpa_path: PathBuf,
+    /// The manifest's text, already checked to parse and validate.
+    pub hpa_yaml: String,
+    /// How to start a worker.
+    pub worker: WorkerSpec,
+    /// Where the metrics come from.
+    pub source: MetricSource,
+    /// How often to decide (wall clock, before `speed`).
+    pub sync_period: Duration,
+    /// How much faster than the wall clock the engine's clock runs.
+    pub speed: f64,
+    /// Where the autoscaler's own `/metrics`, `/healthz`, `/readyz` are served.
+    pub metrics_listen: SocketAddr,
+}
+
+impl AutoscaleConfig {
+    /// Checks a manifest the way `run` will use it: it must parse and validate as the API
+    /// server would, and each metric must have a source.
+    pub fn check_manifest(
+        path: &std::path::Path,
+    ) -> Result<(String, Vec<SeriesQuery>), ConfigError> {
+        let yaml = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!(
+                "cannot read the HPA manifest {}: {e}",
+                path.display()
+            ))
+        })?;
+        let engine = Autoscaler::from_yaml(&yaml).map_err(|e| {
+            ConfigError::new(format!("{}: {}", path.display(), one_line(&e.to_string())))
+        })?;
+        let queries = engine
+            .metric_specs()
+            .iter()
+            .map(SeriesQuery::from_spec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        Ok((yaml, queries))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What happened at one sync, for the demo's view and report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscaleEvent {
+    /// Wall-clock seconds since the autoscaler started.
+    pub at_secs: f64,
+    /// Live workers before the decision.
+    pub current: u32,
+    /// Ready workers before the decision.
+    pub ready: u32,
+    /// The engine's desired replicas.
+    pub desired: u32,
+    /// Whether the pool was rescaled.
+    pub rescale: bool,
+    /// Each metric's value, `None` when it could not be read.
+    pub metric_values: Vec<Option<f64>>,
+    /// The controller's rescale reason, e.g. `external metric ... above target`.
+    pub summary: Option<String>,
+    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`.
+    pub reasons: String,
+    /// The whole log line.
+    pub line: String,
+}
+
+/// The autoscaler's own metrics.
+pub struct AutoscaleMetrics {
+    /// `autoscaler_current_replicas`.
+    pub current: Gauge,
+    /// `autoscaler_ready_replicas`.
+    pub ready: Gauge,
+    /// `autoscaler_desired_replicas`.
+    pub desired: Gauge,
+    /// `autoscaler_metric_value{metric}` (last value read).
+    pub metric_value: Family<MetricLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `autoscaler_decisions_total{reason}`.
+    pub decisions: Family<ReasonLabel, Counter>,
+    /// `autoscaler_worker_restarts_total`.
+    pub restarts: Counter,
+}
+
+/// Label set `{metric}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    /// The HPA's metric name.
+    pub metric: String,
+}
+
+/// Label set `{reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The deciding condition's reason.
+    pub reason: String,
+}
+
+impl AutoscaleMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let m = Self {
+            current: Gauge::default(),
+            ready: Gauge::default(),
+            desired: Gauge::default(),
+            metric_value: Family::default(),
+            decisions: Family::default(),
+            restarts: Counter::default(),
+        };
+        registry.register(
+            "autoscaler_current_replicas",
+            "Live workers",
+            m.current.clone(),
+        );
+        registry.register(
+            "autoscaler_ready_replicas",
+            "Workers whose /readyz answers 200",
+            m.ready.clone(),
+        );
+        registry.register(
+            "autoscaler_desired_replicas",
+            "Workers the HPA engine wants",
+            m.desired.clone(),
+        );
+        registry.register(
+            "autoscaler_metric_value",
+            "Last value read of each HPA metric",
+            m.metric_value.clone(),
+        );
+        registry.register(
+            "autoscaler_decisions",
+            "Decisions by reason (AbleToScale's, or ScalingActive's when no metric was valid)",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "autoscaler_worker_restarts",
+            "Workers that exited unasked and were replaced",
+            m.restarts.clone(),
+        );
+        Arc::new(m)
+    }
+}
+
+/// Totals at the end of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AutoscaleSummary {
+    /// Decisions taken.
+    pub decisions: u64,
+    /// Rescales applied.
+    pub rescales: u64,
+    /// Workers replaced after exiting unasked.
+    pub restarts: u64,
+    /// Sum of the workers' lifetimes, in seconds.
+    pub worker_seconds: f64,
+}
+
+/// Runs `warren autoscale` until `shutdown`, then stops every worker with a drain.
+pub async fn run(config: AutoscaleConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let summary = run_with(config, shutdown, None).await?;
+    tracing::info!(
+        decisions = summary.decisions,
+        rescales = summary.rescales,
+        restarts = summary.restarts,
+        worker_seconds = summary.worker_seconds.round() as u64,
+        "warren autoscale stopped"
+    );
+    Ok(())
+}
+
+/// Runs the autoscaler, sending each sync's [`AutoscaleEvent`] to `events` if given.
+pub async fn run_with(
+    config: AutoscaleConfig,
+    shutdown: CancellationToken,
+    events: Option<mpsc::UnboundedSender<AutoscaleEvent>>,
+) -> anyhow::Result<AutoscaleSummary> {
+    let mut engine = Autoscaler::from_yaml(&config.hpa_yaml)?;
+    let queries = engine
+        .metric_specs()
+        .iter()
+        .map(SeriesQuery::from_spec)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let spec = engine.hpa().spec.clone();
+    let min_replicas = spec.min_replicas.unwrap_or(1).max(0);
+    let reader = MetricReader::new(config.source.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics_listen))?;
+    let metrics_addr = listener.local_addr()?;
+    let mut registry = Registry::default();
+    let m = AutoscaleMetrics::register(&mut registry);
+    let serving = Arc::new(AtomicBool::new(true));
+    let ready = serving.clone();
+    let ops = metrics::ops_router(
+        Arc::new(registry),
+        Arc::new(move || ready.load(Ordering::Relaxed)),
+    );
+    let ops_stop = CancellationToken::new();
+    let ops_stopped = ops_stop.clone().cancelled_owned();
+    let ops_server = tokio::spawn(async move {
+        axum::serve(listener, ops)
+            .with_graceful_shutdown(ops_stopped)
+            .await
+    });
+
+    tracing::info!(hpa = %config.hpa_path.display(), source = ?config.source, metrics = %metrics_addr,
+        sync_period_ms = config.sync_period.as_millis() as u64, speed = config.speed,
+        min = min_replicas, max = spec.max_replicas, queries = ?queries.iter().map(SeriesQuery::promql).collect::<Vec<_>>(),
+        "warren autoscale starting");
+
+    let mut pool = WorkerPool::new(config.worker.clone());
+    // A Deployment starts at its own replica count; the HPA then takes over. Start at the minimum.
+    pool.scale_to(u32::try_from(min_replicas).unwrap_or(0))
+        .await;
+    let started = Instant::now();
+    let wall_period = config.sync_period.div_f64(config.speed);
+    let mut sync = tokio::time::interval(wall_period);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+    let mut summary = AutoscaleSummary::default();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = housekeeping.tick() => {
+                let status = pool.refresh().await;
+                m.current.set(i64::from(status.current));
+                m.ready.set(i64::from(status.ready));
+                m.restarts.inc_by(status.restarts.saturating_sub(m.restarts.get()));
+            }
+            _ = sync.tick() => {
+                let status = pool.refresh().await;
+                let mut values = Vec::with_capacity(queries.len());
+                let mut observations = Vec::with_capacity(queries.len());
+                for query in &queries {
+                    match reader.read(query).await {
+                        Ok(value) => {
+                            m.metric_value.get_or_create(&MetricLabel { metric: query.metric.clone() }).set(value);
+                            values.push(Some(value));
+                            observations.push(MetricObservation::External(vec![to_milli(value)]));
+                        }
+                        Err(e) => {
+                            values.push(None);
+                            observations.push(MetricObservation::Unavailable(e));
+                        }
+                    }
+                }
+                let engine_now = Timestamp::from_millis((started.elapsed().as_secs_f64() * config.speed * 1000.0) as u64);
+                let current = i32::try_from(status.current).unwrap_or(i32::MAX);
+                let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
+                let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
+                let reasons = reasons(&decision);
+                let line = format!("{} engine_ms={}", describe(&queries, &values, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
+                tracing::info!("{line}");
+                summary.decisions += 1;
+                let desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
+                m.desired.set(i64::from(desired));
+                m.decisions.get_or_create(&ReasonLabel { reason: deciding_reason(&decision) }).inc();
+                if decision.rescale {
+                    summary.rescales += 1;
+                    pool.scale_to(desired).await;
+                }
+                m.current.set(i64::from(pool.status().current));
+                if let Some(events) = &events {
+                    let _ = events.send(AutoscaleEvent {
+                        at_secs: started.elapsed().as_secs_f64(),
+                        current: status.current,
+                        ready: status.ready,
+                        desired,
+                        rescale: decision.rescale,
+                        metric_values: values,
+                        summary: decision.reason.clone(),
+                        reasons,
+                        line,
+                    });
+                }
+            }
+        }
+    }
+    serving.store(false, Ordering::Relaxed);
+    tracing::info!("stopping all workers (each drains its jobs in flight)");
+    pool.shutdown().await;
+    ops_stop.cancel();
+    let _ = ops_server.await;
+    summary.restarts = pool.status().restarts;
+    summary.worker_seconds = pool.worker_seconds();
+    Ok(summary)
+}
+
+fn to_milli(value: f64) -> i64 {
+    (value * 1000.0)
+        .round()
+        .clamp(i64::MIN as f64, i64::MAX as f64) as i64
+}
+
+/// `AbleToScale=... ScalingActive=... ScalingLimited=...`.
+fn reasons(decision: &ScaleDecision) -> String {
+    [
+        ConditionType::AbleToScale,
+        ConditionType::ScalingActive,
+        ConditionType::ScalingLimited,
+    ]
+    .iter()
+    .filter_map(|t| {
+        decision
+            .condition(*t)
+            .map(|c| format!("{t:?}={}", c.reason))
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// The reason that decided: ScalingActive's when it is False (no valid metric), else AbleToScale's.
+fn deciding_reason(decision: &ScaleDecision) -> String {
+    match decision.condition(ConditionType::ScalingActive) {
+        Some(c) if c.status == ConditionStatus::False => c.reason.clone(),
+        _ => decision
+            .condition(ConditionType::AbleToScale)
+            .map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone()),
+    }
+}
+
+fn describe(
+    queries: &[SeriesQuery],
+    values: &[Option<f64>],
+    decision: &ScaleDecision,
+    status: &crate::pool::PoolStatus,
+    reasons: &str,
+) -> String {
+    let mut parts = Vec::new();
+    for ((query, value), proposal) in queries.iter().zip(values).zip(&decision.metrics) {
+        let value = value.map_or_else(|| "unavailable".to_owned(), |v| format!("{v}"));
+        let proposal = match proposal {
+            Ok(p) => p.replicas.to_string(),
+            Err(f) => format!("none ({})", f.error),
+        };
+        parts.push(format!(
+            "metric={} value={value} proposal={proposal}",
+            query.metric
+        ));
+    }
+    if decision.metrics.is_empty() {
+        for (query, value) in queries.iter().zip(values) {
+            let value = value.map_or_else(|| "unavailable".to_owned(), |v| format!("{v}"));
+            parts.push(format!("metric={} value={value}", query.metric));
+        }
+    }
+    format!(
+        "decision {} current={} ready={} desired={} rescale={} {reasons}",
+        parts.join(" "),
+        status.current,
+        status.ready,
+        decision.desired_replicas,
+        decision.rescale
+    )
+}

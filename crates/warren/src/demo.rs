@@ -1,0 +1,547 @@
+//! `warren demo`: the whole system on one machine, one command.
+//!
+//! Starts a private RabbitMQ node and (when installed) a private Prometheus, `warren web`, and
+//! `warren autoscale` with the shipped HPA manifest; drives a load that scales the workers up
+//! and, once it stops, back down; shows it live ([`crate::dashboard`]); and writes a report
+//! ([`crate::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
+//! the broker and Prometheus die with this process (see their modules), the workers drain.
+//!
+//! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
+//! manifest's sync period, windows and policy periods) and the load pattern.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::autoscale::{AutoscaleConfig, AutoscaleEvent};
+use crate::config::{BrokerConfig, ConfigError, QueueName};
+use crate::dashboard::{Dashboard, Decision, MetricReading, View};
+use crate::ledger::{quantile, Ledger};
+use crate::load::{LoadConfig, LoadStats, Pattern};
+use crate::metric_source::{parse_samples, MetricSource};
+use crate::pool::WorkerSpec;
+use crate::prometheus_node::{PrometheusNode, ScrapeTargets};
+use crate::rabbit_node::RabbitNode;
+use crate::report::{Sample, Totals};
+use crate::web::WebConfig;
+
+/// The HPA manifest the cluster applies; the demo reads this very file.
+pub const DEFAULT_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml";
+
+/// Options of `warren demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Divide every time by K: work time, the autoscaler's clock and the load pattern. 10 runs
+    /// the demo in well under a minute.
+    #[arg(long, env = "DEMO_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Length of the load (before speed), e.g. 75s. After it the demo waits for the queue to
+    /// empty and the workers to scale back down.
+    #[arg(long, env = "DEMO_DURATION", default_value = "75s", value_parser = crate::config::parse_duration)]
+    pub duration: Duration,
+    /// Peak arrival rate of the load, jobs per second (before speed).
+    #[arg(long, env = "DEMO_RATE", default_value_t = 2.0)]
+    pub rate: f64,
+    /// The HPA manifest (the file the Kubernetes overlay applies).
+    #[arg(long, env = "HPA_FILE", default_value = DEFAULT_HPA)]
+    pub hpa: PathBuf,
+    /// Work time per job in ms (before speed), as the seed's 5 s.
+    #[arg(long, env = "WORK_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub work_ms: u64,
+    /// Where the HPA's metric is read: `broker` or `prometheus` (the adapter's query).
+    #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
+    pub metric_source: String,
+    /// Directory for the report (default: reports/demo-<UTC time>).
+    #[arg(long, env = "REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Print plain lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// Longest wait after the load for the queue to empty and the workers to scale down (before
+    /// speed).
+    #[arg(long, env = "DEMO_COOLDOWN", default_value = "300s", value_parser = crate::config::parse_duration)]
+    pub cooldown: Duration,
+}
+
+/// Settings of `warren demo`, validated.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    /// The HPA manifest's path.
+    pub hpa_path: PathBuf,
+    /// Its text.
+    pub hpa_yaml: String,
+    /// The queue the manifest's metric selects.
+    pub queue: QueueName,
+    /// Speed factor.
+    pub speed: f64,
+    /// The load (pattern time).
+    pub pattern: Pattern,
+    /// Work time per job (before speed).
+    pub work: Duration,
+    /// Read the metric from Prometheus rather than the broker.
+    pub via_prometheus: bool,
+    /// Report directory.
+    pub report_dir: PathBuf,
+    /// Ratatui screen (true) or plain lines.
+    pub interactive: bool,
+    /// Longest wait for the scale-down after the load (before speed).
+    pub cooldown: Duration,
+}
+
+impl DemoArgs {
+    /// The validated config.
+    pub fn to_config(&self) -> Result<DemoConfig, ConfigError> {
+        if !(self.speed.is_finite() && (0.1..=100.0).contains(&self.speed)) {
+            return Err(ConfigError::new("DEMO_SPEED must be between 0.1 and 100"));
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1000.0) {
+            return Err(ConfigError::new(
+                "DEMO_RATE must be above 0 and at most 1000",
+            ));
+        }
+        if self.duration < Duration::from_secs(5) {
+            return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
+        }
+        let (hpa_yaml, queries) = AutoscaleConfig::check_manifest(&self.hpa).map_err(|e| {
+            if self.hpa.as_os_str() == DEFAULT_HPA && !self.hpa.exists() {
+                ConfigError::new(format!("{DEFAULT_HPA} not found: run warren demo from the repository's root, or pass --hpa"))
+            } else {
+                e
+            }
+        })?;
+        let queue = queries
+            .iter()
+            .find_map(|q| q.matchers.get("queue"))
+            .map_or_else(|| QueueName::parse("Orders"), |q| QueueName::parse(q))?;
+        Ok(DemoConfig {
+            hpa_path: self.hpa.clone(),
+            hpa_yaml,
+            queue,
+            speed: self.speed,
+            pattern: demo_pattern(self.rate, self.duration)?,
+            work: Duration::from_millis(self.work_ms),
+            via_prometheus: self.metric_source == "prometheus",
+            report_dir: self.report_dir.clone().unwrap_or_else(default_report_dir),
+            interactive: !self.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            cooldown: self.cooldown,
+        })
+    }
+}
+
+/// The demo's load: a fifth of the time at 30 % of the peak, then the peak; then nothing.
+pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError> {
+    let t = length.as_secs_f64();
+    let warm = t / 5.0;
+    let csv = format!(
+        "0,{low}\n{warm},{low}\n{warm},{peak}\n{t},{peak}\n",
+        low = peak * 0.3
+    );
+    Pattern::parse_csv(&csv, None).map_err(|e| ConfigError::new(e.to_string()))
+}
+
+fn default_report_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    PathBuf::from(format!(
+        "reports/demo-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    ))
+}
+
+/// Year, month, day of a day count since 1970-01-01 (the proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs the demo to its end (or until `shutdown`), then stops everything and writes the report.
+pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let speed = config.speed;
+    std::fs::create_dir_all(&config.report_dir)?;
+    let work_dir = std::env::temp_dir().join(format!("warren-demo-{}", std::process::id()));
+    let worker_logs = config.report_dir.join("workers");
+    let _ = std::fs::remove_dir_all(&worker_logs);
+    eprintln!("warren demo: starting a private RabbitMQ node (about 10 s)...");
+    let mut node = tokio::select! {
+        node = RabbitNode::start(work_dir.join("rabbitmq"), true) => node?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let broker = BrokerConfig {
+        url: node.amqp_url(),
+        queue: config.queue.clone(),
+    };
+
+    // warren web, in this process.
+    let web_port = free_port()?;
+    let web_stop = CancellationToken::new();
+    let web_config = WebConfig {
+        listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), web_port),
+        broker: broker.clone(),
+        publisher: crate::publisher::PublisherOptions::default(),
+        request_timeout: Duration::from_secs(10),
+        max_concurrent_requests: 4096,
+    };
+    let web = tokio::spawn(crate::web::run(web_config, web_stop.clone()));
+
+    // Prometheus, when installed.
+    let autoscaler_port = free_port()?;
+    let file_sd = work_dir.join("workers.json");
+    let mut prometheus = None;
+    if let Some(executable) = crate::prometheus_node::find_prometheus() {
+        let targets = ScrapeTargets {
+            rabbitmq: format!("127.0.0.1:{}", node.ports().prometheus),
+            web: format!("127.0.0.1:{web_port}"),
+            autoscaler: format!("127.0.0.1:{autoscaler_port}"),
+            workers_file_sd: file_sd.clone(),
+            interval: Duration::from_secs(2)
+                .div_f64(speed)
+                .max(Duration::from_millis(250)),
+        };
+        match PrometheusNode::start(&executable, &work_dir.join("prometheus"), &targets).await {
+            Ok(p) => prometheus = Some(p),
+            Err(e) => {
+                eprintln!("warren demo: Prometheus did not start, going on without it: {e:#}")
+            }
+        }
+    } else {
+        eprintln!("warren demo: Prometheus is not installed (scripts/setup installs it); going on without it");
+    }
+    let source = match (&prometheus, config.via_prometheus) {
+        (Some(p), true) => MetricSource::Prometheus { url: p.url() },
+        _ => MetricSource::Broker {
+            endpoint: node.prometheus_url(),
+        },
+    };
+
+    // The autoscaler, in this process; it starts the workers.
+    let work = config.work.div_f64(speed);
+    let grace = (work * 3).max(Duration::from_secs(5));
+    let autoscale_config = AutoscaleConfig {
+        hpa_path: config.hpa_path.clone(),
+        hpa_yaml: config.hpa_yaml.clone(),
+        worker: WorkerSpec {
+            exe: std::env::current_exe()?,
+            env: vec![
+                ("AMQP_URL".into(), broker.url.expose().to_owned()),
+                ("QUEUE".into(), broker.queue.to_string()),
+                ("WORK_MS".into(), work.as_millis().to_string()),
+                ("PREFETCH".into(), "1".into()),
+                ("GRACE_MS".into(), grace.as_millis().to_string()),
+                ("LOG_LEVEL".into(), "info".into()),
+            ],
+            grace,
+            log_dir: Some(worker_logs.clone()),
+            file_sd: Some(file_sd),
+        },
+        source,
+        sync_period: Duration::from_secs(15),
+        speed,
+        metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
+    };
+    let engine = warren_hpa::Autoscaler::from_yaml(&config.hpa_yaml)?;
+    let hpa_spec = engine.hpa().spec.clone();
+    let min_replicas = u32::try_from(hpa_spec.min_replicas.unwrap_or(1)).unwrap_or(1);
+    let max_replicas = u32::try_from(hpa_spec.max_replicas).unwrap_or(1);
+    let targets = metric_targets(&engine);
+    let (events_tx, mut events) = mpsc::unbounded_channel::<AutoscaleEvent>();
+    let autoscale_stop = CancellationToken::new();
+    let autoscale = tokio::spawn(crate::autoscale::run_with(
+        autoscale_config,
+        autoscale_stop.clone(),
+        Some(events_tx),
+    ));
+
+    // The load.
+    let web_url = format!("http://127.0.0.1:{web_port}");
+    let mut load_config =
+        LoadConfig::new(crate::load::generate_url(&web_url)?, config.pattern.clone());
+    load_config.speed = speed;
+    let stats = Arc::new(LoadStats::default());
+    let (accepted_tx, mut accepted_rx) = mpsc::unbounded_channel::<String>();
+    let load_stop = CancellationToken::new();
+    let load = tokio::spawn(crate::load::run_with(
+        load_config,
+        load_stop.clone(),
+        stats.clone(),
+        Some(accepted_tx),
+    ));
+
+    eprintln!(
+        "warren demo: web {web_url}  RabbitMQ management {}/ (guest/guest){}  report {}",
+        node.management_url(),
+        prometheus
+            .as_ref()
+            .map_or(String::new(), |p| format!("  Prometheus {}", p.url())),
+        config.report_dir.display()
+    );
+
+    let mut dashboard = Dashboard::start(config.interactive)?;
+    let quit = dashboard.quit_token();
+    let mut view = View {
+        min_replicas,
+        max_replicas,
+        prometheus_url: prometheus.as_ref().map(PrometheusNode::url),
+        rabbitmq_url: Some(node.management_url()),
+        report_dir: Some(config.report_dir.clone()),
+        ..View::default()
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let queue_metrics = format!(
+        "{}/metrics/detailed?family=queue_coarse_metrics",
+        node.prometheus_url()
+    );
+    let pool_metrics = format!("http://127.0.0.1:{autoscaler_port}/metrics");
+    let mut ledger = Ledger::new();
+    let mut accepted: Vec<String> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut decisions: Vec<String> = Vec::new();
+    let mut history: VecDeque<(f64, u32)> = VecDeque::new();
+    let mut last_ok = 0u64;
+    let mut last_sample = Instant::now();
+    let mut load_ended_at: Option<Instant> = None;
+    let cooldown = config.cooldown.div_f64(speed);
+    let interval = Duration::from_secs(1)
+        .div_f64(speed)
+        .clamp(Duration::from_millis(250), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(interval);
+    let outcome = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break "interrupted",
+            () = quit.cancelled() => break "stopped by the user",
+            _ = tick.tick() => {}
+        }
+        while let Ok(id) = accepted_rx.try_recv() {
+            accepted.push(id);
+        }
+        while let Ok(event) = events.try_recv() {
+            view.workers_desired = event.desired;
+            view.last_decision = Some(Decision {
+                at: Duration::from_secs_f64(event.at_secs),
+                current: event.current,
+                desired: event.desired,
+                reasons: event
+                    .reasons
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                summary: event.summary.clone(),
+                metrics: targets
+                    .iter()
+                    .zip(&event.metric_values)
+                    .map(|((name, target), value)| MetricReading {
+                        name: name.clone(),
+                        value: value.unwrap_or(f64::NAN),
+                        target: *target,
+                    })
+                    .collect(),
+            });
+            decisions.push(format!("t={:.1}s {}", event.at_secs, event.line));
+        }
+        let _ = ledger.read_dir(&worker_logs);
+        let (ready, unacked) = queue_depth(&http, &queue_metrics, config.queue.as_str()).await;
+        let (current, ready_workers) = pool_counts(&http, &pool_metrics).await;
+        let snapshot = stats.snapshot();
+        let dt = last_sample.elapsed().as_secs_f64().max(1e-3);
+        last_sample = Instant::now();
+        let arrival = (snapshot.ok - last_ok) as f64 / dt;
+        last_ok = snapshot.ok;
+        let mut waits = ledger.take_recent_waits();
+        let load_running = !load.is_finished();
+        if !load_running && load_ended_at.is_none() {
+            load_ended_at = Some(Instant::now());
+        }
+        view.elapsed = started.elapsed();
+        view.phase = match load_ended_at {
+            None => format!("load {:.1}/s", snapshot.target_rate),
+            Some(_) if ready + unacked > 0.0 => "load over: draining the queue".into(),
+            Some(_) => "load over: scaling down".into(),
+        };
+        view.queue_ready = ready;
+        view.queue_unacked = unacked;
+        view.arrival_rate = arrival;
+        view.target_rate = snapshot.target_rate;
+        view.workers_current = current;
+        view.workers_ready = ready_workers;
+        view.jobs_accepted = snapshot.ok;
+        view.jobs_processed = ledger.acked_ids() as u64;
+        history.push_back((ready + unacked, current));
+        if history.len() > 120 {
+            history.pop_front();
+        }
+        view.queue_history = history.iter().map(|h| h.0).collect();
+        view.workers_history = history.iter().map(|h| h.1).collect();
+        samples.push(Sample {
+            t_secs: started.elapsed().as_secs_f64(),
+            queue_ready: ready,
+            queue_unacked: unacked,
+            arrival_rate: arrival,
+            target_rate: snapshot.target_rate,
+            workers_current: current,
+            workers_ready: ready_workers,
+            workers_desired: view.workers_desired,
+            processed_total: ledger.acks(),
+            queue_wait_p95_secs: quantile(&mut waits, 0.95).map(|ms| ms as f64 / 1000.0),
+        });
+        dashboard.update(&view)?;
+        if let Some(ended) = load_ended_at {
+            let settled = ready + unacked == 0.0
+                && current == min_replicas
+                && ledger.acked_ids() >= accepted.len();
+            if settled && ended.elapsed() > interval * 2 {
+                break "finished";
+            }
+            if ended.elapsed() > cooldown {
+                break "cool-down limit reached before the pool was back at its minimum";
+            }
+        }
+    };
+    dashboard.finish();
+    eprintln!("warren demo: {outcome}; stopping the load, the workers (they drain), web, Prometheus and RabbitMQ...");
+
+    load_stop.cancel();
+    let load_summary = load.await;
+    while let Ok(id) = accepted_rx.try_recv() {
+        accepted.push(id);
+    }
+    autoscale_stop.cancel();
+    let autoscale_summary = autoscale.await??;
+    web_stop.cancel();
+    web.await??;
+    if let Some(p) = prometheus.as_mut() {
+        p.stop().await;
+    }
+    node.stop().await;
+    drop(node);
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    ledger.read_dir(&worker_logs)?;
+    let lost = ledger.lost(&accepted);
+    let totals = Totals {
+        accepted: accepted.len() as u64,
+        processed: (accepted.len() - lost.len()) as u64,
+        lost: lost.len() as u64,
+        duplicates: ledger.duplicates(),
+        dead_lettered: ledger.dead_lettered() as u64,
+        worker_seconds: autoscale_summary.worker_seconds,
+        duration_secs: started.elapsed().as_secs_f64(),
+    };
+    let page = crate::report::write_report(&config.report_dir, &samples, &totals, &decisions)?;
+    let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
+    println!(
+        "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds",
+        totals.accepted, totals.processed, totals.lost, totals.duplicates, min_replicas, max_replicas,
+        autoscale_summary.decisions, autoscale_summary.rescales, totals.worker_seconds
+    );
+    if let Ok(Ok(summary)) = load_summary {
+        println!("load: {summary}");
+    }
+    println!("report: {}", page.display());
+    if totals.lost > 0 {
+        anyhow::bail!(
+            "{} accepted jobs were never processed: {:?}",
+            totals.lost,
+            &lost[..lost.len().min(5)]
+        );
+    }
+    Ok(())
+}
+
+/// Each metric's name and target value (AverageValue or Value), from the manifest.
+fn metric_targets(engine: &warren_hpa::Autoscaler) -> Vec<(String, f64)> {
+    engine
+        .metric_specs()
+        .iter()
+        .map(|spec| {
+            let external = spec.external.as_ref();
+            let name = external.map_or_else(|| spec.type_.clone(), |e| e.metric.name.clone());
+            let target = external
+                .and_then(|e| e.target.average_value.as_ref().or(e.target.value.as_ref()))
+                .and_then(|q| warren_hpa::quantity::approximate_f64(&q.0).ok())
+                .unwrap_or(f64::NAN);
+            (name, target)
+        })
+        .collect()
+}
+
+async fn queue_depth(http: &reqwest::Client, url: &str, queue: &str) -> (f64, f64) {
+    let Ok(response) = http.get(url).send().await else {
+        return (0.0, 0.0);
+    };
+    let text = response.text().await.unwrap_or_default();
+    let samples = parse_samples(&text);
+    let find = |name: &str| {
+        samples
+            .iter()
+            .filter(|s| s.name == name && s.labels.get("queue").map(String::as_str) == Some(queue))
+            .fold(0.0, |sum, s| sum + s.value)
+    };
+    (
+        find("rabbitmq_detailed_queue_messages_ready"),
+        find("rabbitmq_detailed_queue_messages_unacked"),
+    )
+}
+
+async fn pool_counts(http: &reqwest::Client, url: &str) -> (u32, u32) {
+    let Ok(response) = http.get(url).send().await else {
+        return (0, 0);
+    };
+    let text = response.text().await.unwrap_or_default();
+    let samples = parse_samples(&text);
+    let find = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.value as u32)
+    };
+    (
+        find("autoscaler_current_replicas"),
+        find("autoscaler_ready_replicas"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn the_demo_pattern_warms_up_then_peaks() {
+        let pattern = demo_pattern(2.0, Duration::from_secs(75)).unwrap();
+        assert!((pattern.rate_at(5.0) - 0.6).abs() < 1e-9);
+        assert!((pattern.rate_at(40.0) - 2.0).abs() < 1e-9);
+        assert!((pattern.duration() - 75.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,153 @@
+//! Broker outages, each on a private node of its own so the shared test broker is undisturbed.
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use warren::rabbit_node::RabbitNode;
+
+async fn own_node(name: &str) -> RabbitNode {
+    let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    RabbitNode::start(dir, true)
+        .await
+        .expect("private RabbitMQ node")
+}
+
+/// GETs `url` and returns the status and how long the answer took.
+async fn timed_get(client: &reqwest::Client, url: &str) -> (u16, Duration, Option<String>) {
+    let started = Instant::now();
+    let response = client.get(url).send().await.unwrap();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), started.elapsed(), retry)
+}
+
+#[tokio::test]
+async fn generate_and_readyz_answer_503_within_1s_while_the_broker_is_down_and_recover() {
+    let mut node = own_node("outage").await;
+    let url = node.amqp_url().expose().to_owned();
+    let queue = unique_queue("outage");
+    let kept = unique_queue("kept");
+    let web = Warren::web(&url, &queue, &[]);
+    let keeper = Warren::web(&url, &kept, &[]);
+    let worker = Warren::worker(&url, &queue, 10, &[]);
+    for process in [&web, &keeper] {
+        process.wait_ready("/readyz", Duration::from_secs(15)).await;
+    }
+    worker.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(timed_get(&client, &web.url("/generate")).await.0, 200);
+    assert_eq!(
+        get_text(&keeper.url("/generate?count=5"))
+            .await
+            .lines()
+            .count(),
+        5
+    );
+
+    node.stop().await;
+    for _ in 0..5 {
+        for path in ["/generate", "/readyz"] {
+            let (status, took, retry) = timed_get(&client, &web.url(path)).await;
+            assert_eq!(status, 503, "{path} while the broker is down");
+            assert!(took < Duration::from_millis(1100), "{path} took {took:?}");
+            assert_eq!(retry.as_deref(), Some("1"), "{path} carries Retry-After");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let worker_unready = wait_until(Duration::from_secs(5), || async {
+        matches!(reqwest::get(worker.url("/readyz")).await, Ok(r) if r.status() == 503)
+    })
+    .await;
+    assert!(worker_unready, "worker /readyz reports the lost broker");
+
+    node.start_again().await.unwrap();
+    let back = Instant::now();
+    web.wait_ready("/readyz", Duration::from_secs(10)).await;
+    worker.wait_ready("/readyz", Duration::from_secs(10)).await;
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "recovered in {:?}",
+        back.elapsed()
+    );
+    let body = get_text(&web.url("/generate")).await;
+    let id = body.trim().strip_prefix("Welcome! ").unwrap().to_owned();
+    let done = wait_until(Duration::from_secs(10), || async {
+        worker
+            .outcomes()
+            .contains(&(id.clone(), "acked".to_owned()))
+    })
+    .await;
+    assert!(
+        done,
+        "the worker consumes again after the restart; log:\n{}",
+        worker.log_text()
+    );
+
+    // The durable quorum queue kept its persistent messages across the restart.
+    let connection = amqp(&url).await;
+    assert_eq!(queue_depth(&connection, &kept).await, Some(5));
+    let metrics = get_text(&web.url("/metrics")).await;
+    assert!(
+        metric(
+            &metrics,
+            "publish_failures_total",
+            r#"reason="not_connected""#
+        ) + metric(
+            &metrics,
+            "publish_failures_total",
+            r#"reason="channel_error""#
+        ) >= 5.0
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn generate_answers_503_when_the_broker_does_not_confirm_in_time() {
+    let node = own_node("blocked").await;
+    let url = node.amqp_url().expose().to_owned();
+    let queue = unique_queue("blocked");
+    let web = Warren::web(&url, &queue, &[("CONFIRM_TIMEOUT_MS", "500")]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(timed_get(&client, &web.url("/generate")).await.0, 200);
+
+    // A memory alarm makes the broker block publishers: no confirm ever comes.
+    let alarm = node
+        .ctl(&["set_vm_memory_high_watermark", "0.000001"])
+        .unwrap();
+    assert!(
+        alarm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alarm.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..3 {
+        let (status, took, _) = timed_get(&client, &web.url("/generate")).await;
+        assert_eq!(status, 503);
+        assert!(
+            took < Duration::from_millis(900),
+            "answered in {took:?}, bound 500 ms"
+        );
+    }
+    let metrics = get_text(&web.url("/metrics")).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "publish_failures_total",
+            r#"reason="confirm_timeout""#
+        ),
+        3.0
+    );
+    assert_eq!(metric(&metrics, "jobs_published_total", ""), 1.0);
+    assert!(node
+        .ctl(&["set_vm_memory_high_watermark", "0.4"])
+        .unwrap()
+        .status
+        .success());
+}

@@ -1,0 +1,304 @@
+//! Fixtures for the integration tests: the real broker `scripts/test` starts, `warren` processes,
+//! queue inspection and waiting helpers. Each test uses its own queue, so tests run in parallel.
+#![allow(dead_code)] // Each test binary uses a different part of the fixtures.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The shared test broker's URL (set by `scripts/test`).
+pub fn broker_url() -> String {
+    std::env::var("WARREN_TEST_AMQP_URL").expect(
+        "WARREN_TEST_AMQP_URL is not set: run the tests with scripts/test, which starts a private RabbitMQ node",
+    )
+}
+
+/// A queue name no other test uses.
+pub fn unique_queue(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("test-{test}-{}-{nanos}", std::process::id())
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `warren` child process whose stderr (its log) goes to a file; killed when dropped.
+pub struct Warren {
+    pub child: Child,
+    pub log: PathBuf,
+    /// The HTTP port it serves (web: `PORT`, worker: `METRICS_PORT`).
+    pub port: u16,
+}
+
+impl Warren {
+    fn spawn(subcommand: &str, envs: &[(&str, String)], port: u16) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "warren-test-{subcommand}-{}-{}.log",
+            std::process::id(),
+            free_port()
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+        command
+            .arg(subcommand)
+            .env_remove("AMQP_URL")
+            .env_remove("RUST_LOG")
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        Self { child, log, port }
+    }
+
+    /// Starts `warren web` on a free port against `amqp_url`, queue `queue`.
+    pub fn web(amqp_url: &str, queue: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut envs = vec![
+            ("AMQP_URL", amqp_url.to_owned()),
+            ("QUEUE", queue.to_owned()),
+            ("PORT", port.to_string()),
+            ("BIND", "127.0.0.1".to_owned()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self::spawn("web", &envs, port)
+    }
+
+    /// Starts `warren worker` against `amqp_url`, queue `queue`.
+    pub fn worker(amqp_url: &str, queue: &str, work_ms: u64, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut envs = vec![
+            ("AMQP_URL", amqp_url.to_owned()),
+            ("QUEUE", queue.to_owned()),
+            ("WORK_MS", work_ms.to_string()),
+            ("METRICS_PORT", port.to_string()),
+            ("METRICS_BIND", "127.0.0.1".to_owned()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self::spawn("worker", &envs, port)
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit; returns its exit code (None if killed by a signal).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `path` answers 200.
+    pub async fn wait_ready(&self, path: &str, timeout: Duration) {
+        let url = self.url(path);
+        let ok = wait_until(timeout, || async {
+            matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200)
+        })
+        .await;
+        assert!(
+            ok,
+            "{url} did not answer 200 within {timeout:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// The `(job_id, outcome)` pairs of its log lines.
+    pub fn outcomes(&self) -> Vec<(String, String)> {
+        parse_outcomes(&self.log_text())
+    }
+}
+
+impl Drop for Warren {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        } else {
+            eprintln!(
+                "--- log of a warren process ({}):\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// Extracts `(job_id, outcome)` from worker log lines.
+pub fn parse_outcomes(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let field = |name: &str| {
+                let start = line.find(&format!(" {name}="))? + name.len() + 2;
+                line[start..].split_whitespace().next().map(str::to_owned)
+            };
+            Some((field("job_id")?, field("outcome")?))
+        })
+        .collect()
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A direct AMQP connection for inspecting queues.
+pub async fn amqp(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+/// Messages in `queue` (ready ones; unacked are not counted), or None if it does not exist.
+pub async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()?;
+    let _ = channel.close(200, "".into()).await;
+    Some(declared.message_count())
+}
+
+/// Publishes a raw message to `queue` with confirms.
+pub async fn publish_raw(
+    connection: &Connection,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    let _ = channel.close(200, "".into()).await;
+}
+
+/// Takes every message from `queue`, returning their bodies.
+pub async fn drain_queue(connection: &Connection, queue: &str) -> Vec<Vec<u8>> {
+    let channel = connection.create_channel().await.unwrap();
+    let mut bodies = Vec::new();
+    while let Ok(Some(message)) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+    {
+        bodies.push(message.delivery.data.clone());
+    }
+    bodies
+}
+
+/// Deletes a test's queues.
+pub async fn delete_queues(connection: &Connection, queue: &str) {
+    let channel = connection.create_channel().await.unwrap();
+    for name in [queue.to_owned(), format!("{queue}.dead")] {
+        let _ = channel
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// Samples of a metric in the classic text format, keyed by their label part (`""` if none).
+pub fn metric_samples(text: &str, name: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = match key.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}').to_owned()),
+                None => (key, String::new()),
+            };
+            if metric != name {
+                return None;
+            }
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// One sample's value, 0 if absent.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    metric_samples(text, name)
+        .get(labels)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// GETs a URL and returns the body text.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
