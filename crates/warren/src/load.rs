@@ -367,7 +367,7 @@ impl Pattern {
                 })
             }
         };
-        Self::from_points(&points, None, format!("{kind} {rate}/s over {t} s"))
+        Self::from_points(&points, None, format!("{kind} {rate}/s"))
     }
 
     /// Parses a pattern file: lines of `time_secs,rate`. A first line that is not numbers is a
@@ -461,7 +461,7 @@ impl Pattern {
                 areas,
             },
             duration,
-            label: format!("{label}, {duration} s"),
+            label: format!("{label} over {duration} s"),
         })
     }
 
@@ -738,6 +738,8 @@ pub struct LoadSummary {
     /// Latency of answered requests (any status), from the scheduled send time to the end of
     /// the body; `None` when nothing was answered.
     pub latency: Option<LatencySummary>,
+    /// Why the first request without an answer failed (timeouts aside).
+    pub first_error: Option<String>,
     /// The first error writing the CSV file; writing stopped there, the load went on.
     pub csv_error: Option<String>,
 }
@@ -766,11 +768,15 @@ impl fmt::Display for LoadSummary {
             write!(f, " ({})", each.join(", "))?;
         }
         writeln!(f)?;
-        writeln!(
+        write!(
             f,
             "errors         {} (timeouts {})",
             self.errors, self.timeouts
         )?;
+        if let Some(e) = &self.first_error {
+            write!(f, "; first: {e}")?;
+        }
+        writeln!(f)?;
         writeln!(f, "dropped        {}", self.dropped)?;
         writeln!(f, "abandoned      {}", self.abandoned)?;
         writeln!(f, "achieved rate  {:.2} req/s", self.achieved_rate)?;
@@ -855,10 +861,10 @@ struct Answer {
     job_id: Option<String>,
 }
 
-#[derive(Clone, Copy)]
 enum Failure {
     Timeout,
-    Error,
+    /// No answer, and why (the error with its causes).
+    Error(String),
     Abandoned,
 }
 
@@ -949,7 +955,7 @@ pub async fn run_with(
                     LoadStats::add(&stats.errors);
                     LoadStats::add(&stats.timeouts);
                 }
-                Err(Failure::Error) => LoadStats::add(&stats.errors),
+                Err(Failure::Error(_)) => LoadStats::add(&stats.errors),
                 Err(Failure::Abandoned) => {}
             }
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -989,7 +995,9 @@ pub async fn run_with(
     let collected = collector.await.map_err(LoadError::Collector)?;
 
     let s = stats.snapshot();
-    let abandoned = s.sent - (s.ok + s.unavailable + s.other + s.errors);
+    let abandoned = s
+        .sent
+        .saturating_sub(s.ok + s.unavailable + s.other + s.errors);
     Ok(LoadSummary {
         elapsed,
         scheduled: s.sent + s.dropped,
@@ -1007,6 +1015,7 @@ pub async fn run_with(
             s.sent as f64 / elapsed.as_secs_f64()
         },
         latency: collected.latency.summary(),
+        first_error: collected.first_error,
         csv_error: collected.csv_error,
     })
 }
@@ -1037,10 +1046,17 @@ async fn request(
 ) -> Result<Answer, Failure> {
     let failure = |e: reqwest::Error| {
         if e.is_timeout() {
-            Failure::Timeout
-        } else {
-            Failure::Error
+            return Failure::Timeout;
         }
+        // reqwest's own message says only which request failed; the causes say why.
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            why.push_str(": ");
+            why.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Failure::Error(why)
     };
     let mut response = client
         .get(target.clone())
@@ -1076,6 +1092,7 @@ pub fn parse_welcome(body: &[u8]) -> Option<String> {
 struct Collected {
     latency: LatencyHistogram,
     other: BTreeMap<u16, u64>,
+    first_error: Option<String>,
     csv_error: Option<String>,
 }
 
@@ -1087,6 +1104,7 @@ fn collect(
     let mut collected = Collected {
         latency: LatencyHistogram::new(),
         other: BTreeMap::new(),
+        first_error: None,
         csv_error: None,
     };
     while let Some(outcome) = outcomes.blocking_recv() {
@@ -1099,6 +1117,9 @@ fn collect(
                 // A receiver that went away no longer wants ids; the load goes on.
                 let _ = tx.send(id.clone());
             }
+        }
+        if let (Err(Failure::Error(why)), None) = (&outcome.answer, &collected.first_error) {
+            collected.first_error = Some(why.clone());
         }
         if let Some(sink) = &mut csv {
             if let Err(e) = sink.write(&outcome) {
@@ -1129,7 +1150,7 @@ impl CsvSink {
         let status = match &outcome.answer {
             Ok(a) => a.status.to_string(),
             Err(Failure::Timeout) => "timeout".into(),
-            Err(Failure::Error) => "error".into(),
+            Err(Failure::Error(_)) => "error".into(),
             Err(Failure::Abandoned) => "abandoned".into(),
         };
         let job_id = match &outcome.answer {
@@ -1344,6 +1365,8 @@ mod tests {
     }
 
     proptest! {
+        // Each case walks a whole schedule; 64 keep the test under a second in debug builds.
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn load_schedule_count_equals_the_integral_within_one(
             kind in prop::sample::select(vec![

@@ -441,3 +441,35 @@ async fn load_counts_other_statuses_by_status() {
         "{summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_counts_refused_connections_as_errors_and_says_why() {
+    // A port nothing listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let summary = load::run_with(
+        config(
+            &format!("http://{closed}"),
+            PatternKind::Constant,
+            20.0,
+            0.25,
+        ),
+        CancellationToken::new(),
+        Arc::new(LoadStats::default()),
+        None,
+    )
+    .await
+    .unwrap();
+
+    assert_adds_up(&summary);
+    assert_eq!(
+        (summary.sent, summary.errors, summary.timeouts),
+        (5, 5, 0),
+        "{summary:?}"
+    );
+    let why = summary.first_error.as_deref().unwrap_or_default();
+    assert!(why.to_lowercase().contains("refused"), "{why:?}");
+    assert!(summary.to_string().contains("; first: "), "{summary}");
+}
