@@ -5,6 +5,7 @@
 //! one line and exits with code 2.
 
 use std::fmt;
+use std::time::Duration;
 
 use url::Url;
 
@@ -178,31 +179,51 @@ impl fmt::Display for QueueName {
     }
 }
 
-/// Parses a duration such as `15s`, `500ms`, `2m`, `1.5h`; a bare number is seconds.
-pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
-    let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration (examples: 500ms, 15s, 2m, 1h)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {raw:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !seconds.is_finite() || seconds > 366.0 * 86400.0 {
-        return Err(format!("{raw:?} is out of range"));
+/// The longest duration any setting takes: 30 days.
+pub const MAX_DURATION_SECS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// Parses a duration: one or more `<number><unit>` groups with units `ms`, `s`, `m`, `h`
+/// (`90s`, `2m`, `1m30s`, `1.5s`, `500ms`), or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let text = raw.trim();
+    let bad = || format!("{raw:?} is not a duration; use e.g. 90s, 2m, 1m30s or 500ms");
+    if text.is_empty() {
+        return Err(bad());
     }
-    Ok(std::time::Duration::from_secs_f64(seconds))
+    let secs = if let Ok(bare) = text.parse::<f64>() {
+        bare
+    } else {
+        let mut total = 0.0;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let number_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let (number, after) = rest.split_at(number_len);
+            let unit_len = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let (unit, after) = after.split_at(unit_len);
+            let value: f64 = number.parse().map_err(|_| bad())?;
+            let scale = match unit {
+                "ms" => 0.001,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            total += value * scale;
+            rest = after;
+        }
+        total
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("{raw:?} is longer than the 30 days allowed"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -211,12 +232,11 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        use std::time::Duration;
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        for bad in ["", "s", "-1s", "3 weeks", "1e9h", "1.2.3s"] {
+        for bad in ["", "s", "-1s", "3 weeks", "1e9h", "1.2.3s", "31d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-use crate::config::ConfigError;
+use crate::config::{parse_duration, ConfigError};
 use crate::job::MAX_ID_LEN;
 
 /// The highest rate a pattern may ask for, in requests per second.
@@ -224,50 +224,6 @@ pub fn generate_url(base: &str) -> Result<Url, ConfigError> {
         .pop_if_empty()
         .push("generate");
     Ok(url)
-}
-
-/// Parses a duration: one or more `<number><unit>` groups with units `ms`, `s`, `m`, `h`
-/// (`90s`, `2m`, `1m30s`, `1.5s`, `500ms`), or a bare number of seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let text = raw.trim();
-    let bad = || format!("{raw:?} is not a duration; use e.g. 90s, 2m, 1m30s or 500ms");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let secs = if let Ok(bare) = text.parse::<f64>() {
-        bare
-    } else {
-        let mut total = 0.0;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let number_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
-            let (number, after) = rest.split_at(number_len);
-            let unit_len = after
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(after.len());
-            let (unit, after) = after.split_at(unit_len);
-            let value: f64 = number.parse().map_err(|_| bad())?;
-            let scale = match unit {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(bad()),
-            };
-            total += value * scale;
-            rest = after;
-        }
-        total
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(bad());
-    }
-    if secs > MAX_PATTERN_SECS {
-        return Err(format!("{raw:?} is longer than the 30 days allowed"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 /// The built-in rate patterns; `RATE` is `--rate`, `T` is `--duration`.
