@@ -210,8 +210,9 @@ impl Drop for Dashboard {
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 static PANIC_HOOK: Once = Once::new();
 
-/// Gives the terminal back if the dashboard holds it; safe to call more than once.
-fn restore_terminal() {
+/// Gives the terminal back if the dashboard holds it; safe to call more than once, and from
+/// paths that skip `Drop` (the shutdown helper's immediate exit on a second signal).
+pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
         let _ = terminal::disable_raw_mode();
         let _ = execute!(
