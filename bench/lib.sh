@@ -1,0 +1,168 @@
+# Shared by bench/run and bench/soak: process bookkeeping, a private broker, RSS and CPU
+# readings, the quiet-machine wait. Sourced, not run. Loopback only; everything started here is
+# stopped by `bench_cleanup` (installed as the EXIT/INT/TERM trap by `bench_init`).
+
+BENCH_PIDS=()
+BENCH_BROKER_PID=
+BENCH_TMP=
+
+bench_log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# Stops what this script started: every recorded process (TERM, then KILL after 10 s), then the
+# broker (TERM: `warren broker` stops its node cleanly), then removes the scratch dir.
+bench_cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${BENCH_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${BENCH_PIDS[@]}"; do
+    bench_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ -n "$BENCH_BROKER_PID" ]; then
+    kill -TERM "$BENCH_BROKER_PID" 2>/dev/null || true
+    bench_wait_gone "$BENCH_BROKER_PID" 60 || kill -KILL "$BENCH_BROKER_PID" 2>/dev/null || true
+  fi
+  if [ -n "$BENCH_TMP" ] && [ -z "${BENCH_KEEP_TMP:-}" ]; then
+    rm -rf "$BENCH_TMP"
+  fi
+  exit "$rc"
+}
+
+# bench_wait_gone PID SECONDS: waits for PID to exit; false if it is still there.
+bench_wait_gone() {
+  local pid=$1 i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+# bench_stop PID: SIGTERM, wait up to 30 s, then SIGKILL; forgets the pid.
+bench_stop() {
+  local pid=$1 kept=() p
+  kill -TERM "$pid" 2>/dev/null || true
+  bench_wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
+  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  BENCH_PIDS=("${kept[@]}")
+}
+
+bench_init() {
+  BENCH_TMP=$(mktemp -d -t warren-bench.XXXXXX)
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# Installs wrk and hyperfine if missing, builds the release binaries.
+bench_prepare() {
+  WARREN_SETUP_BENCH=1 scripts/setup
+  bench_log "building (cargo build --release --locked)"
+  cargo build --release --locked
+  local target=${CARGO_TARGET_DIR:-$PWD/target}
+  WARREN=$target/release/warren
+  BENCH=$target/release/warren-bench
+}
+
+# Starts a private RabbitMQ node; exports AMQP_URL.
+bench_start_broker() {
+  "$WARREN" broker --dir "$BENCH_TMP/broker" --env-file "$BENCH_TMP/broker.env" \
+    >"$BENCH_TMP/broker.out" 2>&1 &
+  BENCH_BROKER_PID=$!
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [ -s "$BENCH_TMP/broker.env" ] && break
+    kill -0 "$BENCH_BROKER_PID" 2>/dev/null || { cat "$BENCH_TMP/broker.out" >&2; echo "bench: the broker did not start" >&2; return 1; }
+    sleep 0.1
+  done
+  [ -s "$BENCH_TMP/broker.env" ] || { echo "bench: the broker did not start within 60 s" >&2; return 1; }
+  set -a
+  # shellcheck disable=SC1091
+  . "$BENCH_TMP/broker.env"
+  set +a
+  bench_log "broker up: $(grep -o 'node [^ ]*' "$BENCH_TMP/broker.out" | head -1)"
+}
+
+# The pids of PID and all its descendants.
+bench_tree() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2; pids[NR] = $1 }
+    END {
+      keep[root] = 1; changed = 1
+      while (changed) { changed = 0
+        for (i in pids) { p = pids[i]; if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } } }
+      for (p in keep) print p }'
+}
+
+# CPU time (user + system, in clock ticks) of the given pids, summed.
+bench_cpu_ticks() {
+  local total=0 pid t
+  for pid in "$@"; do
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+# Busy and total ticks of the whole machine, "busy total".
+bench_machine_ticks() {
+  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat
+}
+
+# RSS of a pid in kB (0 if gone).
+bench_rss_kb() {
+  awk '/^VmRSS:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# Waits until http://127.0.0.1:PORT/readyz answers 200, up to 30 s.
+bench_wait_ready() {
+  local port=$1 i
+  for ((i = 0; i < 300; i++)); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing ready on port $port within 30 s" >&2
+  return 1
+}
+
+# A free TCP port on the loopback.
+bench_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The 1-minute load average.
+bench_load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# Waits (polling every 30 s, up to MAX seconds) for the 1-minute load average to fall below
+# LIMIT; other builds and tests share this machine. Records what it saw in BENCH_QUIET.
+bench_wait_quiet() {
+  local limit=$1 max=$2 waited=0 load
+  while :; do
+    load=$(bench_load1)
+    if awk -v l="$load" -v m="$limit" 'BEGIN { exit !(l < m) }'; then
+      BENCH_QUIET="load average $(cut -d' ' -f1-3 /proc/loadavg) (below $limit after ${waited} s of waiting)"
+      bench_log "machine quiet: $BENCH_QUIET"
+      return 0
+    fi
+    if [ "$waited" -ge "$max" ]; then
+      BENCH_QUIET="load average $(cut -d' ' -f1-3 /proc/loadavg): NOT below $limit after ${waited} s of waiting; measured anyway"
+      bench_log "machine still busy: $BENCH_QUIET"
+      return 0
+    fi
+    bench_log "load average $load >= $limit; waiting (${waited}/${max} s)"
+    sleep 30
+    waited=$((waited + 30))
+  done
+}
+
+# The machine, as markdown lines.
+bench_machine() {
+  echo "- cores: $(nproc); CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "- memory: $(free -h | awk '/^Mem:/ { print $2 " total, " $7 " available" }')"
+  echo "- kernel: $(uname -sr)"
+  echo "- RabbitMQ: $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?'); Erlang (erlang-base): $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo '?')"
+  echo "- rustc: $(rustc --version 2>/dev/null | cut -d' ' -f2-); wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "- warren: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (with uncommitted changes in crates/)')"
+}
