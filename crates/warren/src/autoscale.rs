@@ -229,25 +229,17 @@ pub async fn run_with(
     let min_replicas = spec.min_replicas.unwrap_or(1).max(0);
     let reader = MetricReader::new(config.source.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics_listen))?;
-    let metrics_addr = listener.local_addr()?;
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
     let serving = Arc::new(AtomicBool::new(true));
     let ready = serving.clone();
-    let ops = metrics::ops_router(
-        Arc::new(registry),
+    let ops = metrics::OpsServer::start(
+        config.metrics_listen,
+        registry,
         Arc::new(move || ready.load(Ordering::Relaxed)),
-    );
-    let ops_stop = CancellationToken::new();
-    let ops_stopped = ops_stop.clone().cancelled_owned();
-    let ops_server = tokio::spawn(async move {
-        axum::serve(listener, ops)
-            .with_graceful_shutdown(ops_stopped)
-            .await
-    });
+    )
+    .await?;
+    let metrics_addr = ops.addr();
 
     tracing::info!(hpa = %config.hpa_path.display(), source = ?config.source, metrics = %metrics_addr,
         sync_period_ms = config.sync_period.as_millis() as u64, speed = config.speed,
@@ -325,8 +317,7 @@ pub async fn run_with(
     serving.store(false, Ordering::Relaxed);
     tracing::info!("stopping all workers (each drains its jobs in flight)");
     pool.shutdown().await;
-    ops_stop.cancel();
-    let _ = ops_server.await;
+    ops.stop().await;
     summary.restarts = pool.status().restarts;
     summary.worker_seconds = pool.worker_seconds();
     Ok(summary)

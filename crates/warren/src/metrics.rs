@@ -119,6 +119,50 @@ pub fn ops_router(registry: Arc<Registry>, ready: Readiness) -> Router {
         .with_state(OpsState { registry, ready })
 }
 
+/// A running operations server: [`ops_router`] on its own port.
+pub struct OpsServer {
+    /// The address it listens on (the real port when 0 was asked).
+    addr: std::net::SocketAddr,
+    /// Stops it.
+    stop: tokio_util::sync::CancellationToken,
+    /// The serving task.
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OpsServer {
+    /// Binds `listen` and serves `registry` and `ready` there until [`OpsServer::stop`].
+    pub async fn start(
+        listen: std::net::SocketAddr,
+        registry: Registry,
+        ready: Readiness,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let router = ops_router(Arc::new(registry), ready);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        });
+        Ok(Self { addr, stop, task })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,25 +112,17 @@ impl WorkerMetrics {
 
 /// Runs `warren worker` until `shutdown` is cancelled and the drain is over.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics_listen))?;
-    let metrics_addr = listener.local_addr()?;
     let mut registry = Registry::default();
     let worker_metrics = WorkerMetrics::register(&mut registry);
     let consuming = Arc::new(AtomicBool::new(false));
     let ready = consuming.clone();
-    let ops = metrics::ops_router(
-        Arc::new(registry),
+    let ops = metrics::OpsServer::start(
+        config.metrics_listen,
+        registry,
         Arc::new(move || ready.load(Ordering::Relaxed)),
-    );
-    let ops_stop = CancellationToken::new();
-    let ops_stopped = ops_stop.clone().cancelled_owned();
-    let ops_server = tokio::spawn(async move {
-        axum::serve(listener, ops)
-            .with_graceful_shutdown(ops_stopped)
-            .await
-    });
+    )
+    .await?;
+    let metrics_addr = ops.addr();
     tracing::info!(metrics = %metrics_addr, broker = %config.broker.url, queue = %config.broker.queue,
         work_ms = config.work.as_millis() as u64, prefetch = config.prefetch, "warren worker starting");
 
@@ -190,8 +182,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             let _ = connection.close(200, "warren worker stopping".into()).await;
         }
     }
-    ops_stop.cancel();
-    let _ = ops_server.await;
+    ops.stop().await;
     if drained {
         tracing::info!("warren worker stopped");
         Ok(())
