@@ -360,6 +360,7 @@ pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Resu
     let local = listener.local_addr()?;
     let mut registry = Registry::default();
     let web_metrics = WebMetrics::register(&mut registry);
+    let published = web_metrics.published.clone();
     let (publisher, supervisor) = Publisher::start(config.broker.clone(), config.publisher.clone());
     let state = AppState {
         publisher: publisher.clone(),
@@ -371,14 +372,57 @@ pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Resu
         max_concurrent_requests: config.max_concurrent_requests,
     };
     tracing::info!(listen = %local, broker = %config.broker.url, queue = %config.broker.queue, "warren web listening");
-    axum::serve(listener, app(state, limits))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    serve(listener, app(state, limits), shutdown).await;
     tracing::info!("in-flight requests finished; closing the broker connection");
     publisher.close().await;
     let _ = supervisor.await;
-    tracing::info!("warren web stopped");
+    tracing::info!(jobs_published = published.get(), "warren web stopped");
     Ok(())
+}
+
+/// Longest time a client may take to send a request's headers, counted from the end of the
+/// previous response (or from the connection's start): a client sending headers slowly, or an
+/// idle connection, is closed after it, so it cannot hold a connection and its memory for ever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves HTTP/1.1 on `listener` until `shutdown`; then stops accepting, lets requests in
+/// flight finish and closes idle connections.
+///
+/// Not `axum::serve`: it sets no header read timeout, so a client sending its headers a byte
+/// at a time (or nothing at all) kept its connection open indefinitely.
+async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // keep serving the connections we have, and try again shortly.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(app.clone()),
+        );
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
 }
 
 #[cfg(test)]
@@ -423,7 +467,54 @@ mod tests {
         );
     }
 
+    /// Percent-encodes every byte of `text`, as a client may.
+    fn percent_encoded(text: &str) -> String {
+        text.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
     proptest! {
+        #[test]
+        fn a_count_is_accepted_exactly_when_it_is_1_to_1000(n in any::<u64>()) {
+            let result = parse_generate_query(Some(&format!("count={n}")));
+            if (1..=u64::from(MAX_BATCH)).contains(&n) {
+                prop_assert_eq!(result, Ok(Some(u16::try_from(n).unwrap_or(0))));
+            } else {
+                prop_assert!(matches!(result, Err(QueryError::BadCount(_))));
+            }
+        }
+
+        #[test]
+        fn a_percent_encoded_query_means_the_same_as_a_plain_one(n in 1..=MAX_BATCH) {
+            let encoded = format!("{}={}", percent_encoded("count"), percent_encoded(&n.to_string()));
+            prop_assert_eq!(parse_generate_query(Some(&encoded)), Ok(Some(n)));
+        }
+
+        #[test]
+        fn any_other_parameter_is_refused(key in "[A-Za-z0-9_.%-]{1,20}", value in "[a-z0-9]{0,5}") {
+            let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                .next()
+                .map(|(k, _)| k.into_owned())
+                .unwrap_or_default();
+            prop_assume!(decoded != "count");
+            let query = format!("{key}={value}");
+            let result = parse_generate_query(Some(&query));
+            prop_assert!(matches!(result, Err(QueryError::UnknownParameter(_))), "{query}: {result:?}");
+        }
+
+        #[test]
+        fn a_long_query_of_any_bytes_never_panics_and_gets_a_short_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+            repeat in 1usize..15,
+        ) {
+            // Any bytes, as a client may send them percent-encoded, up to about 100 KB.
+            let query = percent_encoded(&String::from_utf8_lossy(&bytes)).repeat(repeat);
+            match parse_generate_query(Some(&query)) {
+                Ok(Some(n)) => prop_assert!((1..=MAX_BATCH).contains(&n)),
+                Ok(None) => {}
+                Err(e) => prop_assert!(e.to_string().chars().count() < 200),
+            }
+        }
+
         #[test]
         fn generate_query_accepts_exactly_counts_in_range(query in ".{0,80}") {
             match parse_generate_query(Some(&query)) {
