@@ -282,7 +282,111 @@ mod tests {
         );
     }
 
+    /// Every kind of AMQP field value, with arbitrary contents.
+    fn any_amqp_value() -> impl Strategy<Value = AMQPValue> {
+        use lapin::types::{ByteArray, DecimalValue, FieldArray, LongString, ShortString};
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<i8>().prop_map(AMQPValue::ShortShortInt),
+            any::<u8>().prop_map(AMQPValue::ShortShortUInt),
+            any::<i16>().prop_map(AMQPValue::ShortInt),
+            any::<u16>().prop_map(AMQPValue::ShortUInt),
+            any::<i32>().prop_map(AMQPValue::LongInt),
+            any::<u32>().prop_map(AMQPValue::LongUInt),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f32>().prop_map(AMQPValue::Float),
+            any::<f64>().prop_map(AMQPValue::Double),
+            (any::<u8>(), any::<u32>())
+                .prop_map(|(scale, value)| AMQPValue::DecimalValue(DecimalValue { scale, value })),
+            ".{0,20}".prop_map(|s| AMQPValue::ShortString(ShortString::from(s))),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| AMQPValue::LongString(LongString::from(b))),
+            any::<u64>().prop_map(AMQPValue::Timestamp),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| AMQPValue::ByteArray(ByteArray::from(b))),
+            Just(AMQPValue::Void),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| AMQPValue::FieldArray(FieldArray::from(v))),
+                proptest::collection::vec(("[a-z-]{1,12}", inner), 0..4).prop_map(|entries| {
+                    let mut table = FieldTable::default();
+                    for (k, v) in entries {
+                        table.insert(k.into(), v);
+                    }
+                    AMQPValue::FieldTable(table)
+                }),
+            ]
+        })
+    }
+
+    /// The integer a header value holds, if it is an integer of any width.
+    fn integer(value: &AMQPValue) -> Option<i128> {
+        match *value {
+            AMQPValue::ShortShortInt(v) => Some(v.into()),
+            AMQPValue::ShortShortUInt(v) => Some(v.into()),
+            AMQPValue::ShortInt(v) => Some(v.into()),
+            AMQPValue::ShortUInt(v) => Some(v.into()),
+            AMQPValue::LongInt(v) => Some(v.into()),
+            AMQPValue::LongUInt(v) => Some(v.into()),
+            AMQPValue::LongLongInt(v) => Some(v.into()),
+            AMQPValue::Timestamp(v) => Some(v.into()),
+            _ => None,
+        }
+    }
+
     proptest! {
+        #[test]
+        fn header_values_of_every_type_never_panic_and_only_in_range_integers_pass(
+            value in any_amqp_value(),
+            work in any::<bool>(),
+        ) {
+            let name = if work { WORK_MS_HEADER } else { PUBLISHED_MS_HEADER };
+            let result = parse_delivery(b"01JD3ABCDEF", &with_header(name, value.clone()));
+            let in_range = integer(&value).is_some_and(|v| {
+                if work { (0..=i128::from(MAX_WORK_MS)).contains(&v) } else { v > 0 && v <= i128::from(u64::MAX) }
+            });
+            match result {
+                Ok(job) => {
+                    prop_assert!(in_range, "{value:?} accepted for {name}");
+                    let got = if work { job.work_ms } else { job.published_ms };
+                    prop_assert_eq!(got.map(i128::from), integer(&value));
+                }
+                Err(reason) => {
+                    prop_assert!(!in_range, "{value:?} refused for {name}");
+                    prop_assert_eq!(reason, PoisonReason::BadHeader(name));
+                }
+            }
+        }
+
+        #[test]
+        fn a_body_over_the_id_limit_is_never_accepted(
+            len in (MAX_ID_LEN + 1)..4096,
+            filler in "[A-Za-z0-9._~-]",
+        ) {
+            let body = filler.repeat(len);
+            prop_assert_eq!(
+                parse_delivery(body.as_bytes(), &BasicProperties::default()),
+                Err(PoisonReason::BodyNotJobId)
+            );
+        }
+
+        #[test]
+        fn only_text_plain_content_types_are_accepted(
+            essence in "[a-zA-Z]{1,8}/[a-zA-Z+.-]{1,12}",
+            parameters in "(; ?[a-z]{1,8}=[a-z0-9-]{1,8}){0,2}",
+        ) {
+            let properties = BasicProperties::default()
+                .with_content_type(format!("{essence}{parameters}").as_str().into());
+            let result = parse_delivery(b"job-1", &properties);
+            if essence.eq_ignore_ascii_case(CONTENT_TYPE) {
+                prop_assert!(result.is_ok());
+            } else {
+                prop_assert_eq!(result, Err(PoisonReason::WrongContentType));
+            }
+        }
+
         #[test]
         fn parse_delivery_never_panics_and_accepts_only_id_text(body in proptest::collection::vec(any::<u8>(), 0..300), work in any::<i64>()) {
             let props = with_header(WORK_MS_HEADER, AMQPValue::LongLongInt(work));
