@@ -72,3 +72,149 @@ fn help_explains_every_subcommand() {
         assert!(text.contains("Usage: warren"), "{text}");
     }
 }
+
+/// Runs `warren` like [`run`], but kills it after 10 s: a setting wrongly accepted would start
+/// the command, which then runs until stopped.
+fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+    command
+        .args(args)
+        .env_remove("AMQP_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("LOG_LEVEL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "warren {args:?} with {env:?} was accepted and started: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_invalid_web_limit_and_autoscale_and_load_setting_exits_2_with_one_line() {
+    let hpa = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml"
+    );
+    let bad_pattern = std::env::temp_dir().join(format!(
+        "warren-test-bad-pattern-{}.csv",
+        std::process::id()
+    ));
+    std::fs::write(&bad_pattern, "0,abc\n").unwrap();
+    let bad_pattern = bad_pattern.to_str().unwrap();
+    let long_queue = "q".repeat(201);
+    type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>);
+    let mut cases: Vec<Case> = vec![
+        (&["web"], vec![("REQUEST_TIMEOUT_MS", "0")]),
+        (&["web"], vec![("REQUEST_TIMEOUT_MS", "300001")]),
+        (&["web"], vec![("MAX_CONCURRENT_REQUESTS", "0")]),
+        (&["web"], vec![("PUBLISH_CHANNELS", "0")]),
+        (&["web"], vec![("PUBLISH_CHANNELS", "257")]),
+        (&["web"], vec![("CONFIRM_TIMEOUT_MS", "60001")]),
+        (
+            &["web"],
+            vec![
+                ("CONFIRM_TIMEOUT_MS", "5000"),
+                ("REQUEST_TIMEOUT_MS", "5000"),
+            ],
+        ),
+        (&["web"], vec![("PORT", "abc")]),
+        (&["web"], vec![("BIND", "999.1.1.1")]),
+        (&["web"], vec![("QUEUE", "")]),
+        (&["web"], vec![("QUEUE", long_queue.as_str())]),
+        (&["web"], vec![("AMQP_URL", "amqp://host:99999")]),
+        (&["web"], vec![("RABBIT_USERNAME", "")]),
+        (&["worker"], vec![("PREFETCH", "1001")]),
+        (&["worker"], vec![("GRACE_MS", "3600001")]),
+        (&["worker"], vec![("METRICS_BIND", "nope")]),
+        (&["worker"], vec![("WORK_MS", "1.5")]),
+        (&["autoscale"], vec![]),
+        (&["autoscale"], vec![("HPA_FILE", "/nonexistent/hpa.yaml")]),
+        (
+            &["autoscale"],
+            vec![(
+                "HPA_FILE",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            )],
+        ),
+    ];
+    let autoscale: &[(&str, &str)] = &[
+        ("METRIC_SOURCE", "graphite"),
+        ("RABBIT_PROMETHEUS_URL", "ftp://x"),
+        ("SYNC_PERIOD", "soon"),
+        ("SYNC_PERIOD", "10ms"),
+        ("SPEED", "0"),
+        ("SPEED", "NaN"),
+        ("SPEED", "5000"),
+        ("WORK_MS", "-1"),
+        ("PREFETCH", "0"),
+        ("GRACE_MS", "-1"),
+        ("AUTOSCALER_METRICS_PORT", "70000"),
+        ("AUTOSCALER_METRICS_BIND", "here"),
+        ("QUEUE", "amq.reserved"),
+    ];
+    for setting in autoscale {
+        cases.push((&["autoscale"], vec![("HPA_FILE", hpa), *setting]));
+    }
+    cases.push((
+        &["autoscale"],
+        vec![
+            ("HPA_FILE", hpa),
+            ("METRIC_SOURCE", "prometheus"),
+            ("PROMETHEUS_URL", "not-a-url"),
+        ],
+    ));
+    for setting in [
+        ("LOAD_URL", "ftp://x"),
+        ("LOAD_URL", "https://x"),
+        ("LOAD_URL", "http://x/?a=1"),
+        ("LOAD_URL", "not a url"),
+        ("LOAD_RATE", "0"),
+        ("LOAD_RATE", "-3"),
+        ("LOAD_RATE", "NaN"),
+        ("LOAD_RATE", "2000000"),
+        ("LOAD_DURATION", "soon"),
+        ("LOAD_DURATION", "0"),
+        ("LOAD_PATTERN", "zigzag"),
+        ("LOAD_PATTERN_FILE", "/nonexistent/pattern.csv"),
+        ("LOAD_PATTERN_FILE", bad_pattern),
+        ("LOAD_MAX_IN_FLIGHT", "0"),
+        ("LOAD_TIMEOUT", "0"),
+        ("LOAD_SPEED", "0"),
+        ("LOAD_SPEED", "20000"),
+    ] {
+        cases.push((&["load"], vec![setting]));
+    }
+    cases.push((
+        &["load"],
+        vec![("LOAD_PATTERN_FILE", bad_pattern), ("LOAD_RATE", "3")],
+    ));
+    for (args, env) in &cases {
+        let (code, stderr) = run_bounded(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?} {env:?}: one line, got {stderr:?}"
+        );
+        assert!(stderr.starts_with("warren: "), "{stderr}");
+    }
+    let _ = std::fs::remove_file(bad_pattern);
+}

@@ -47,6 +47,8 @@ pub struct Warren {
     pub log: PathBuf,
     /// The HTTP port it serves (web: `PORT`, worker: `METRICS_PORT`).
     pub port: u16,
+    /// Leave the log file in place when dropped (its owner reads or removes it).
+    pub keep_log: bool,
 }
 
 impl Warren {
@@ -56,6 +58,16 @@ impl Warren {
             std::process::id(),
             free_port()
         ));
+        Self::spawn_logging_to(subcommand, envs, port, log, false)
+    }
+
+    fn spawn_logging_to(
+        subcommand: &str,
+        envs: &[(&str, String)],
+        port: u16,
+        log: PathBuf,
+        keep_log: bool,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
         command
             .arg(subcommand)
@@ -68,7 +80,12 @@ impl Warren {
             command.env(k, v);
         }
         let child = command.spawn().unwrap();
-        Self { child, log, port }
+        Self {
+            child,
+            log,
+            port,
+            keep_log,
+        }
     }
 
     /// Starts `warren web` on a free port against `amqp_url`, queue `queue`.
@@ -82,6 +99,40 @@ impl Warren {
         ];
         envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         Self::spawn("web", &envs, port)
+    }
+
+    /// Starts `warren web` on `port` (e.g. the port of a web server that was stopped, to
+    /// restart it where its clients expect it).
+    pub fn web_on_port(amqp_url: &str, queue: &str, port: u16, extra: &[(&str, &str)]) -> Self {
+        let mut envs = vec![
+            ("AMQP_URL", amqp_url.to_owned()),
+            ("QUEUE", queue.to_owned()),
+            ("PORT", port.to_string()),
+            ("BIND", "127.0.0.1".to_owned()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self::spawn("web", &envs, port)
+    }
+
+    /// Starts `warren worker` logging to `log`, which is kept when the process is dropped (so a
+    /// ledger can read the logs of workers that were killed or replaced).
+    pub fn worker_logging_to(
+        amqp_url: &str,
+        queue: &str,
+        work_ms: u64,
+        extra: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Self {
+        let port = free_port();
+        let mut envs = vec![
+            ("AMQP_URL", amqp_url.to_owned()),
+            ("QUEUE", queue.to_owned()),
+            ("WORK_MS", work_ms.to_string()),
+            ("METRICS_PORT", port.to_string()),
+            ("METRICS_BIND", "127.0.0.1".to_owned()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self::spawn_logging_to("worker", &envs, port, log, true)
     }
 
     /// Starts `warren worker` against `amqp_url`, queue `queue`.
@@ -154,7 +205,11 @@ impl Drop for Warren {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
+            if !self.keep_log {
+                let _ = std::fs::remove_file(&self.log);
+            }
+        } else if self.keep_log {
+            eprintln!("--- log of a warren process kept in {}", self.log.display());
         } else {
             eprintln!(
                 "--- log of a warren process ({}):\n{}",
