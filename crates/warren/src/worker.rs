@@ -162,6 +162,13 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             break;
         }
         tracing::warn!(broker = %config.broker.url, "worker lost the broker; reconnecting");
+        // Release the old connection's socket and I/O loop; jobs still running on it will find
+        // their ack refused and be redelivered by the broker.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            connection.close(200, "reconnecting".into()),
+        )
+        .await;
     }
 
     jobs.close();
