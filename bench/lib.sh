@@ -40,13 +40,18 @@ bench_wait_gone() {
   return 1
 }
 
+# bench_forget PID: drops PID from the processes to stop at the end (it has ended).
+bench_forget() {
+  local kept=() p
+  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+  BENCH_PIDS=("${kept[@]}")
+}
+
 # bench_stop PID: SIGTERM, wait up to 30 s, then SIGKILL; forgets the pid.
 bench_stop() {
-  local pid=$1 kept=() p
-  kill -TERM "$pid" 2>/dev/null || true
-  bench_wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
-  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  BENCH_PIDS=("${kept[@]}")
+  kill -TERM "$1" 2>/dev/null || true
+  bench_wait_gone "$1" 30 || kill -KILL "$1" 2>/dev/null || true
+  bench_forget "$1"
 }
 
 bench_init() {
@@ -56,14 +61,19 @@ bench_init() {
   trap 'exit 143' TERM
 }
 
-# Installs wrk and hyperfine if missing, builds the release binaries.
+# Installs wrk and hyperfine if missing, builds the release binaries (BENCH_NO_BUILD=1 uses
+# those already built, e.g. when bench/soak follows bench/run).
 bench_prepare() {
   WARREN_SETUP_BENCH=1 scripts/setup
-  bench_log "building (cargo build --release --locked)"
-  cargo build --release --locked
   local target=${CARGO_TARGET_DIR:-$PWD/target}
   WARREN=$target/release/warren
   BENCH=$target/release/warren-bench
+  if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$WARREN" ] && [ -x "$BENCH" ]; then
+    bench_log "BENCH_NO_BUILD=1: using the binaries in $target/release as they are"
+    return 0
+  fi
+  bench_log "building (cargo build --release --locked)"
+  cargo build --release --locked
 }
 
 # Starts a private RabbitMQ node; exports AMQP_URL.
@@ -82,7 +92,7 @@ bench_start_broker() {
   # shellcheck disable=SC1091
   . "$BENCH_TMP/broker.env"
   set +a
-  bench_log "broker up: $(grep -o 'node [^ ]*' "$BENCH_TMP/broker.out" | head -1)"
+  bench_log "broker up: $(sed -n 's/^RabbitMQ node \([^ ]*\) is up.*/\1/p' "$BENCH_TMP/broker.out")"
 }
 
 # The pids of PID and all its descendants.

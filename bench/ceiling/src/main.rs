@@ -68,10 +68,13 @@ enum Command {
         /// Broker and queue.
         #[command(flatten)]
         target: Target,
-        /// Connections, one confirm-mode channel each.
+        /// Connections.
         #[arg(long, default_value_t = 4)]
         connections: usize,
-        /// Unconfirmed messages each connection keeps in flight.
+        /// Confirm-mode channels on each connection.
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+        /// Unconfirmed messages each channel keeps in flight.
         #[arg(long, default_value_t = 128)]
         window: usize,
         /// How long to publish (e.g. 10s).
@@ -116,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Publish {
             target,
             connections,
+            channels,
             window,
             duration,
             count,
@@ -125,7 +129,12 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(n)) => Budget::Count(n),
                 _ => bail!("give --duration or --count"),
             };
-            publish(&target.config()?, connections.max(1), window.max(1), budget).await
+            let shape = Shape {
+                connections: connections.max(1),
+                channels: channels.max(1),
+                window: window.max(1),
+            };
+            publish(&target.config()?, shape, budget).await
         }
         Command::Consume {
             target,
@@ -153,22 +162,37 @@ enum Budget {
     Count(u64),
 }
 
-async fn publish(
-    config: &BrokerConfig,
+/// How publishes are spread: connections, channels on each, unconfirmed messages on each.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Connections.
     connections: usize,
+    /// Confirm-mode channels per connection.
+    channels: usize,
+    /// Unconfirmed messages per channel.
     window: usize,
-    budget: Budget,
-) -> anyhow::Result<()> {
+}
+
+async fn publish(config: &BrokerConfig, shape: Shape, budget: Budget) -> anyhow::Result<()> {
+    let Shape {
+        connections,
+        channels,
+        window,
+    } = shape;
     let setup = warren::broker::connect(config, "bench-setup").await?;
     warren::broker::declare_topology(&setup, &config.queue).await?;
-    let mut links = Vec::with_capacity(connections);
+    let mut connections_open = Vec::with_capacity(connections);
+    let mut links = Vec::with_capacity(connections * channels);
     for _ in 0..connections {
         let connection = warren::broker::connect(config, "bench-publish").await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        links.push((connection, channel));
+        for _ in 0..channels {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            links.push(channel);
+        }
+        connections_open.push(connection);
     }
     let issued = Arc::new(AtomicU64::new(0));
     let ids = Arc::new(JobIdGenerator::new());
@@ -181,8 +205,8 @@ async fn publish(
         Budget::Count(n) => n,
         Budget::Time(_) => u64::MAX,
     };
-    let mut tasks = Vec::with_capacity(connections);
-    for (_, channel) in &links {
+    let mut tasks = Vec::with_capacity(links.len());
+    for channel in &links {
         let channel = channel.clone();
         let queue = config.queue.as_str().to_owned();
         let issued = issued.clone();
@@ -227,12 +251,13 @@ async fn publish(
         failed += f;
     }
     let secs = start.elapsed().as_secs_f64();
-    for (connection, _) in links {
+    drop(links);
+    for connection in connections_open {
         let _ = connection.close(200, "done".into()).await;
     }
     let _ = setup.close(200, "done".into()).await;
     println!(
-        "publish confirmed={acked} failed={failed} secs={secs:.3} rate={:.0} connections={connections} window={window}",
+        "publish confirmed={acked} failed={failed} secs={secs:.3} rate={:.0} connections={connections} channels={channels} window={window}",
         acked as f64 / secs
     );
     if failed > 0 {
@@ -261,17 +286,28 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
+    // Acks are sent without waiting for one another (as `warren worker`'s per-job tasks do),
+    // so the consumer is bounded by the broker and the prefetch, not by one ack at a time.
     let mut first = None;
-    let mut acked = 0u64;
+    let (mut received, mut acked) = (0u64, 0u64);
+    let mut acks = FuturesUnordered::new();
     while acked < count {
-        let delivery = match tokio::time::timeout(idle_timeout, consumer.next()).await {
-            Ok(Some(delivery)) => delivery?,
-            Ok(None) => bail!("the consumer was cancelled after {acked} acks"),
-            Err(_) => bail!("no message for {idle_timeout:?} after {acked} acks"),
-        };
-        first.get_or_insert_with(Instant::now);
-        delivery.acker.ack(BasicAckOptions::default()).await?;
-        acked += 1;
+        tokio::select! {
+            Some(result) = acks.next(), if !acks.is_empty() => {
+                result?;
+                acked += 1;
+            }
+            next = tokio::time::timeout(idle_timeout, consumer.next()), if received < count => {
+                let delivery = match next {
+                    Ok(Some(delivery)) => delivery?,
+                    Ok(None) => bail!("the consumer was cancelled after {acked} acks"),
+                    Err(_) => bail!("no message for {idle_timeout:?} after {acked} acks"),
+                };
+                first.get_or_insert_with(Instant::now);
+                received += 1;
+                acks.push(async move { delivery.acker.ack(BasicAckOptions::default()).await });
+            }
+        }
     }
     let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let _ = connection.close(200, "done".into()).await;
