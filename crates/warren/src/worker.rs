@@ -288,12 +288,14 @@ async fn requeue(delivery: &Delivery) {
         requeue: true,
         ..BasicNackOptions::default()
     };
+    // `Ok(false)` means the channel had already closed and nothing was sent; the broker
+    // requeues the delivery by itself then.
     match delivery.acker.nack(options).await {
-        Ok(_) => {
+        Ok(true) => {
             tracing::info!(job_id = %id, outcome = %"requeued", reason = "shutting down", "job returned to the queue")
         }
-        Err(e) => {
-            tracing::info!(job_id = %id, outcome = %"requeued", reason = "channel closed", error = %e, "job left to the broker")
+        Ok(false) | Err(_) => {
+            tracing::info!(job_id = %id, outcome = %"requeued", reason = "channel closed", "job left to the broker")
         }
     }
 }
@@ -306,7 +308,7 @@ async fn handle(delivery: Delivery, default_work: Duration, metrics: Arc<WorkerM
             let id = loggable_id(&delivery);
             let options = BasicRejectOptions { requeue: false };
             match delivery.acker.reject(options).await {
-                Ok(_) => {
+                Ok(true) => {
                     metrics
                         .failed
                         .get_or_create(&ReasonLabel {
@@ -315,8 +317,9 @@ async fn handle(delivery: Delivery, default_work: Duration, metrics: Arc<WorkerM
                         .inc();
                     tracing::warn!(job_id = %id, outcome = %"dead_lettered", reason = reason.label(), "bad message: {reason}");
                 }
-                Err(e) => {
-                    tracing::warn!(job_id = %id, outcome = %"requeued", error = %e, "bad message, but the reject was lost; the broker redelivers it")
+                // `Ok(false)`: the channel had already closed, so the reject was never sent.
+                Ok(false) | Err(_) => {
+                    tracing::warn!(job_id = %id, outcome = %"requeued", "bad message, but the reject was lost with the channel; the broker redelivers it")
                 }
             }
             return;
@@ -341,7 +344,7 @@ async fn work_and_ack(
     let wait = job.queue_wait(delivered_ms);
     let wait_ms = wait.map_or(-1, |w| i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
     match delivery.acker.ack(BasicAckOptions::default()).await {
-        Ok(_) => {
+        Ok(true) => {
             metrics.processed.inc();
             metrics.duration.observe(worked.as_secs_f64());
             if let Some(wait) = wait {
@@ -349,12 +352,13 @@ async fn work_and_ack(
             }
             tracing::info!(job_id = %job.id, outcome = %"acked", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, redelivered = delivery.redelivered, "job done");
         }
-        Err(e) => {
+        // `Ok(false)`: the channel had already closed, so the ack was never sent.
+        Ok(false) | Err(_) => {
             metrics
                 .failed
                 .get_or_create(&ReasonLabel { reason: "ack_lost" })
                 .inc();
-            tracing::warn!(job_id = %job.id, outcome = %"requeued", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, error = %e, "job done but the ack was lost with the channel; the broker redelivers it");
+            tracing::warn!(job_id = %job.id, outcome = %"requeued", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, "job done but the ack was lost with the channel; the broker redelivers it");
         }
     }
     metrics.in_flight.dec();
