@@ -159,12 +159,9 @@ impl WebArgs {
     }
 }
 
-/// Options of `warren worker`.
+/// How a worker works: shared by `warren worker` and the workers `warren autoscale` starts.
 #[derive(Debug, Args)]
-pub struct WorkerArgs {
-    /// Broker and queue.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
+pub struct WorkArgs {
     /// How long one job takes, in ms (the seed's 5 s); a job's x-work-ms header overrides it.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
@@ -173,17 +170,28 @@ pub struct WorkerArgs {
     #[arg(long, env = "PREFETCH", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub prefetch: u16,
+    /// After SIGTERM, how long jobs in flight may take to finish, in ms; then the worker exits
+    /// without acking them and the broker requeues them.
+    #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub grace_ms: u64,
+}
+
+/// Options of `warren worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Broker and queue.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Work time, prefetch and drain grace.
+    #[command(flatten)]
+    pub work: WorkArgs,
     /// Port of /metrics, /healthz and /readyz (0 picks a free port and logs it).
     #[arg(long, env = "METRICS_PORT", default_value_t = 9100)]
     pub metrics_port: u16,
     /// Address the metrics port listens on.
     #[arg(long, env = "METRICS_BIND", default_value = "0.0.0.0")]
     pub metrics_bind: IpAddr,
-    /// After SIGTERM, how long jobs in flight may take to finish, in ms; then the worker exits
-    /// without acking them and the broker requeues them.
-    #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub grace_ms: u64,
     /// Set by `warren autoscale`: drain and exit when this parent process is gone.
     #[arg(long, env = "WARREN_PARENT_PID", hide = true)]
     pub parent_pid: Option<u32>,
@@ -194,10 +202,10 @@ impl WorkerArgs {
     pub fn to_config(&self) -> Result<WorkerConfig, ConfigError> {
         Ok(WorkerConfig {
             broker: self.broker.to_config()?,
-            work: Duration::from_millis(self.work_ms),
-            prefetch: self.prefetch,
+            work: Duration::from_millis(self.work.work_ms),
+            prefetch: self.work.prefetch,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
-            grace: Duration::from_millis(self.grace_ms),
+            grace: Duration::from_millis(self.work.grace_ms),
             parent_pid: self.parent_pid,
         })
     }
@@ -234,18 +242,9 @@ pub struct AutoscaleArgs {
     /// periods pass faster; the sync period is divided too). For demos and tests.
     #[arg(long, env = "SPEED", default_value_t = 1.0)]
     pub speed: f64,
-    /// Workers' work time per job, in ms.
-    #[arg(long, env = "WORK_MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
-    pub work_ms: u64,
-    /// Workers' prefetch (jobs at once per worker).
-    #[arg(long, env = "PREFETCH", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub prefetch: u16,
-    /// Workers' drain grace after SIGTERM, in ms; a worker still busy after it (plus 5 s) is killed.
-    #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub grace_ms: u64,
+    /// The workers' work time, prefetch and drain grace.
+    #[command(flatten)]
+    pub work: WorkArgs,
     /// Port of the autoscaler's own /metrics, /healthz and /readyz (0 picks a free port).
     #[arg(long, env = "AUTOSCALER_METRICS_PORT", default_value_t = 9200)]
     pub metrics_port: u16,
@@ -287,9 +286,9 @@ impl AutoscaleArgs {
         let env = vec![
             ("AMQP_URL".to_owned(), broker.url.expose().to_owned()),
             ("QUEUE".to_owned(), broker.queue.to_string()),
-            ("WORK_MS".to_owned(), self.work_ms.to_string()),
-            ("PREFETCH".to_owned(), self.prefetch.to_string()),
-            ("GRACE_MS".to_owned(), self.grace_ms.to_string()),
+            ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
+            ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
+            ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
         ];
         Ok(crate::autoscale::AutoscaleConfig {
             hpa_path: self.hpa.clone(),
@@ -297,7 +296,7 @@ impl AutoscaleArgs {
             worker: crate::pool::WorkerSpec {
                 exe,
                 env,
-                grace: Duration::from_millis(self.grace_ms),
+                grace: Duration::from_millis(self.work.grace_ms),
                 log_dir: self.worker_log_dir.clone(),
                 file_sd: self.prometheus_file_sd.clone(),
             },
