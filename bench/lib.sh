@@ -176,3 +176,17 @@ bench_machine() {
   echo "- rustc: $(rustc --version 2>/dev/null | cut -d' ' -f2-); wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "- warren: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (with uncommitted changes in crates/)')"
 }
+
+# Waits (up to 60 s) until the broker's process tree (root PID) uses less than a tenth of a core
+# over one second: after a phase the broker still writes and compacts its log for a while, and
+# the next phase should not pay for it.
+bench_settle() {
+  local root=$1 i t0 t1
+  for ((i = 0; i < 60; i++)); do
+    t0=$(bench_cpu_ticks $(bench_tree "$root"))
+    sleep 1
+    t1=$(bench_cpu_ticks $(bench_tree "$root"))
+    [ $((t1 - t0)) -lt 10 ] && { bench_log "broker settled after $((i + 1)) s"; return 0; }
+  done
+  bench_log "broker still busy after 60 s; going on"
+}
