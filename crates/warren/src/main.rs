@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use warren::cli::{self, Command};
 
+// With glibc's malloc the web server kept the memory of every burst of waiting requests, so its
+// RSS followed its worst moment in the soak; with mimalloc it comes back down after the burst
+// (docs/benchmarks.md, "The allocator"), at the cost of a larger footprint at rest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::parse();
     let filter =
