@@ -2,7 +2,6 @@
 //! queue inspection and waiting helpers. Each test uses its own queue, so tests run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the fixtures.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -123,29 +122,13 @@ impl Warren {
         extra: &[(&str, &str)],
         log: PathBuf,
     ) -> Self {
-        let port = free_port();
-        let mut envs = vec![
-            ("AMQP_URL", amqp_url.to_owned()),
-            ("QUEUE", queue.to_owned()),
-            ("WORK_MS", work_ms.to_string()),
-            ("METRICS_PORT", port.to_string()),
-            ("METRICS_BIND", "127.0.0.1".to_owned()),
-        ];
-        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let (envs, port) = worker_env(amqp_url, queue, work_ms, extra);
         Self::spawn_logging_to("worker", &envs, port, log, true)
     }
 
     /// Starts `warren worker` against `amqp_url`, queue `queue`.
     pub fn worker(amqp_url: &str, queue: &str, work_ms: u64, extra: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let mut envs = vec![
-            ("AMQP_URL", amqp_url.to_owned()),
-            ("QUEUE", queue.to_owned()),
-            ("WORK_MS", work_ms.to_string()),
-            ("METRICS_PORT", port.to_string()),
-            ("METRICS_BIND", "127.0.0.1".to_owned()),
-        ];
-        envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let (envs, port) = worker_env(amqp_url, queue, work_ms, extra);
         Self::spawn("worker", &envs, port)
     }
 
@@ -223,14 +206,28 @@ impl Drop for Warren {
 /// Extracts `(job_id, outcome)` from worker log lines.
 pub fn parse_outcomes(log: &str) -> Vec<(String, String)> {
     log.lines()
-        .filter_map(|line| {
-            let field = |name: &str| {
-                let start = line.find(&format!(" {name}="))? + name.len() + 2;
-                line[start..].split_whitespace().next().map(str::to_owned)
-            };
-            Some((field("job_id")?, field("outcome")?))
-        })
+        .filter_map(warren::ledger::parse_line)
+        .map(|o| (o.job_id, o.outcome))
         .collect()
+}
+
+/// The environment of a `warren worker` on a free metrics port, and that port.
+fn worker_env<'a>(
+    amqp_url: &str,
+    queue: &str,
+    work_ms: u64,
+    extra: &[(&'a str, &str)],
+) -> (Vec<(&'a str, String)>, u16) {
+    let port = free_port();
+    let mut envs = vec![
+        ("AMQP_URL", amqp_url.to_owned()),
+        ("QUEUE", queue.to_owned()),
+        ("WORK_MS", work_ms.to_string()),
+        ("METRICS_PORT", port.to_string()),
+        ("METRICS_BIND", "127.0.0.1".to_owned()),
+    ];
+    envs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    (envs, port)
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
@@ -327,30 +324,18 @@ pub async fn delete_queues(connection: &Connection, queue: &str) {
     }
 }
 
-/// Samples of a metric in the classic text format, keyed by their label part (`""` if none).
-pub fn metric_samples(text: &str, name: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let (metric, labels) = match key.split_once('{') {
-                Some((m, rest)) => (m, rest.trim_end_matches('}').to_owned()),
-                None => (key, String::new()),
-            };
-            if metric != name {
-                return None;
-            }
-            Some((labels, value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// One sample's value, 0 if absent.
+/// One sample's value, 0 if absent; `labels` as the exposition writes them
+/// (`path="/generate",status="200"`, or `""` for none).
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    metric_samples(text, name)
-        .get(labels)
-        .copied()
-        .unwrap_or(0.0)
+    // The wanted labels go through the same parser as the exposition, so their order is moot.
+    let wanted = warren::metric_source::parse_samples(&format!("wanted{{{labels}}} 0"))
+        .pop()
+        .map(|s| s.labels)
+        .unwrap_or_default();
+    warren::metric_source::parse_samples(text)
+        .into_iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .map_or(0.0, |s| s.value)
 }
 
 /// GETs a URL and returns the body text.
