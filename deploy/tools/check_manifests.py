@@ -770,6 +770,35 @@ def cmd_prometheus_files(args) -> None:
         fail(f"{args.rendered}: no ConfigMap with a prometheus.yml")
 
 
+RULES_FILE = os.path.join(DEPLOY, "kubernetes", "base", "prometheus", "rules.yml")
+PROMETHEUS_RULE = os.path.join(DEPLOY, "kubernetes", "overlays", "kube-prometheus-stack", "prometheusrule.yaml")
+PROMETHEUS_RULE_HEADER = """\
+# Generated from base/prometheus/rules.yml, the one definition of warren's rules,
+# by `.venv/bin/python deploy/tools/check_manifests.py prometheus-rule`: edit
+# rules.yml and run that. scripts/check-deploy fails while the groups here differ.
+"""
+
+
+def prometheus_rule() -> str:
+    """rules.yml's groups as a PrometheusRule, for the kube-prometheus-stack overlay."""
+    with open(RULES_FILE, encoding="utf-8") as f:
+        groups = yaml.safe_load(f)["groups"]
+    obj = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "warren", "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": "warren", "app.kubernetes.io/part-of": "warren"}},
+        "spec": {"groups": groups},
+    }
+    return PROMETHEUS_RULE_HEADER + yaml.safe_dump(obj, sort_keys=False, width=100)
+
+
+def cmd_prometheus_rule(args) -> None:
+    with open(PROMETHEUS_RULE, "w", encoding="utf-8") as f:
+        f.write(prometheus_rule())
+    print(f"wrote {os.path.relpath(PROMETHEUS_RULE, REPO)} from {os.path.relpath(RULES_FILE, REPO)}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -781,12 +810,13 @@ def main() -> int:
     s = sub.add_parser("policy")
     s.add_argument("--overlay", required=True)
     s.add_argument("rendered", nargs="+")
+    sub.add_parser("prometheus-rule")
     s = sub.add_parser("prometheus-files")
     s.add_argument("rendered")
     s.add_argument("outdir")
     args = p.parse_args()
     {"schemas": cmd_schemas, "self-test": cmd_self_test, "policy": cmd_policy,
-     "prometheus-files": cmd_prometheus_files}[args.cmd](args)
+     "prometheus-files": cmd_prometheus_files, "prometheus-rule": cmd_prometheus_rule}[args.cmd](args)
     return 1 if failures else 0
 
 
