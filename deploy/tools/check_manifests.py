@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import glob
 import json
 import os
@@ -219,10 +220,51 @@ class OperatorModels:
         try:
             model.model_validate(obj, strict=True, extra="forbid")
         except pydantic.ValidationError as e:
-            return [f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-                    + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and not isinstance(err["input"], (dict, list)) else "")
-                    for err in e.errors()]
+            return [self._describe(model, err) for err in e.errors()]
         return []
+
+    @staticmethod
+    def _describe(model, err: dict) -> str:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if err["type"] != "extra_forbidden":
+            got = "" if isinstance(err["input"], (dict, list)) else f" (got {err['input']!r})"
+            return f"{where}: {err['msg']}{got}"
+        known = OperatorModels._fields_at(model, err["loc"][:-1])
+        near = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"known here: {', '.join(sorted(known)) or 'none'}"
+        return f"{where}: unknown field ({hint})"
+
+    @staticmethod
+    def _fields_at(model, loc) -> list[str]:
+        """The field names (as written in YAML) of the model that `loc` leads to."""
+        import types
+        import typing
+
+        import pydantic
+
+        def bare(node):
+            # Optional[X] and Annotated[X, ...] stand for X here.
+            while typing.get_origin(node) in (typing.Union, types.UnionType, typing.Annotated):
+                node = next(a for a in typing.get_args(node) if a is not type(None))
+            return node
+
+        def is_model(node) -> bool:
+            return isinstance(node, type) and issubclass(node, pydantic.BaseModel)
+
+        node = model
+        for step in loc:
+            node = bare(node)
+            if is_model(node):
+                fields = {f.alias or n: f for n, f in node.model_fields.items()}
+                if step not in fields:
+                    return []
+                node = fields[step].annotation
+            elif typing.get_origin(node) in (list, dict):
+                node = typing.get_args(node)[-1]
+            else:
+                return []
+        node = bare(node)
+        return [f.alias or n for n, f in node.model_fields.items()] if is_model(node) else []
 
 
 def object_meta_validator(version: str):
