@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{AmqpUrl, BrokerConfig, ConfigError, QueueName};
-use crate::job::MAX_WORK_MS;
-use crate::publisher::PublisherOptions;
-use crate::web::WebConfig;
-use crate::worker::WorkerConfig;
+use crate::pipeline::job::MAX_WORK_MS;
+use crate::pipeline::publisher::PublisherOptions;
+use crate::pipeline::web::WebConfig;
+use crate::pipeline::worker::WorkerConfig;
 
 /// warren: queue-driven autoscaling for RabbitMQ workers.
 ///
@@ -42,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole system on this machine: a private RabbitMQ and Prometheus, web, workers
     /// scaled by the HPA manifest, a load that scales them up and down, a live view, a report.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::lab::demo::DemoArgs),
     /// Serve GET /generate: publish a job, answer 200 only once the broker confirmed it.
     Web(WebArgs),
     /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
@@ -50,7 +50,7 @@ pub enum Command {
     /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
     Autoscale(AutoscaleArgs),
     /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
-    Load(crate::load::LoadArgs),
+    Load(crate::lab::load::LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
     Broker(BrokerNodeArgs),
 }
@@ -261,9 +261,9 @@ pub struct AutoscaleArgs {
 
 impl AutoscaleArgs {
     /// The validated config; the manifest is read and checked here.
-    pub fn to_config(&self) -> Result<crate::autoscale::AutoscaleConfig, ConfigError> {
+    pub fn to_config(&self) -> Result<crate::scaling::autoscale::AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
-        let (hpa_yaml, _) = crate::autoscale::AutoscaleConfig::check_manifest(&self.hpa)?;
+        let (hpa_yaml, _) = crate::scaling::autoscale::AutoscaleConfig::check_manifest(&self.hpa)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }
@@ -271,10 +271,10 @@ impl AutoscaleArgs {
             return Err(ConfigError::new("SYNC_PERIOD must be at least 100ms"));
         }
         let source = match self.metric_source.as_str() {
-            "prometheus" => crate::metric_source::MetricSource::Prometheus {
+            "prometheus" => crate::scaling::metric_source::MetricSource::Prometheus {
                 url: http_url("PROMETHEUS_URL", &self.prometheus_url)?,
             },
-            _ => crate::metric_source::MetricSource::Broker {
+            _ => crate::scaling::metric_source::MetricSource::Broker {
                 endpoint: http_url("RABBIT_PROMETHEUS_URL", &self.rabbit_prometheus_url)?,
             },
         };
@@ -290,10 +290,10 @@ impl AutoscaleArgs {
             ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
             ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
         ];
-        Ok(crate::autoscale::AutoscaleConfig {
+        Ok(crate::scaling::autoscale::AutoscaleConfig {
             hpa_path: self.hpa.clone(),
             hpa_yaml,
-            worker: crate::pool::WorkerSpec {
+            worker: crate::scaling::pool::WorkerSpec {
                 exe,
                 env,
                 grace: Duration::from_millis(self.work.grace_ms),

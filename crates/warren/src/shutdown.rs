@@ -29,7 +29,7 @@ pub fn install() -> std::io::Result<CancellationToken> {
         };
         tracing::warn!(signal = name, "second signal: exiting now without draining");
         // `exit` skips destructors: hand the terminal back if the demo's live view holds it.
-        crate::dashboard::restore_terminal();
+        crate::lab::dashboard::restore_terminal();
         std::process::exit(130);
     });
     Ok(token)

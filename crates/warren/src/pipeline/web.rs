@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::config::BrokerConfig;
-use crate::job::JobId;
+use crate::pipeline::job::JobId;
 use crate::metrics;
-use crate::publisher::{PublishError, Publisher, PublisherOptions};
+use crate::pipeline::publisher::{PublishError, Publisher, PublisherOptions};
 
 /// The most jobs one `/generate?count=N` call may ask for.
 pub const MAX_BATCH: u16 = 1000;

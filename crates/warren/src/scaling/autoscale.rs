@@ -1,7 +1,7 @@
 //! `warren autoscale`: the Kubernetes HPA, on one machine.
 //!
 //! Reads the very autoscaling/v2 manifest the cluster gets, and every sync period (15 s, as the
-//! controller) reads its metrics ([`crate::metric_source`]), asks the engine
+//! controller) reads its metrics ([`crate::scaling::metric_source`]), asks the engine
 //! ([`warren_hpa::Autoscaler`], Kubernetes' algorithm) for a decision, and applies it to a
 //! [`WorkerPool`] of local `warren worker` processes. One log line per decision: metric values,
 //! proposals, the result and the controller's condition reasons.
@@ -32,9 +32,9 @@ use warren_hpa::{
 };
 
 use crate::config::ConfigError;
-use crate::metric_source::{MetricReader, MetricSource, SeriesQuery};
+use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::metrics;
-use crate::pool::{WorkerPool, WorkerSpec};
+use crate::scaling::pool::{WorkerPool, WorkerSpec};
 
 /// Settings of `warren autoscale`, validated.
 #[derive(Clone, Debug)]
@@ -360,7 +360,7 @@ fn describe(
     queries: &[SeriesQuery],
     values: &[Option<f64>],
     decision: &ScaleDecision,
-    status: &crate::pool::PoolStatus,
+    status: &crate::scaling::pool::PoolStatus,
     reasons: &str,
 ) -> String {
     let mut parts = Vec::new();

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::config::{parse_duration, ConfigError};
-use crate::job::MAX_ID_LEN;
+use crate::pipeline::job::MAX_ID_LEN;
 
 pub use warren_pattern::{
     Pattern, PatternError, PatternKind, SendTimes, MAX_PATTERN_SECS, MAX_RATE,

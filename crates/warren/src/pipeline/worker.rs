@@ -3,7 +3,7 @@
 //! One supervisor loop keeps a consumer alive (connect, declare, `basic.qos(prefetch)`,
 //! `basic.consume`), reconnecting with backoff after a broker restart. Each delivery runs as its
 //! own task, so up to `prefetch` jobs run at once. A delivery that fails the checks of
-//! [`crate::job::parse_delivery`] is rejected without requeue, which dead-letters it.
+//! [`crate::pipeline::job::parse_delivery`] is rejected without requeue, which dead-letters it.
 //!
 //! Every outcome is one log line with `job_id=` and `outcome=acked|dead_lettered|requeued`.
 //! On SIGTERM the consumer is cancelled, deliveries not yet started are requeued, running jobs
@@ -32,9 +32,9 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{self, Backoff};
+use crate::pipeline::broker::{self, Backoff};
 use crate::config::BrokerConfig;
-use crate::job::{now_ms, parse_delivery, Job};
+use crate::pipeline::job::{now_ms, parse_delivery, Job};
 use crate::metrics;
 
 /// Settings of `warren worker`, validated.
@@ -368,7 +368,7 @@ async fn work_and_ack(
 fn loggable_id(delivery: &Delivery) -> String {
     let looks_like_id = |s: &str| {
         !s.is_empty()
-            && s.len() <= crate::job::MAX_ID_LEN
+            && s.len() <= crate::pipeline::job::MAX_ID_LEN
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
     };
