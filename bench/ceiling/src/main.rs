@@ -145,7 +145,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Ready { target } => {
             let config = target.config()?;
             let connection = warren::pipeline::broker::connect(&config, "bench").await?;
-            let ready = warren::pipeline::broker::ready_messages(&connection, config.queue.as_str()).await?;
+            let ready =
+                warren::pipeline::broker::ready_messages(&connection, config.queue.as_str())
+                    .await?;
             println!("ready={ready}");
             Ok(())
         }

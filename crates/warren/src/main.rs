@@ -30,21 +30,27 @@ fn main() -> ExitCode {
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(true, |shutdown| warren::pipeline::web::run(config, shutdown))
+            run(true, |shutdown| {
+                warren::pipeline::web::run(config, shutdown)
+            })
         }
         Command::Worker(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(false, |shutdown| warren::pipeline::worker::run(config, shutdown))
+            run(false, |shutdown| {
+                warren::pipeline::worker::run(config, shutdown)
+            })
         }
         Command::Autoscale(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(true, |shutdown| warren::scaling::autoscale::run(config, shutdown))
+            run(true, |shutdown| {
+                warren::scaling::autoscale::run(config, shutdown)
+            })
         }
         Command::Load(args) => {
             let config = args

@@ -206,12 +206,12 @@ impl Drop for Dashboard {
 // ---------------------------------------------------------------------------------------------
 // The full-screen view
 
-/// Whether the dashboard holds the terminal (raw mode, alternate screen), for the panic hook.
+/// Whether the dashboard holds the terminal (raw mode, alternate screen), for the restore hooks.
 static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
-static PANIC_HOOK: Once = Once::new();
+static RESTORE_HOOKS: Once = Once::new();
 
 /// Gives the terminal back if the dashboard holds it; safe to call more than once, and from
-/// paths that skip `Drop` (the shutdown helper's immediate exit on a second signal).
+/// paths that skip `Drop` (registered with [`crate::shutdown::before_forced_exit`]).
 pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
         let _ = terminal::disable_raw_mode();
@@ -223,8 +223,10 @@ pub fn restore_terminal() {
     }
 }
 
-fn install_panic_hook() {
-    PANIC_HOOK.call_once(|| {
+/// Hands the terminal back on a panic and on the shutdown helper's immediate exit.
+fn install_restore_hooks() {
+    RESTORE_HOOKS.call_once(|| {
+        crate::shutdown::before_forced_exit(restore_terminal);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore_terminal();
@@ -242,7 +244,7 @@ struct Screen {
 
 impl Screen {
     fn enter(quit: CancellationToken) -> anyhow::Result<Screen> {
-        install_panic_hook();
+        install_restore_hooks();
         terminal::enable_raw_mode()?;
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         let screen = (|| {

@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::scaling::autoscale::{AutoscaleConfig, AutoscaleEvent};
 use crate::config::{BrokerConfig, ConfigError, QueueName};
 use crate::lab::dashboard::{Dashboard, Decision, MetricReading, View};
 use crate::lab::ledger::{quantile, Ledger};
 use crate::lab::load::{LoadConfig, LoadStats, Pattern};
-use crate::scaling::metric_source::{parse_samples, MetricSource};
-use crate::scaling::pool::WorkerSpec;
 use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
 use crate::lab::report::{Sample, Totals};
 use crate::pipeline::web::WebConfig;
+use crate::scaling::autoscale::{AutoscaleConfig, AutoscaleEvent};
+use crate::scaling::metric_source::{parse_samples, MetricSource};
+use crate::scaling::pool::WorkerSpec;
 
 /// The HPA manifest the cluster applies; the demo reads this very file.
 pub const DEFAULT_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml";
@@ -278,8 +278,10 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
 
     // The load.
     let web_url = format!("http://127.0.0.1:{web_port}");
-    let mut load_config =
-        LoadConfig::new(crate::lab::load::generate_url(&web_url)?, config.pattern.clone());
+    let mut load_config = LoadConfig::new(
+        crate::lab::load::generate_url(&web_url)?,
+        config.pattern.clone(),
+    );
     load_config.speed = speed;
     let stats = Arc::new(LoadStats::default());
     let (accepted_tx, mut accepted_rx) = mpsc::unbounded_channel::<String>();
