@@ -69,13 +69,53 @@ pub fn parse() -> Cli {
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
                 _ => {
-                    let rendered = e.render().to_string();
-                    let line = rendered.lines().next().unwrap_or("invalid arguments");
-                    let line = line.strip_prefix("error: ").unwrap_or(line);
-                    exit_config_error(&ConfigError::new(line));
+                    let command = command_path(std::env::args().skip(1));
+                    exit_config_error(&ConfigError::new(one_line(
+                        &e.render().to_string(),
+                        &command,
+                    )))
                 }
             }
         }
+    }
+}
+
+/// Folds clap's several-line rendering into one line that keeps what it says: the message, the
+/// arguments it names (`--hpa <HPA>`), its tip ("a similar argument exists: '--port'") and
+/// where to look (`see 'warren autoscale --help'`). The usage synopsis is left out: `--help`
+/// has it.
+fn one_line(rendered: &str, command: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut tips: Vec<String> = Vec::new();
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            tips.push(tip.to_owned());
+        } else if line.starts_with("Usage: ") || line.starts_with("For more information") {
+        } else {
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            parts.push(line.to_owned());
+        }
+    }
+    let mut text = parts.join(" ");
+    if text.is_empty() {
+        text.push_str("invalid arguments");
+    }
+    for tip in tips {
+        text.push_str(&format!("; tip: {tip}"));
+    }
+    text.push_str(&format!("; see '{command} --help'"));
+    text
+}
+
+/// `warren` and the subcommand named on the command line, if any: what `--help` applies to.
+fn command_path(args: impl Iterator<Item = String>) -> String {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let sub = args
+        .filter(|arg| !arg.starts_with('-'))
+        .find(|arg| cli.find_subcommand(arg).is_some());
+    match sub {
+        Some(sub) => format!("warren {sub}"),
+        None => "warren".to_owned(),
     }
 }
 

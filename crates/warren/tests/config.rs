@@ -218,3 +218,55 @@ fn each_invalid_web_limit_and_autoscale_and_load_setting_exits_2_with_one_line()
     }
     let _ = std::fs::remove_file(bad_pattern);
 }
+
+/// clap's message folded into one line keeps what it knew: the argument it names, its
+/// "did you mean" tip and which `--help` to read.
+#[test]
+fn argument_errors_keep_clap_content_on_one_line() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["autoscale", "--hpa"],
+            &["--hpa <HPA>", "see 'warren autoscale --help'"],
+        ),
+        (
+            &["web", "--prot", "3"],
+            &[
+                "'--prot'",
+                "similar argument exists: '--port'",
+                "see 'warren web --help'",
+            ],
+        ),
+        (
+            &["worker", "--prefetch", "many"],
+            &[
+                "'many'",
+                "--prefetch <PREFETCH>",
+                "see 'warren worker --help'",
+            ],
+        ),
+        (
+            &["loadd"],
+            &[
+                "'loadd'",
+                "similar subcommand exists: 'load'",
+                "see 'warren --help'",
+            ],
+        ),
+    ];
+    for (args, wanted) in cases {
+        let (code, stderr) = run(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(stderr.starts_with("warren: "), "{stderr}");
+        for part in *wanted {
+            assert!(
+                stderr.contains(part),
+                "{args:?}: {part:?} missing from {stderr:?}"
+            );
+        }
+    }
+}
