@@ -350,3 +350,43 @@ fn a_manifest_the_api_server_would_reject_exits_2_naming_the_field() {
     assert!(stderr.contains("spec.maxReplicas"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An installed binary has no checkout beside it: with no `--hpa`, `warren autoscale` runs the
+/// overlay's manifest compiled into it, from any directory.
+#[test]
+fn without_hpa_it_runs_the_built_in_overlay_manifest_from_any_directory() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("warren-test-nohpa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["autoscale", "--metrics-port", "0"])
+        .current_dir(&dir)
+        .env_remove("HPA_FILE")
+        .env_remove("RUST_LOG")
+        // Nothing listens on port 1: the autoscaler starts, its metric is unavailable.
+        .env("RABBIT_PROMETHEUS_URL", "http://127.0.0.1:1")
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2F")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr to its end in a thread, so the process never writes to a closed pipe.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let start = lines
+        .iter()
+        .find(|line| line.contains("warren autoscale starting"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = start.expect("a start line");
+    assert!(start.contains("hpa.yaml (built in)"), "{start}");
+    assert!(start.contains("min=1 max=10"), "{start}");
+    assert!(start.contains(r#"queue=\"Orders\""#), "{start}");
+    assert!(status.success(), "{status}");
+}

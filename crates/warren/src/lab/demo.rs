@@ -26,12 +26,9 @@ use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
 use crate::lab::report::{Sample, Totals};
 use crate::pipeline::web::WebConfig;
-use crate::scaling::autoscale::{AutoscaleConfig, AutoscaleEvent};
+use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent};
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
-
-/// The HPA manifest the cluster applies; the demo reads this very file.
-pub const DEFAULT_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml";
 
 /// Options of `warren demo`.
 #[derive(Debug, clap::Args)]
@@ -47,9 +44,10 @@ pub struct DemoArgs {
     /// Peak arrival rate of the load, jobs per second (before speed).
     #[arg(long, env = "DEMO_RATE", default_value_t = 2.0)]
     pub rate: f64,
-    /// The HPA manifest (the file the Kubernetes overlay applies).
-    #[arg(long, env = "HPA_FILE", default_value = DEFAULT_HPA)]
-    pub hpa: PathBuf,
+    /// The HPA manifest. Default: the prometheus-adapter overlay's hpa.yaml, built into warren,
+    /// the very file the cluster applies.
+    #[arg(long, env = "HPA_FILE")]
+    pub hpa: Option<PathBuf>,
     /// Work time per job in ms (before speed), as the seed's 5 s.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
@@ -72,8 +70,8 @@ pub struct DemoArgs {
 /// Settings of `warren demo`, validated.
 #[derive(Clone, Debug)]
 pub struct DemoConfig {
-    /// The HPA manifest's path.
-    pub hpa_path: PathBuf,
+    /// Where the HPA manifest came from: its path, or the built-in one.
+    pub hpa_origin: String,
     /// Its text.
     pub hpa_yaml: String,
     /// The queue the manifest's metric selects.
@@ -108,19 +106,14 @@ impl DemoArgs {
         if self.duration < Duration::from_secs(5) {
             return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
         }
-        let (hpa_yaml, queries) = AutoscaleConfig::check_manifest(&self.hpa).map_err(|e| {
-            if self.hpa.as_os_str() == DEFAULT_HPA && !self.hpa.exists() {
-                ConfigError::new(format!("{DEFAULT_HPA} not found: run warren demo from the repository's root, or pass --hpa"))
-            } else {
-                e
-            }
-        })?;
+        let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml)?;
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
             .map_or_else(|| QueueName::parse("Orders"), |q| QueueName::parse(q))?;
         Ok(DemoConfig {
-            hpa_path: self.hpa.clone(),
+            hpa_origin,
             hpa_yaml,
             queue,
             speed: self.speed,
@@ -242,7 +235,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let work = config.work.div_f64(speed);
     let grace = (work * 3).max(Duration::from_secs(5));
     let autoscale_config = AutoscaleConfig {
-        hpa_path: config.hpa_path.clone(),
+        hpa_origin: config.hpa_origin.clone(),
         hpa_yaml: config.hpa_yaml.clone(),
         worker: WorkerSpec {
             exe: std::env::current_exe()?,

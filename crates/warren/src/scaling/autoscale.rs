@@ -14,7 +14,7 @@
 //! and tests, while the manifest itself stays as written.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,11 +39,38 @@ use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerPool, WorkerSpec};
 
+/// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
+/// default on one machine cannot drift from what the cluster runs, and so that warren needs no
+/// checkout to find it.
+pub const BUILTIN_HPA: &str =
+    include_str!("../../../../deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+
+/// How logs and errors name [`BUILTIN_HPA`].
+pub const BUILTIN_HPA_NAME: &str =
+    "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml (built in)";
+
+/// Reads the manifest at `path`, or gives the built-in one when there is none: its name (for
+/// logs and errors) and its text.
+pub fn read_manifest(path: Option<&Path>) -> Result<(String, String), ConfigError> {
+    match path {
+        None => Ok((BUILTIN_HPA_NAME.to_owned(), BUILTIN_HPA.to_owned())),
+        Some(path) => {
+            let yaml = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(format!(
+                    "cannot read the HPA manifest {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok((path.display().to_string(), yaml))
+        }
+    }
+}
+
 /// Settings of `warren autoscale`, validated.
 #[derive(Clone, Debug)]
 pub struct AutoscaleConfig {
-    /// The manifest's path (for logs).
-    pub hpa_path: PathBuf,
+    /// Where the manifest came from (for logs): its path, or [`BUILTIN_HPA_NAME`].
+    pub hpa_origin: String,
     /// The manifest's text, already checked to parse and validate.
     pub hpa_yaml: String,
     /// How to start a worker.
@@ -61,25 +88,16 @@ pub struct AutoscaleConfig {
 impl AutoscaleConfig {
     /// Checks a manifest the way `run` will use it: it must parse and validate as the API
     /// server would, and each metric must have a source.
-    pub fn check_manifest(
-        path: &std::path::Path,
-    ) -> Result<(String, Vec<SeriesQuery>), ConfigError> {
-        let yaml = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(format!(
-                "cannot read the HPA manifest {}: {e}",
-                path.display()
-            ))
-        })?;
-        let engine = Autoscaler::from_yaml(&yaml).map_err(|e| {
-            ConfigError::new(format!("{}: {}", path.display(), one_line(&e.to_string())))
-        })?;
-        let queries = engine
+    /// `origin` names the manifest in errors.
+    pub fn check_manifest(origin: &str, yaml: &str) -> Result<Vec<SeriesQuery>, ConfigError> {
+        let engine = Autoscaler::from_yaml(yaml)
+            .map_err(|e| ConfigError::new(format!("{origin}: {}", one_line(&e.to_string()))))?;
+        engine
             .metric_specs()
             .iter()
             .map(SeriesQuery::from_spec)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-        Ok((yaml, queries))
+            .map_err(|e| ConfigError::new(format!("{origin}: {e}")))
     }
 }
 
@@ -244,7 +262,7 @@ pub async fn run_with(
     .await?;
     let metrics_addr = ops.addr();
 
-    tracing::info!(hpa = %config.hpa_path.display(), source = ?config.source, metrics = %metrics_addr,
+    tracing::info!(hpa = %config.hpa_origin, source = ?config.source, metrics = %metrics_addr,
         sync_period_ms = config.sync_period.as_millis() as u64, speed = config.speed,
         min = min_replicas, max = spec.max_replicas, queries = ?queries.iter().map(SeriesQuery::promql).collect::<Vec<_>>(),
         "warren autoscale starting");
@@ -397,10 +415,11 @@ fn describe(
 /// Options of `warren autoscale`.
 #[derive(Debug, Args)]
 pub struct AutoscaleArgs {
-    /// The autoscaling/v2 HorizontalPodAutoscaler manifest: the same file the cluster applies,
-    /// e.g. deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml.
+    /// The autoscaling/v2 HorizontalPodAutoscaler manifest, the same file the cluster applies.
+    /// Default: the prometheus-adapter overlay's hpa.yaml, built into warren (queue Orders,
+    /// 1 to 10 workers).
     #[arg(long, env = "HPA_FILE")]
-    pub hpa: PathBuf,
+    pub hpa: Option<PathBuf>,
     /// Broker and queue, passed to the workers.
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -446,7 +465,8 @@ impl AutoscaleArgs {
     /// The validated config; the manifest is read and checked here.
     pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
-        let (hpa_yaml, _) = AutoscaleConfig::check_manifest(&self.hpa)?;
+        let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }
@@ -474,7 +494,7 @@ impl AutoscaleArgs {
             ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
         ];
         Ok(AutoscaleConfig {
-            hpa_path: self.hpa.clone(),
+            hpa_origin,
             hpa_yaml,
             worker: WorkerSpec {
                 exe,
