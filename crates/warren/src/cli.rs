@@ -9,9 +9,9 @@
 use clap::{Parser, Subcommand};
 
 use crate::config::ConfigError;
+use crate::lab::broker_command::BrokerNodeArgs;
 use crate::lab::demo::DemoArgs;
 use crate::lab::load::LoadArgs;
-use crate::lab::rabbit_node::BrokerNodeArgs;
 use crate::pipeline::web::WebArgs;
 use crate::pipeline::worker::WorkerArgs;
 use crate::scaling::autoscale::AutoscaleArgs;
@@ -54,7 +54,8 @@ pub enum Command {
     Autoscale(AutoscaleArgs),
     /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
     Load(LoadArgs),
-    /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
+    /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C, or in the
+    /// background with --detach until --stop; on the same --dir it comes back with its data.
     Broker(BrokerNodeArgs),
 }
 

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => {
             warren::telemetry::init(filter);
             run(false, |shutdown| {
-                warren::lab::rabbit_node::run_foreground(args, shutdown)
+                warren::lab::broker_command::run(args, shutdown)
             })
         }
     };

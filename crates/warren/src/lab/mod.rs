@@ -6,6 +6,8 @@
 //! it uses it.
 //!
 //! - [`rabbit_node`]: a private RabbitMQ node for `warren broker`, the demo and the tests.
+//! - [`broker_command`]: `warren broker`, a private node kept in a directory (same name, ports
+//!   and data on restart), `--detach` and `--stop`.
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
 //! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
 //! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
@@ -14,6 +16,7 @@
 //! - [`dashboard`]: the demo's live terminal view.
 //! - [`report`]: the demo's report: time-series CSV, charts, HTML page.
 
+pub mod broker_command;
 pub mod dashboard;
 pub mod demo;
 pub mod ledger;

@@ -1,7 +1,7 @@
 //! A private RabbitMQ node: its own node name, data dir, Erlang port mapper and free ports, so it
 //! neither needs nor disturbs a broker that may already run on 5672.
 //!
-//! Used by `warren broker`, by `warren demo` and by the tests. The node runs as this process's
+//! Used by `warren broker` ([`crate::lab::broker_command`]), by `warren demo` and by the tests. The node runs as this process's
 //! child with its standard input on a pipe: if this process dies, however abruptly, the pipe
 //! closes and the Erlang VM halts, so no node outlives its owner. [`RabbitNode::stop`] stops it
 //! gracefully (SIGTERM, which the VM turns into an orderly shutdown).
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -62,7 +61,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
 }
 
 /// The ports a node listens on, all on 127.0.0.1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodePorts {
     /// AMQP 0-9-1.
     pub amqp: u16,
@@ -118,6 +117,25 @@ impl RabbitNode {
     /// Starts a node with its data in `dir` (created if missing) and waits until it serves AMQP
     /// and its prometheus endpoint. With `remove_dir`, the directory is deleted on drop.
     pub async fn start(dir: impl Into<PathBuf>, remove_dir: bool) -> Result<Self, NodeError> {
+        Self::start_as(dir, &Self::new_name(), NodePorts::free()?, remove_dir).await
+    }
+
+    /// A node name no other node of this process has, `warren-<pid>-<n>@localhost`.
+    pub fn new_name() -> String {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("warren-{}-{n}@localhost", std::process::id())
+    }
+
+    /// Starts a node under a given name and ports, as [`RabbitNode::start`] does. A node keeps
+    /// its data under `mnesia/<name>`: the same name and ports on the same `dir` bring back the
+    /// same broker, with its queues and messages.
+    pub async fn start_as(
+        dir: impl Into<PathBuf>,
+        name: &str,
+        ports: NodePorts,
+        remove_dir: bool,
+    ) -> Result<Self, NodeError> {
         let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
             .map_or_else(|| PathBuf::from(DEFAULT_SERVER_SCRIPT), PathBuf::from);
         if !script.exists() {
@@ -128,13 +146,11 @@ impl RabbitNode {
         let dir = dir
             .canonicalize()
             .map_err(io(format!("resolving {}", dir.display())))?;
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut node = Self {
-            name: format!("warren-{}-{n}@localhost", std::process::id()),
+            name: name.to_owned(),
             dir,
             remove_dir,
-            ports: NodePorts::free()?,
+            ports,
             child: None,
             script,
         };
@@ -364,19 +380,23 @@ impl RabbitNode {
 
     /// Ends the node's private port mapper, which the VM started and which would outlive it.
     fn stop_epmd(&self) {
-        let epmd = find_epmd();
-        let _ = std::process::Command::new(epmd)
-            .arg("-kill")
-            .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_epmd(self.ports.epmd);
     }
 
     /// The node's data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Ends the Erlang port mapper listening on `port`, if any (`epmd -kill`).
+pub fn stop_epmd(port: u16) {
+    let _ = std::process::Command::new(find_epmd())
+        .arg("-kill")
+        .env("ERL_EPMD_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn find_epmd() -> PathBuf {
@@ -405,47 +425,6 @@ impl Drop for RabbitNode {
     }
 }
 
-/// `warren broker`: runs a private node until `shutdown`, printing its addresses.
-pub async fn run_foreground(
-    args: BrokerNodeArgs,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let (dir, remove) = match args.dir {
-        Some(dir) => (dir, false),
-        None => (
-            std::env::temp_dir().join(format!("warren-broker-{}", std::process::id())),
-            true,
-        ),
-    };
-    let mut node = tokio::select! {
-        node = RabbitNode::start(dir, remove) => node?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    let env = format!(
-        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_MANAGEMENT_URL={}\n",
-        node.amqp_url().expose(),
-        node.prometheus_url(),
-        node.management_url()
-    );
-    if let Some(path) = &args.env_file {
-        // Written whole, then renamed, so a reader never sees half a file.
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, &env)?;
-        std::fs::rename(&partial, path)?;
-    }
-    println!(
-        "RabbitMQ node {} is up; Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
-        node.name(),
-        node.management_url()
-    );
-    shutdown.cancelled().await;
-    node.stop().await;
-    if let Some(path) = &args.env_file {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
-}
-
 impl RabbitNode {
     /// Runs `rabbitmqctl` against this node (e.g. to raise a memory alarm in a test).
     pub fn ctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
@@ -463,16 +442,4 @@ impl RabbitNode {
             .stdin(Stdio::null());
         command
     }
-}
-
-/// Options of `warren broker`.
-#[derive(Debug, Args)]
-pub struct BrokerNodeArgs {
-    /// Data directory of the node; by default a fresh temporary one, removed at exit.
-    #[arg(long, env = "WARREN_BROKER_DIR")]
-    pub dir: Option<PathBuf>,
-    /// Also write AMQP_URL, RABBIT_PROMETHEUS_URL and RABBIT_MANAGEMENT_URL to this file, once
-    /// the node is up (for scripts).
-    #[arg(long)]
-    pub env_file: Option<PathBuf>,
 }
