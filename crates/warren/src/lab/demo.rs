@@ -7,7 +7,9 @@
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
 //!
 //! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
-//! manifest's sync period, windows and policy periods) and the load pattern.
+//! manifest's sync period, windows and policy periods) and the load pattern. What the demo
+//! shows and reports is in its own time, before `speed` (times multiplied by K, rates divided
+//! by K), so a run at any speed reads like the same run at 1x, and the speed is stated.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -297,7 +299,12 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
 
     let mut dashboard = Dashboard::start(config.interactive)?;
     let quit = dashboard.quit_token();
+    let interval = Duration::from_secs(1)
+        .div_f64(speed)
+        .clamp(Duration::from_millis(250), Duration::from_secs(1));
     let mut view = View {
+        speed,
+        history_step: interval.mul_f64(speed),
         min_replicas,
         max_replicas,
         prometheus_url: prometheus.as_ref().map(PrometheusNode::url),
@@ -322,9 +329,6 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut last_sample = Instant::now();
     let mut load_ended_at: Option<Instant> = None;
     let cooldown = config.cooldown.div_f64(speed);
-    let interval = Duration::from_secs(1)
-        .div_f64(speed)
-        .clamp(Duration::from_millis(250), Duration::from_secs(1));
     let mut tick = tokio::time::interval(interval);
     let outcome = loop {
         tokio::select! {
@@ -338,7 +342,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         while let Ok(event) = events.try_recv() {
             view.workers_desired = event.desired;
             view.last_decision = Some(Decision {
-                at: Duration::from_secs_f64(event.at_secs),
+                at: Duration::from_secs_f64(event.at_secs * speed),
                 current: event.current,
                 desired: event.desired,
                 reasons: event
@@ -357,7 +361,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
                     })
                     .collect(),
             });
-            decisions.push(format!("t={:.1}s {}", event.at_secs, event.line));
+            decisions.push(format!("t={:.1}s {}", event.at_secs * speed, event.line));
         }
         let _ = ledger.read_dir(&worker_logs);
         let (ready, unacked) = queue_depth(&http, &queue_metrics, config.queue.as_str()).await;
@@ -365,23 +369,25 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         let snapshot = stats.snapshot();
         let dt = last_sample.elapsed().as_secs_f64().max(1e-3);
         last_sample = Instant::now();
-        let arrival = (snapshot.ok - last_ok) as f64 / dt;
+        // Per second of demo time: K times fewer than per wall second.
+        let arrival = (snapshot.ok - last_ok) as f64 / dt / speed;
         last_ok = snapshot.ok;
         let mut waits = ledger.take_recent_waits();
         let load_running = !load.is_finished();
         if !load_running && load_ended_at.is_none() {
             load_ended_at = Some(Instant::now());
         }
-        view.elapsed = started.elapsed();
+        let demo_secs = started.elapsed().as_secs_f64() * speed;
+        view.elapsed = Duration::from_secs_f64(demo_secs);
         view.phase = match load_ended_at {
-            None => format!("load {:.1}/s", snapshot.target_rate),
+            None => format!("load {:.1}/s", snapshot.target_rate / speed),
             Some(_) if ready + unacked > 0.0 => "load over: draining the queue".into(),
             Some(_) => "load over: scaling down".into(),
         };
         view.queue_ready = ready;
         view.queue_unacked = unacked;
         view.arrival_rate = arrival;
-        view.target_rate = snapshot.target_rate;
+        view.target_rate = snapshot.target_rate / speed;
         view.workers_current = current;
         view.workers_ready = ready_workers;
         view.jobs_accepted = snapshot.ok;
@@ -393,16 +399,16 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         view.queue_history = history.iter().map(|h| h.0).collect();
         view.workers_history = history.iter().map(|h| h.1).collect();
         samples.push(Sample {
-            t_secs: started.elapsed().as_secs_f64(),
+            t_secs: demo_secs,
             queue_ready: ready,
             queue_unacked: unacked,
             arrival_rate: arrival,
-            target_rate: snapshot.target_rate,
+            target_rate: snapshot.target_rate / speed,
             workers_current: current,
             workers_ready: ready_workers,
             workers_desired: view.workers_desired,
             processed_total: ledger.acks(),
-            queue_wait_p95_secs: quantile(&mut waits, 0.95).map(|ms| ms as f64 / 1000.0),
+            queue_wait_p95_secs: quantile(&mut waits, 0.95).map(|ms| ms as f64 / 1000.0 * speed),
         });
         dashboard.update(&view)?;
         if let Some(ended) = load_ended_at {
@@ -444,13 +450,13 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         lost: lost.len() as u64,
         duplicates: ledger.duplicates(),
         dead_lettered: ledger.dead_lettered() as u64,
-        worker_seconds: autoscale_summary.worker_seconds,
-        duration_secs: started.elapsed().as_secs_f64(),
+        worker_seconds: autoscale_summary.worker_seconds * speed,
+        duration_secs: started.elapsed().as_secs_f64() * speed,
     };
     let page = crate::lab::report::write_report(&config.report_dir, &samples, &totals, &decisions)?;
     let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
     println!(
-        "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds",
+        "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds (demo time, x{speed})",
         totals.accepted, totals.processed, totals.lost, totals.duplicates, min_replicas, max_replicas,
         autoscale_summary.decisions, autoscale_summary.rescales, totals.worker_seconds
     );

@@ -6,7 +6,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Gauge, Padding, Paragraph, Sparkline};
 use ratatui::Frame;
 
-use super::{format_count, format_elapsed, format_number, fraction, last, to_bar, View};
+use super::{
+    format_count, format_elapsed, format_number, fraction, history_span, last, speed_label, to_bar,
+    View,
+};
 
 const ACCENT: Color = Color::Cyan;
 const DIM: Style = Style::new().fg(Color::DarkGray);
@@ -50,6 +53,11 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, view: &View) {
     let title = Line::from(vec![
         Span::styled(" warren demo ", BOLD.fg(ACCENT)),
         Span::raw(format!("· {} ", format_elapsed(view.elapsed))),
+        Span::styled(
+            speed_label(view.speed)
+                .map_or_else(String::new, |x| format!("(demo time, run at {x}) ")),
+            DIM,
+        ),
         Span::styled(format!("· {} ", view.phase), Style::new().fg(Color::Yellow)),
     ]);
     let address = |label: &'static str, value: Option<String>, missing: &'static str| {
@@ -271,7 +279,13 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
         Sparkline::default()
             .block(queue_block.title(Line::from(vec![
                 Span::styled(" Queue depth ", BOLD),
-                Span::styled(format!("last {}s, peak {peak} ", depths.len()), DIM),
+                Span::styled(
+                    format!(
+                        "{}, peak {peak} ",
+                        history_span(depths.len(), view.history_step)
+                    ),
+                    DIM,
+                ),
             ])))
             .data(depths)
             .max(peak.max(1))
@@ -292,7 +306,13 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
         Sparkline::default()
             .block(workers_block.title(Line::from(vec![
                 Span::styled(" Workers ", BOLD),
-                Span::styled(format!("last {}s, scale 0–{ceiling} ", counts.len()), DIM),
+                Span::styled(
+                    format!(
+                        "{}, scale 0–{ceiling} ",
+                        history_span(counts.len(), view.history_step)
+                    ),
+                    DIM,
+                ),
             ])))
             .data(counts)
             .max(ceiling)

@@ -35,10 +35,17 @@ use terminal::{Screen, TERMINAL_TAKEN};
 pub const DEFAULT_PLAIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A snapshot of the demo, taken about once a second, that the dashboard shows.
+///
+/// Times and rates are in the demo's own time, before `speed`: a job that takes 5 s takes 5 s
+/// here, whatever the speed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct View {
-    /// Time since the demo started.
+    /// Time since the demo started (demo time).
     pub elapsed: Duration,
+    /// How many times faster than the demo's own time the wall clock runs it (1 when 0).
+    pub speed: f64,
+    /// The demo time between two entries of the histories.
+    pub history_step: Duration,
     /// What the demo is doing now, e.g. "ramping up" or "draining".
     pub phase: String,
     /// Messages ready in the work queue.
@@ -65,9 +72,9 @@ pub struct View {
     pub jobs_processed: u64,
     /// The autoscaler's most recent decision, once it made one.
     pub last_decision: Option<Decision>,
-    /// Recent queue depth (ready + unacked), oldest first, one value per second.
+    /// Recent queue depth (ready + unacked), oldest first, one value per `history_step`.
     pub queue_history: Vec<f64>,
-    /// Recent live worker counts, oldest first, one value per second.
+    /// Recent live worker counts, oldest first, one value per `history_step`.
     pub workers_history: Vec<u32>,
     /// Prometheus' address, when the demo runs one.
     pub prometheus_url: Option<String>,
@@ -257,6 +264,25 @@ fn to_bar(v: f64) -> u64 {
     }
 }
 
+/// How a history of `len` entries reads in a chart's title: `last 67s`, in demo time.
+fn history_span(len: usize, step: Duration) -> String {
+    let step = if step.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        step
+    };
+    format!(
+        "last {}",
+        format_elapsed(step * u32::try_from(len).unwrap_or(u32::MAX))
+    )
+}
+
+/// How the speed reads beside the clock: `x10`; nothing at 1x (or unset).
+fn speed_label(speed: f64) -> Option<String> {
+    (speed.is_finite() && speed > 0.0 && (speed - 1.0).abs() > f64::EPSILON)
+        .then(|| format!("x{speed}"))
+}
+
 /// The last `n` items of `values`.
 fn last<T>(values: &[T], n: u16) -> &[T] {
     &values[values.len().saturating_sub(usize::from(n))..]
@@ -274,6 +300,8 @@ mod tests {
     fn busy_view() -> View {
         View {
             elapsed: Duration::from_secs(95),
+            speed: 10.0,
+            history_step: Duration::from_millis(2_500),
             phase: "ramping up".into(),
             queue_ready: 12.0,
             queue_unacked: 3.0,
@@ -327,6 +355,7 @@ mod tests {
         let text = screen_text(&busy_view(), 110, 32, false);
         for needle in [
             "1m35s",
+            "(demo time, run at x10)",
             "ramping up",
             "http://127.0.0.1:9090",
             "http://127.0.0.1:15672",
@@ -354,6 +383,25 @@ mod tests {
                 "the screen lacks {needle:?}:\n{text}"
             );
         }
+    }
+
+    /// At speed 10 a sample every 250 ms of wall time is 2.5 s of demo time: 27 of them are
+    /// 67 s, not 27.
+    #[test]
+    fn dashboard_history_titles_count_demo_time() {
+        assert_eq!(history_span(27, Duration::from_millis(2_500)), "last 1m07s");
+        assert_eq!(history_span(40, Duration::from_secs(1)), "last 40s");
+        assert_eq!(history_span(5, Duration::ZERO), "last 5s");
+        let text = screen_text(&busy_view(), 110, 32, false);
+        let title = text
+            .lines()
+            .find(|l| l.contains("Queue depth"))
+            .expect("the queue chart's title");
+        let width = title.find("Workers").unwrap_or(title.len());
+        assert!(
+            !title[..width].contains("last 53s") && title.contains("last 2m"),
+            "53 samples of 2.5 s read as minutes: {title}"
+        );
     }
 
     #[test]
@@ -409,7 +457,7 @@ mod tests {
     fn dashboard_plain_line_has_every_number() {
         assert_eq!(
             plain_line(&busy_view()),
-            "t=1m35s [ramping up] queue=12 ready/3 unacked arrival=2.0/s target=2.5/s workers=3 \
+            "t=1m35s (x10) [ramping up] queue=12 ready/3 unacked arrival=2.0/s target=2.5/s workers=3 \
              ready=2 desired=4 (min 1, max 10) accepted=160 processed=57 \
              last=3->4(ScaleUpStabilized,ValidMetricFound) queue_messages_ready=12/3"
         );

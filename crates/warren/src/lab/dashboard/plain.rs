@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{format_count, format_elapsed, format_number, View};
+use super::{format_count, format_elapsed, format_number, speed_label, View};
 
 pub(super) struct Plain {
     out: Box<dyn Write + Send>,
@@ -60,8 +60,9 @@ impl Plain {
 /// `t=35s [ramping up] queue=12 ready/3 unacked arrival=2.0/s target=2.0/s workers=3 ready=3
 /// desired=4 (min 1, max 10) accepted=60 processed=57 last=3->4(ScaleUpStabilized)`.
 pub fn plain_line(view: &View) -> String {
+    let speed = speed_label(view.speed).map_or_else(String::new, |x| format!(" ({x})"));
     let mut line = format!(
-        "t={} [{}] queue={} ready/{} unacked arrival={:.1}/s target={:.1}/s workers={} ready={} \
+        "t={}{speed} [{}] queue={} ready/{} unacked arrival={:.1}/s target={:.1}/s workers={} ready={} \
          desired={} (min {}, max {}) accepted={} processed={}",
         format_elapsed(view.elapsed),
         view.phase,
