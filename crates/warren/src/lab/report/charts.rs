@@ -1,5 +1,5 @@
-//! The report's SVG charts, drawn from the samples: queue depth, workers, arrival rate,
-//! queue wait p95.
+//! The report's SVG charts, drawn from the samples: queue depth, workers (with a mark at each
+//! rescale), arrival rate, processed per second, queue wait p95. All share one time axis.
 
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -12,6 +12,7 @@ const LIGHT_BLUE_LINE: RGBColor = RGBColor(150, 195, 235);
 const ORANGE_LINE: RGBColor = RGBColor(255, 127, 14);
 const GREEN_LINE: RGBColor = RGBColor(44, 160, 44);
 const RED_LINE: RGBColor = RGBColor(214, 39, 40);
+const GREY: RGBColor = RGBColor(120, 120, 120);
 
 /// One chart: what it shows, before it is drawn.
 pub(super) struct Chart {
@@ -25,6 +26,10 @@ pub(super) struct Chart {
     whole_numbers: bool,
     /// The lines, in legend order.
     lines: Vec<Line>,
+    /// Times marked by a vertical line (the rescale decisions), with the legend's text.
+    marks: Option<(&'static str, Vec<f64>)>,
+    /// The time axis, shared by every chart of a report.
+    x_range: (f64, f64),
 }
 
 /// One line of a chart.
@@ -37,8 +42,6 @@ struct Line {
     dashed: bool,
     /// Stroke width in pixels; the wider line goes under a narrower one that often equals it.
     width: u32,
-    /// Whether each point also gets a dot: for sparse values, where a run can be one point long.
-    dots: bool,
     /// Runs of points; a gap between runs is time with no value (no job finished, or a value
     /// that was not a number).
     runs: Vec<Vec<(f64, f64)>>,
@@ -72,7 +75,6 @@ impl Line {
             color,
             dashed,
             width: 2,
-            dots: false,
             runs,
         }
     }
@@ -81,8 +83,15 @@ impl Line {
         Line { width, ..self }
     }
 
-    fn dots(self) -> Self {
-        Line { dots: true, ..self }
+    /// Sparse values, where a run can be one point long: such a point is drawn as a short
+    /// level segment `width` wide, so the chart draws lines only, as its legend says.
+    fn lone_points_as_segments(mut self, width: f64) -> Self {
+        for run in &mut self.runs {
+            if let [(x, y)] = run[..] {
+                *run = vec![(x - width / 2.0, y), (x + width / 2.0, y)];
+            }
+        }
+        self
     }
 
     /// A count drawn as steps: it holds its value until the next sample, as a replica count does.
@@ -99,6 +108,29 @@ impl Line {
 }
 
 impl Chart {
+    fn new(
+        title: &'static str,
+        y_desc: &'static str,
+        caption: &'static str,
+        whole_numbers: bool,
+        lines: Vec<Line>,
+    ) -> Self {
+        Chart {
+            title,
+            y_desc,
+            caption,
+            whole_numbers,
+            lines,
+            marks: None,
+            x_range: (0.0, 1.0),
+        }
+    }
+
+    /// Draws the chart over `x_range` rather than its own points' extent.
+    pub(super) fn over(self, x_range: (f64, f64)) -> Self {
+        Chart { x_range, ..self }
+    }
+
     pub(super) fn render(&self) -> anyhow::Result<String> {
         let mut svg = String::new();
         {
@@ -109,21 +141,13 @@ impl Chart {
         Ok(svg)
     }
 
-    fn draw<DB: DrawingBackend>(
+    fn draw(
         &self,
-        root: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<<SVGBackend<'_> as DrawingBackend>::ErrorType>> {
         root.fill(&WHITE)?;
         let points = || self.lines.iter().flat_map(|l| l.runs.iter().flatten());
-        let (x_min, x_max) = points()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(x, _)| {
-                (lo.min(x), hi.max(x))
-            });
-        let (x_min, x_max) = if x_min.is_finite() && x_max > x_min {
-            (x_min.min(0.0), x_max)
-        } else {
-            (0.0, x_max.max(1.0))
-        };
+        let (x_min, x_max) = self.x_range;
         let y_max = points().fold(0.0_f64, |m, &(_, y)| m.max(y));
         // Headroom above the highest value keeps the legend in the upper right off the lines.
         let y_max = if self.whole_numbers {
@@ -175,10 +199,6 @@ impl Chart {
                 line.runs.iter().collect()
             };
             for (i, run) in runs.into_iter().enumerate() {
-                if line.dots {
-                    chart
-                        .draw_series(run.iter().map(|&p| Circle::new(p, 2, line.color.filled())))?;
-                }
                 let annotation = if line.dashed {
                     chart.draw_series(DashedLineSeries::new(run.iter().copied(), 8, 5, style))?
                 } else {
@@ -193,6 +213,23 @@ impl Chart {
                         } else {
                             PathElement::new(ends, style).into_dyn()
                         }
+                    });
+                }
+            }
+        }
+        if let Some((label, times)) = &self.marks {
+            let style = GREY.stroke_width(1);
+            let mut first = true;
+            for &t in times.iter().filter(|t| t.is_finite()) {
+                let drawn = chart.draw_series(DashedLineSeries::new(
+                    [(t, y_min), (t, y_max)],
+                    3,
+                    3,
+                    style,
+                ))?;
+                if std::mem::take(&mut first) {
+                    drawn.label(*label).legend(move |(x, y)| {
+                        DashedPathElement::new(vec![(x + 12, y - 7), (x + 12, y + 7)], 3, 3, style)
                     });
                 }
             }
@@ -223,13 +260,13 @@ fn format_axis(v: f64) -> String {
 }
 
 pub(super) fn queue_depth_chart(samples: &[Sample]) -> Chart {
-    Chart {
-        title: "Queue depth",
-        y_desc: "messages",
-        caption: "Messages waiting in the work queue (ready) and delivered to a worker, \
-                  not yet acked (unacked).",
-        whole_numbers: false,
-        lines: vec![
+    Chart::new(
+        "Queue depth",
+        "messages",
+        "Messages waiting in the work queue (ready) and delivered to a worker, \
+         not yet acked (unacked).",
+        false,
+        vec![
             Line::new(
                 "ready",
                 BLUE_LINE,
@@ -249,10 +286,11 @@ pub(super) fn queue_depth_chart(samples: &[Sample]) -> Chart {
                     .collect(),
             ),
         ],
-    }
+    )
 }
 
-pub(super) fn workers_chart(samples: &[Sample]) -> Chart {
+/// `rescales`: when the autoscaler rescaled, each marked by a vertical line.
+pub(super) fn workers_chart(samples: &[Sample], rescales: Vec<f64>) -> Chart {
     let series = |f: fn(&Sample) -> u32| {
         samples
             .iter()
@@ -260,38 +298,41 @@ pub(super) fn workers_chart(samples: &[Sample]) -> Chart {
             .collect()
     };
     Chart {
-        title: "Workers: current vs desired",
-        y_desc: "workers",
-        caption: "The autoscaler's desired count (dashed), the live workers following it, \
-                  and those of them answering /readyz.",
-        whole_numbers: true,
-        lines: vec![
-            Line::steps(
-                "current (live)",
-                LIGHT_BLUE_LINE,
-                false,
-                series(|s| s.workers_current),
-            )
-            .width(5),
-            Line::steps("ready", GREEN_LINE, false, series(|s| s.workers_ready)),
-            Line::steps(
-                "desired (autoscaler)",
-                RED_LINE,
-                true,
-                series(|s| s.workers_desired),
-            ),
-        ],
+        marks: Some(("rescale decision", rescales)),
+        ..Chart::new(
+            "Workers: current vs desired",
+            "workers",
+            "The autoscaler's desired count (dashed), the live workers following it, \
+             and those of them answering /readyz; a thin grey line marks each rescale decision.",
+            true,
+            vec![
+                Line::steps(
+                    "current (live)",
+                    LIGHT_BLUE_LINE,
+                    false,
+                    series(|s| s.workers_current),
+                )
+                .width(5),
+                Line::steps("ready", GREEN_LINE, false, series(|s| s.workers_ready)),
+                Line::steps(
+                    "desired (autoscaler)",
+                    RED_LINE,
+                    true,
+                    series(|s| s.workers_desired),
+                ),
+            ],
+        )
     }
 }
 
 pub(super) fn arrival_rate_chart(samples: &[Sample]) -> Chart {
-    Chart {
-        title: "Arrival rate",
-        y_desc: "jobs per second",
-        caption: "Jobs accepted per second by /generate, against the rate the load aimed at \
-                  (dashed).",
-        whole_numbers: false,
-        lines: vec![
+    Chart::new(
+        "Arrival rate",
+        "jobs per second",
+        "Jobs accepted per second by /generate, against the rate the load aimed at \
+         (dashed).",
+        false,
+        vec![
             Line::new(
                 "accepted (200) per second",
                 BLUE_LINE,
@@ -311,17 +352,51 @@ pub(super) fn arrival_rate_chart(samples: &[Sample]) -> Chart {
                     .collect(),
             ),
         ],
-    }
+    )
+}
+
+/// Jobs acked per second between consecutive samples: what the workers kept up with, to read
+/// beside the arrival rate.
+pub(super) fn processed_rate_chart(samples: &[Sample]) -> Chart {
+    let rates = samples
+        .windows(2)
+        .map(|pair| {
+            let dt = pair[1].t_secs - pair[0].t_secs;
+            let done = pair[1]
+                .processed_total
+                .saturating_sub(pair[0].processed_total);
+            (dt > 0.0).then(|| (pair[1].t_secs, done as f64 / dt))
+        })
+        .collect();
+    Chart::new(
+        "Processed per second",
+        "jobs per second",
+        "Jobs acked per second by all workers together, between consecutive samples: \
+         above the arrival rate, the queue shrinks.",
+        false,
+        vec![Line::new("acked per second", GREEN_LINE, false, rates)],
+    )
+}
+
+/// The typical time between samples (their median gap), 1 s when unknown.
+fn sample_step(samples: &[Sample]) -> f64 {
+    let mut gaps: Vec<f64> = samples
+        .windows(2)
+        .map(|p| p[1].t_secs - p[0].t_secs)
+        .filter(|g| g.is_finite() && *g > 0.0)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len() / 2).copied().unwrap_or(1.0)
 }
 
 pub(super) fn queue_wait_chart(samples: &[Sample]) -> Chart {
-    Chart {
-        title: "Queue wait p95",
-        y_desc: "seconds",
-        caption: "How long 95% of the jobs that finished in each interval had waited in the \
-                  queue; a gap is an interval in which no job finished.",
-        whole_numbers: false,
-        lines: vec![Line::new(
+    Chart::new(
+        "Queue wait p95",
+        "seconds",
+        "How long 95% of the jobs that finished in each interval had waited in the \
+         queue; a gap is an interval in which no job finished.",
+        false,
+        vec![Line::new(
             "p95 of time in queue",
             BLUE_LINE,
             false,
@@ -330,6 +405,6 @@ pub(super) fn queue_wait_chart(samples: &[Sample]) -> Chart {
                 .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
                 .collect(),
         )
-        .dots()],
-    }
+        .lone_points_as_segments(sample_step(samples))],
+    )
 }

@@ -1,14 +1,17 @@
-//! The demo's report: a time-series CSV, charts and an HTML page.
+//! The report of a run: a time-series CSV, charts and an HTML page.
 //!
 //! [`write_report`] writes, into one directory:
 //!
 //! - `timeseries.csv`: one row per [`Sample`], every field (read back with [`read_timeseries`]);
 //! - `totals.json`: the [`Totals`], for scripts and tests;
-//! - four SVG charts: queue depth, workers (current, ready, desired), arrival rate, queue wait p95;
-//! - `index.html`: one self-contained page with the totals, the charts and the autoscaler's
-//!   decisions.
+//! - five SVG charts on one time axis: queue depth, workers (current, ready, desired, a mark at
+//!   each rescale), arrival rate, processed per second, queue wait p95;
+//! - `index.html`: one self-contained page that opens with the settings in force, then the
+//!   totals, the charts, links to the run's logs and the autoscaler's decisions.
 //!
-//! The report is drawn from samples alone, whatever produced them; one concern a file:
+//! The report is drawn from samples and a [`RunInfo`] alone, whatever produced them (the demo
+//! live, a simulator): the caller states the settings and links as plain rows. One concern a
+//! file:
 //! - `timeseries`: the samples as CSV, written and read back;
 //! - `charts`: the SVG charts drawn from the samples;
 //! - `page`: the HTML page: the totals, the charts, the decisions.
@@ -25,14 +28,43 @@ mod charts;
 mod page;
 mod timeseries;
 
-use charts::{arrival_rate_chart, queue_depth_chart, queue_wait_chart, workers_chart};
+use charts::{
+    arrival_rate_chart, processed_rate_chart, queue_depth_chart, queue_wait_chart, workers_chart,
+};
 use page::index_html;
 use timeseries::{parse_timeseries, timeseries_csv};
 
-/// One sample of the demo's state, taken about once a second.
+/// What the report says about a run besides its samples, as the caller words it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInfo {
+    /// The page's title, e.g. `warren demo report`.
+    pub title: String,
+    /// The settings in force, shown first: (name, value) rows, e.g. ("speed", "x10").
+    pub settings: Vec<(String, String)>,
+    /// Files the run left beside the report: (label, path relative to the report).
+    pub links: Vec<(String, String)>,
+    /// Things a reader must know, e.g. why a metric could not be read; shown under the settings.
+    pub notes: Vec<String>,
+}
+
+/// One autoscaler decision as the report shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecisionEntry {
+    /// When, in the run's own time (seconds since it started).
+    pub t_secs: f64,
+    /// Whether it changed the worker count (marked on the workers chart).
+    pub rescale: bool,
+    /// The decision's log line, shown as text.
+    pub line: String,
+}
+
+/// One sample of a run's state, taken about once a second.
+///
+/// Times and rates are in the run's own time: a demo run at speed K reports them as the same
+/// run at 1x would (the caller converts), so runs at different speeds compare.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
-    /// Seconds since the demo started.
+    /// Seconds since the run started.
     pub t_secs: f64,
     /// Messages ready in the work queue.
     pub queue_ready: f64,
@@ -67,9 +99,9 @@ pub struct Totals {
     pub duplicates: u64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
-    /// Sum over workers of their lifetimes, in seconds.
+    /// Sum over workers of their lifetimes, in seconds of the run's own time.
     pub worker_seconds: f64,
-    /// The demo's wall-clock duration, in seconds.
+    /// The run's duration, in seconds of its own time.
     pub duration_secs: f64,
 }
 
@@ -80,22 +112,24 @@ pub const TOTALS_FILE: &str = "totals.json";
 /// The HTML page's file name inside the report directory.
 pub const INDEX_FILE: &str = "index.html";
 /// The charts' file names inside the report directory, in the order the page shows them.
-pub const CHART_FILES: [&str; 4] = [
+pub const CHART_FILES: [&str; 5] = [
     "queue_depth.svg",
     "workers.svg",
     "arrival_rate.svg",
+    "processed_rate.svg",
     "queue_wait_p95.svg",
 ];
 
 /// Writes the report into `dir` (created if missing) and returns the HTML page's path.
 ///
-/// `decisions` are the autoscaler's decisions, one human-readable line each; the page shows them
-/// as text, never as markup.
+/// `decisions` are the autoscaler's decisions; the page shows their lines as text, never as
+/// markup, and the workers chart marks the rescales.
 pub fn write_report(
     dir: &Path,
+    info: &RunInfo,
     samples: &[Sample],
     totals: &Totals,
-    decisions: &[String],
+    decisions: &[DecisionEntry],
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
@@ -104,12 +138,20 @@ pub fn write_report(
     let totals_json = serde_json::to_string_pretty(totals).context("cannot encode the totals")?;
     write_file(&dir.join(TOTALS_FILE), &totals_json)?;
 
+    let rescales = decisions
+        .iter()
+        .filter(|d| d.rescale)
+        .map(|d| d.t_secs)
+        .collect();
+    let x_range = time_axis(samples);
     let charts = [
         queue_depth_chart(samples),
-        workers_chart(samples),
+        workers_chart(samples, rescales),
         arrival_rate_chart(samples),
+        processed_rate_chart(samples),
         queue_wait_chart(samples),
-    ];
+    ]
+    .map(|chart| chart.over(x_range));
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let svg = chart
             .render()
@@ -118,8 +160,24 @@ pub fn write_report(
     }
 
     let index = dir.join(INDEX_FILE);
-    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    write_file(
+        &index,
+        &index_html(info, samples, totals, decisions, &charts),
+    )?;
     Ok(index)
+}
+
+/// The one time axis of every chart: from 0 (or an earlier sample) to the last sample.
+fn time_axis(samples: &[Sample]) -> (f64, f64) {
+    let times = samples.iter().map(|s| s.t_secs).filter(|t| t.is_finite());
+    let (lo, hi) = times.fold((0.0_f64, f64::NEG_INFINITY), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    }
 }
 
 /// Reads a `timeseries.csv` written by [`write_report`] back into samples.
@@ -165,6 +223,26 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    fn info() -> RunInfo {
+        RunInfo {
+            title: "warren demo report".into(),
+            settings: vec![
+                ("speed".into(), "x10".into()),
+                ("target".into(), "AverageValue <5>".into()),
+            ],
+            links: vec![("worker-0.log".into(), "workers/worker-0.log".into())],
+            notes: vec!["the first metric read failed".into()],
+        }
+    }
+
+    fn decision(t_secs: f64, rescale: bool, line: &str) -> DecisionEntry {
+        DecisionEntry {
+            t_secs,
+            rescale,
+            line: line.into(),
+        }
     }
 
     fn totals() -> Totals {
@@ -225,8 +303,14 @@ mod tests {
     #[test]
     fn report_writes_every_file_and_returns_the_page() {
         let dir = temp_dir("files");
-        let index =
-            write_report(&dir, &synthetic_series(), &totals(), &["one".into()]).expect("report");
+        let index = write_report(
+            &dir,
+            &info(),
+            &synthetic_series(),
+            &totals(),
+            &[decision(30.0, true, "one")],
+        )
+        .expect("report");
         assert_eq!(index, dir.join(INDEX_FILE));
         for file in [INDEX_FILE, TIMESERIES_FILE, TOTALS_FILE]
             .into_iter()
@@ -248,7 +332,7 @@ mod tests {
         let mut samples = synthetic_series();
         samples[3].arrival_rate = 1.0 / 3.0;
         samples[4].queue_wait_p95_secs = Some(0.123_456_789_012_345_6);
-        write_report(&dir, &samples, &totals(), &[]).expect("report");
+        write_report(&dir, &info(), &samples, &totals(), &[]).expect("report");
         let back = read_timeseries(&dir.join(TIMESERIES_FILE)).expect("read back");
         assert_eq!(back, samples);
         let text = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
@@ -274,10 +358,15 @@ mod tests {
     fn report_page_shows_totals_and_escapes_decisions() {
         let dir = temp_dir("html");
         let decisions = vec![
-            "t=30s 1 -> 4 ScaleUpStabilized queue_messages_ready=12 target 2".to_string(),
-            "<script>alert('x')</script> & more".to_string(),
+            decision(
+                30.0,
+                true,
+                "1 -> 4 ScaleUpStabilized queue_messages_ready=12 target 2",
+            ),
+            decision(45.0, false, "<script>alert('x')</script> & more"),
         ];
-        let index = write_report(&dir, &synthetic_series(), &totals(), &decisions).expect("report");
+        let index = write_report(&dir, &info(), &synthetic_series(), &totals(), &decisions)
+            .expect("report");
         let html = std::fs::read_to_string(&index).expect("page");
         for needle in [
             ">361<",
@@ -302,6 +391,14 @@ mod tests {
             "a decision line was not escaped"
         );
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        assert!(html.contains("t=30.0s 1 -&gt; 4 ScaleUpStabilized"));
+        // The settings open the page, before the totals; values are text, not markup.
+        let settings = html.find("id=\"settings\"").expect("a settings table");
+        assert!(settings < html.find("id=\"total-accepted\"").expect("totals"));
+        assert!(html.contains("<tr><th>speed</th><td>x10</td></tr>"));
+        assert!(html.contains("AverageValue &lt;5&gt;"));
+        assert!(html.contains("<p class=\"note\">the first metric read failed</p>"));
+        assert!(html.contains("<a href=\"workers/worker-0.log\">worker-0.log</a>"));
         for file in CHART_FILES {
             assert!(
                 html.contains(&format!("src=\"{file}\"")),
@@ -323,7 +420,7 @@ mod tests {
             duplicates: 1,
             ..totals()
         };
-        let index = write_report(&dir, &synthetic_series(), &bad, &[]).expect("report");
+        let index = write_report(&dir, &info(), &synthetic_series(), &bad, &[]).expect("report");
         let html = std::fs::read_to_string(&index).expect("page");
         assert!(html.contains("verdict bad"));
         assert!(html.contains("class=\"total bad\" id=\"total-lost\""));
@@ -335,7 +432,7 @@ mod tests {
     #[test]
     fn report_charts_are_well_formed_svg_with_titles_and_legends() {
         let dir = temp_dir("svg");
-        write_report(&dir, &synthetic_series(), &totals(), &[]).expect("report");
+        write_report(&dir, &info(), &synthetic_series(), &totals(), &[]).expect("report");
         let expected = [
             ("queue_depth.svg", ["Queue depth", "messages", "unacked"]),
             (
@@ -349,6 +446,14 @@ mod tests {
             (
                 "arrival_rate.svg",
                 ["Arrival rate", "jobs per second", "target rate"],
+            ),
+            (
+                "processed_rate.svg",
+                [
+                    "Processed per second",
+                    "jobs per second",
+                    "acked per second",
+                ],
             ),
             (
                 "queue_wait_p95.svg",
@@ -369,11 +474,59 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Every chart spans the same time, whatever its own points cover: the queue wait has no
+    /// value before t=1 and processed-per-second none at t=0.25, yet their axes match.
+    #[test]
+    fn report_charts_share_one_time_axis_and_mark_rescales() {
+        let dir = temp_dir("axis");
+        let decisions = [decision(30.0, true, "up"), decision(45.0, false, "hold")];
+        write_report(&dir, &info(), &synthetic_series(), &totals(), &decisions).expect("report");
+        let axis_labels = |file: &str| -> Vec<String> {
+            let svg = std::fs::read_to_string(dir.join(file)).expect("svg");
+            // The x axis' tick labels: the texts on its baseline, the last row of labels.
+            let texts: Vec<(String, String)> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| {
+                    let y = t.split("y=\"").nth(1)?.split('"').next()?.to_owned();
+                    let body = t.split('>').nth(1)?.split('<').next()?.trim().to_owned();
+                    Some((y, body))
+                })
+                .collect();
+            let bottom = texts
+                .iter()
+                .filter(|(_, b)| b.parse::<f64>().is_ok())
+                .map(|(y, _)| y.parse::<f64>().unwrap_or(0.0))
+                .fold(0.0_f64, f64::max);
+            texts
+                .into_iter()
+                .filter(|(y, b)| y.parse::<f64>().ok() == Some(bottom) && b.parse::<f64>().is_ok())
+                .map(|(_, b)| b)
+                .collect()
+        };
+        let reference = axis_labels(CHART_FILES[0]);
+        assert!(reference.len() >= 3, "{reference:?}");
+        for file in CHART_FILES {
+            assert_eq!(axis_labels(file), reference, "{file} has its own time axis");
+        }
+        let workers = std::fs::read_to_string(dir.join("workers.svg")).expect("svg");
+        assert!(workers.contains("rescale decision"));
+        let queue = std::fs::read_to_string(dir.join("queue_depth.svg")).expect("svg");
+        assert!(!queue.contains("rescale decision"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn report_without_samples_still_writes_a_page() {
         let dir = temp_dir("empty");
-        let index =
-            write_report(&dir.join("nested"), &[], &Totals::default(), &[]).expect("report");
+        let index = write_report(
+            &dir.join("nested"),
+            &RunInfo::default(),
+            &[],
+            &Totals::default(),
+            &[],
+        )
+        .expect("report");
         let html = std::fs::read_to_string(&index).expect("page");
         assert!(html.contains("No decision was recorded"));
         for file in CHART_FILES {
@@ -394,7 +547,7 @@ mod tests {
         samples[5].queue_ready = f64::NAN;
         samples[6].arrival_rate = f64::INFINITY;
         samples[7].queue_wait_p95_secs = Some(f64::NAN);
-        write_report(&dir, &samples, &totals(), &[]).expect("report");
+        write_report(&dir, &info(), &samples, &totals(), &[]).expect("report");
         for file in CHART_FILES {
             let svg = std::fs::read_to_string(dir.join(file)).expect("svg");
             assert_well_formed_xml(&svg);

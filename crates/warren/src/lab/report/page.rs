@@ -1,10 +1,10 @@
-//! The report's HTML page: one self-contained file with the totals, the charts and the
-//! autoscaler's decisions.
+//! The report's HTML page: one self-contained file with the settings in force, the totals, the
+//! charts, links to the run's logs and the autoscaler's decisions.
 
 use std::fmt::Write as _;
 
 use super::charts::{Chart, CHART_SIZE};
-use super::{Sample, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE};
+use super::{DecisionEntry, RunInfo, Sample, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1000px; padding: 0 1rem; color: #1d2127; background: #fafbfc; }
@@ -25,23 +25,50 @@ figcaption { color: #5a6270; font-size: 0.9rem; padding: 0.3rem 0.5rem 0; }
 ol.decisions { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 0.8rem 0.8rem 0.8rem 3rem; }
 ol.decisions li { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.85rem; margin: 0.2rem 0; white-space: pre-wrap; word-break: break-word; }
 .empty { color: #5a6270; font-style: italic; }
+table.settings { border-collapse: collapse; background: #fff; border: 1px solid #dde1e6; margin: 0.5rem 0 1rem; }
+table.settings th, table.settings td { text-align: left; padding: 0.25rem 0.8rem; border-bottom: 1px solid #eef0f3; font-size: 0.92rem; vertical-align: top; }
+table.settings th { color: #5a6270; font-weight: 600; white-space: nowrap; }
+.note { background: #fff8e1; border: 1px solid #f3d27a; border-radius: 6px; padding: 0.5rem 0.8rem; }
 "#;
 
 pub(super) fn index_html(
+    info: &RunInfo,
     samples: &[Sample],
     totals: &Totals,
-    decisions: &[String],
-    charts: &[Chart; 4],
+    decisions: &[DecisionEntry],
+    charts: &[Chart],
 ) -> String {
     let mut html = String::new();
+    let title = if info.title.is_empty() {
+        "warren report"
+    } else {
+        info.title.as_str()
+    };
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>warren demo report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>warren demo report</h1>\n<p class=\"sub\">{}</p>\n",
-        escape(&run_summary(samples, totals))
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>{title}</h1>\n<p class=\"sub\">{}</p>\n",
+        escape(&run_summary(samples, totals)),
+        title = escape(title),
     );
+
+    if !info.settings.is_empty() {
+        html.push_str("<h2>Settings</h2>\n<table class=\"settings\" id=\"settings\">\n");
+        for (name, value) in &info.settings {
+            let _ = writeln!(
+                html,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name),
+                escape(value)
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    for note in &info.notes {
+        let _ = writeln!(html, "<p class=\"note\">{}</p>", escape(note));
+    }
 
     if totals.lost > 0 || totals.duplicates > 0 {
         let _ = writeln!(
@@ -104,14 +131,31 @@ pub(super) fn index_html(
         "<p>Every sample: <a href=\"{TIMESERIES_FILE}\">{TIMESERIES_FILE}</a>; \
          the totals: <a href=\"{TOTALS_FILE}\">{TOTALS_FILE}</a>.</p>"
     );
+    if !info.links.is_empty() {
+        html.push_str("<h2>Logs</h2>\n<ul class=\"links\" id=\"logs\">\n");
+        for (label, href) in &info.links {
+            let _ = writeln!(
+                html,
+                "<li><a href=\"{}\">{}</a></li>",
+                escape(href),
+                escape(label)
+            );
+        }
+        html.push_str("</ul>\n");
+    }
 
     let _ = writeln!(html, "<h2>Autoscaler decisions ({})</h2>", decisions.len());
     if decisions.is_empty() {
         html.push_str("<p class=\"empty\">No decision was recorded.</p>\n");
     } else {
         html.push_str("<ol class=\"decisions\">\n");
-        for line in decisions {
-            let _ = writeln!(html, "<li>{}</li>", escape(line));
+        for decision in decisions {
+            let _ = writeln!(
+                html,
+                "<li>t={:.1}s {}</li>",
+                decision.t_secs,
+                escape(&decision.line)
+            );
         }
         html.push_str("</ol>\n");
     }
