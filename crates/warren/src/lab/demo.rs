@@ -26,7 +26,7 @@ use crate::lab::ledger::{quantile, Ledger};
 use crate::lab::load::{LoadConfig, LoadStats, Pattern};
 use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
-use crate::lab::report::{Sample, Totals};
+use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals};
 use crate::pipeline::web::WebConfig;
 use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent};
 use crate::scaling::metric_source::{parse_samples, MetricSource};
@@ -82,6 +82,8 @@ pub struct DemoConfig {
     pub speed: f64,
     /// The load (pattern time).
     pub pattern: Pattern,
+    /// The load in words, for the report.
+    pub pattern_description: String,
     /// Work time per job (before speed).
     pub work: Duration,
     /// Read the metric from Prometheus rather than the broker.
@@ -120,6 +122,13 @@ impl DemoArgs {
             queue,
             speed: self.speed,
             pattern: demo_pattern(self.rate, self.duration)?,
+            pattern_description: format!(
+                "{:.2}/s (30% of the peak) for {:.0} s, then the peak {}/s until {:.0} s; then                  nothing until the pool is back at its minimum",
+                self.rate * 0.3,
+                self.duration.as_secs_f64() / 5.0,
+                self.rate,
+                self.duration.as_secs_f64()
+            ),
             work: Duration::from_millis(self.work_ms),
             via_prometheus: self.metric_source == "prometheus",
             report_dir: self.report_dir.clone().unwrap_or_else(default_report_dir),
@@ -232,6 +241,17 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             endpoint: node.prometheus_url(),
         },
     };
+    let source_description = match (&source, config.via_prometheus) {
+        (MetricSource::Prometheus { .. }, _) => {
+            "Prometheus, with prometheus-adapter's query".to_owned()
+        }
+        (MetricSource::Broker { .. }, false) => {
+            "the broker's prometheus plugin (no Prometheus in between)".to_owned()
+        }
+        (MetricSource::Broker { .. }, true) => {
+            "the broker's prometheus plugin: Prometheus was asked for but did not run".to_owned()
+        }
+    };
 
     // The autoscaler, in this process; it starts the workers.
     let work = config.work.div_f64(speed);
@@ -323,7 +343,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut ledger = Ledger::new();
     let mut accepted: Vec<String> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
-    let mut decisions: Vec<String> = Vec::new();
+    let mut decisions: Vec<DecisionEntry> = Vec::new();
     let mut history: VecDeque<(f64, u32)> = VecDeque::new();
     let mut last_ok = 0u64;
     let mut last_sample = Instant::now();
@@ -361,7 +381,11 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
                     })
                     .collect(),
             });
-            decisions.push(format!("t={:.1}s {}", event.at_secs * speed, event.line));
+            decisions.push(DecisionEntry {
+                t_secs: event.at_secs * speed,
+                rescale: event.rescale,
+                line: event.line.clone(),
+            });
         }
         let _ = ledger.read_dir(&worker_logs);
         let (ready, unacked) = queue_depth(&http, &queue_metrics, config.queue.as_str()).await;
@@ -453,7 +477,14 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         worker_seconds: autoscale_summary.worker_seconds * speed,
         duration_secs: started.elapsed().as_secs_f64() * speed,
     };
-    let page = crate::lab::report::write_report(&config.report_dir, &samples, &totals, &decisions)?;
+    let info = RunInfo {
+        title: "warren demo report".into(),
+        settings: settings(&config, &engine, &source_description, started.elapsed()),
+        links: log_links(&config.report_dir),
+        notes: metric_failures(&decisions),
+    };
+    let page =
+        crate::lab::report::write_report(&config.report_dir, &info, &samples, &totals, &decisions)?;
     let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
     println!(
         "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds (demo time, x{speed})",
@@ -472,6 +503,158 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+/// The settings in force, as the report opens with them: all times in the demo's own time.
+fn settings(
+    config: &DemoConfig,
+    engine: &warren_hpa::Autoscaler,
+    source: &str,
+    wall: Duration,
+) -> Vec<(String, String)> {
+    let spec = &engine.hpa().spec;
+    let mut rows: Vec<(String, String)> = vec![
+        (
+            "speed".into(),
+            format!(
+                "x{}: every time ran {0} times faster on the wall clock ({:.0} s); every figure                  here is in the demo's own time",
+                config.speed,
+                wall.as_secs_f64()
+            ),
+        ),
+        ("HPA manifest".into(), config.hpa_origin.clone()),
+    ];
+    for metric in engine.metric_specs() {
+        let (name, target) = match &metric.external {
+            Some(e) => {
+                let selector = e
+                    .metric
+                    .selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .map_or_else(String::new, |l| format!("{{{l}}}"));
+                let value = e
+                    .target
+                    .average_value
+                    .as_ref()
+                    .or(e.target.value.as_ref())
+                    .map_or_else(String::new, |q| q.0.clone());
+                (
+                    format!("External {}{selector}", e.metric.name),
+                    format!("{} {value}", e.target.type_),
+                )
+            }
+            None => (metric.type_.clone(), String::new()),
+        };
+        rows.push(("metric".into(), name));
+        rows.push(("target".into(), target));
+    }
+    rows.push((
+        "replicas".into(),
+        format!(
+            "min {}, max {}",
+            spec.min_replicas.unwrap_or(1),
+            spec.max_replicas
+        ),
+    ));
+    let behavior = spec.behavior.as_ref();
+    for (name, rules) in [
+        ("scale up", behavior.and_then(|b| b.scale_up.as_ref())),
+        ("scale down", behavior.and_then(|b| b.scale_down.as_ref())),
+    ] {
+        let text = match rules {
+            None => "Kubernetes' default".to_owned(),
+            Some(rules) => {
+                let policies = rules
+                    .policies
+                    .iter()
+                    .flatten()
+                    .map(|p| {
+                        let unit = if p.type_ == "Percent" { "%" } else { " pods" };
+                        format!("{}{unit} per {} s", p.value, p.period_seconds)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "stabilization window {}, policies {} (select {})",
+                    rules
+                        .stabilization_window_seconds
+                        .map_or_else(|| "default".to_owned(), |s| format!("{s} s")),
+                    if policies.is_empty() {
+                        "default".into()
+                    } else {
+                        policies
+                    },
+                    rules.select_policy.as_deref().unwrap_or("Max"),
+                )
+            }
+        };
+        rows.push((format!("behavior: {name}"), text));
+    }
+    rows.extend([
+        ("sync period".into(), "15 s".into()),
+        (
+            "work time".into(),
+            format!("{} ms per job, prefetch 1", config.work.as_millis()),
+        ),
+        ("load".into(), config.pattern_description.clone()),
+        ("metric source".into(), source.to_owned()),
+    ]);
+    rows
+}
+
+/// The logs the demo wrote beside the report, relative to it: its own, then each worker's.
+fn log_links(report_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut links = vec![(
+        "warren.log (web, autoscaler, demo)".to_owned(),
+        "warren.log".to_owned(),
+    )];
+    let mut workers: Vec<(u64, String)> = std::fs::read_dir(report_dir.join("workers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|name| {
+            let n = name
+                .strip_prefix("worker-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((n, name))
+        })
+        .collect();
+    workers.sort();
+    links.extend(
+        workers
+            .into_iter()
+            .map(|(_, name)| (name.clone(), format!("workers/{name}"))),
+    );
+    links
+}
+
+/// A note for each stretch of decisions whose metric could not be read: why, from the line.
+fn metric_failures(decisions: &[DecisionEntry]) -> Vec<String> {
+    let failed: Vec<&DecisionEntry> = decisions
+        .iter()
+        .filter(|d| d.line.contains("FailedGetExternalMetric"))
+        .collect();
+    match failed.first() {
+        None => Vec::new(),
+        Some(first) => vec![format!(
+            "{} of {} decisions could not read the metric (FailedGetExternalMetric: the              worker count was kept). The first, at t={:.1}s: {}",
+            failed.len(),
+            decisions.len(),
+            first.t_secs,
+            first.line
+        )],
+    }
 }
 
 /// Each metric's name and target value (AverageValue or Value), from the manifest.
