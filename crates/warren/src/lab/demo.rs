@@ -275,6 +275,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         },
         source,
         sync_period: Duration::from_secs(15),
+        first_metric_wait: Duration::from_secs(30),
         speed,
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
     };

@@ -79,6 +79,8 @@ pub struct AutoscaleConfig {
     pub source: MetricSource,
     /// How often to decide (wall clock, before `speed`).
     pub sync_period: Duration,
+    /// How long the first decision waits for every metric to have a sample (before `speed`).
+    pub first_metric_wait: Duration,
     /// How much faster than the wall clock the engine's clock runs.
     pub speed: f64,
     /// Where the autoscaler's own `/metrics`, `/healthz`, `/readyz` are served.
@@ -271,6 +273,17 @@ pub async fn run_with(
     // A Deployment starts at its own replica count; the HPA then takes over. Start at the minimum.
     pool.scale_to(u32::try_from(min_replicas).unwrap_or(0))
         .await;
+    // A metric that does not exist yet (a queue nobody declared, a scrape not yet taken) would
+    // make the first decision an alarming FailedGetExternalMetric for a start-up race: give it
+    // a moment. The controller has no such wait; after it, a missing metric is reported as the
+    // controller reports it.
+    wait_for_first_sample(
+        &reader,
+        &queries,
+        config.first_metric_wait.div_f64(config.speed),
+        &shutdown,
+    )
+    .await;
     let started = Instant::now();
     let wall_period = config.sync_period.div_f64(config.speed);
     let mut sync = tokio::time::interval(wall_period);
@@ -342,6 +355,49 @@ pub async fn run_with(
     summary.restarts = pool.status().restarts;
     summary.worker_seconds = pool.worker_seconds();
     Ok(summary)
+}
+
+/// Returns once every query reads a value, after `wait`, or on shutdown.
+async fn wait_for_first_sample(
+    reader: &MetricReader,
+    queries: &[SeriesQuery],
+    wait: Duration,
+    shutdown: &CancellationToken,
+) {
+    if wait.is_zero() {
+        return;
+    }
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        let mut missing = None;
+        for query in queries {
+            if let Err(e) = reader.read(query).await {
+                missing = Some((query, e));
+                break;
+            }
+        }
+        let Some((query, error)) = missing else {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "first metric sample read"
+            );
+            return;
+        };
+        if started.elapsed() >= wait {
+            tracing::warn!(metric = %query.metric, waited_ms = started.elapsed().as_millis() as u64,
+                error = %error, "no metric sample yet; deciding without it, as the controller would");
+            return;
+        }
+        if !logged {
+            tracing::info!(metric = %query.metric, wait_ms = wait.as_millis() as u64, "waiting for the first metric sample");
+            logged = true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
 }
 
 fn to_milli(value: f64) -> i64 {
@@ -440,6 +496,11 @@ pub struct AutoscaleArgs {
     /// How often to read the metrics and decide (the controller's --horizontal-pod-autoscaler-sync-period).
     #[arg(long, env = "SYNC_PERIOD", default_value = "15s", value_parser = crate::config::parse_duration)]
     pub sync_period: Duration,
+    /// How long the first decision waits for the metric's first sample (before --speed), so
+    /// that a queue or scrape not there yet at start-up is not reported as a failed metric.
+    /// 0s decides at once, as the controller does.
+    #[arg(long, env = "FIRST_METRIC_WAIT", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub first_metric_wait: Duration,
     /// Run the engine's clock this many times faster than the wall clock (windows and policy
     /// periods pass faster; the sync period is divided too). For demos and tests.
     #[arg(long, env = "SPEED", default_value_t = 1.0)]
@@ -505,6 +566,7 @@ impl AutoscaleArgs {
             },
             source,
             sync_period: self.sync_period,
+            first_metric_wait: self.first_metric_wait,
             speed: self.speed,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
         })
