@@ -1,15 +1,8 @@
-//! `warren demo --speed 10`, end to end and headless, as CI runs it.
+//! `warren demo --speed 10`, end to end and headless, as CI runs it, from a directory outside
+//! the repository, as a user who installed the binary would run it.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// Processes that belong to the demo with process id `pid`: its workers (which carry
 /// `WARREN_PARENT_PID`) and anything using its private work directory (RabbitMQ, Prometheus).
@@ -41,12 +34,16 @@ fn leftovers(pid: u32) -> Vec<String> {
 
 #[test]
 fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running() {
-    let report = std::env::temp_dir().join(format!("warren-test-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&report);
+    // No checkout here: the HPA manifest must come from the binary, the report from `reports/`
+    // under this directory.
+    let cwd = std::env::temp_dir().join(format!("warren-test-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["demo", "--speed", "10", "--plain", "--report-dir"])
-        .arg(&report)
-        .current_dir(workspace_root())
+        .args(["demo", "--speed", "10", "--plain"])
+        .current_dir(&cwd)
+        .env_remove("HPA_FILE")
+        .env_remove("REPORT_DIR")
         .env_remove("RUST_LOG")
         .env_remove("AMQP_URL")
         .stdin(std::process::Stdio::null())
@@ -60,6 +57,22 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let stderr = String::from_utf8_lossy(&child.stderr);
     assert!(child.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("lost 0"), "{stdout}");
+    let reports: Vec<_> = std::fs::read_dir(cwd.join("reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(reports.len(), 1, "one report under ./reports: {reports:?}");
+    let report = reports[0].clone();
+    assert!(
+        report
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("demo-"),
+        "{}",
+        report.display()
+    );
 
     // The report exists, with its charts and totals.
     for file in [
@@ -68,7 +81,9 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         "queue_depth.svg",
         "workers.svg",
         "arrival_rate.svg",
+        "processed_rate.svg",
         "queue_wait_p95.svg",
+        "warren.log",
     ] {
         assert!(
             report.join(file).is_file(),
@@ -96,9 +111,64 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let after_peak = workers.iter().skip_while(|w| **w < peak);
     assert_eq!(after_peak.last(), Some(&1), "back to 1 worker: {workers:?}");
 
+    // Figures in the demo's own time: the default load is 75 s (0.6/s, then 2/s), whatever the
+    // speed. In wall time the run lasts about a tenth of that and the rates are ten times more.
+    let column_of = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .collect();
+    let last_t = rows.last().unwrap()[column_of("t_secs")];
+    assert!(last_t > 75.0, "the run reaches past the 75 s load: t={last_t}");
+    let peak_target = rows
+        .iter()
+        .map(|r| r[column_of("target_rate")])
+        .fold(0.0_f64, f64::max);
+    assert!(
+        (peak_target - 2.0).abs() < 0.01,
+        "the load's peak is 2/s in demo time, got {peak_target}"
+    );
+    let duration = totals["duration_secs"].as_f64().unwrap();
+    assert!(duration > 75.0, "duration in demo time: {duration}");
+    let worker_seconds = totals["worker_seconds"].as_f64().unwrap();
+    assert!(
+        worker_seconds > duration,
+        "worker-seconds in demo time (at least one worker the whole run): {worker_seconds} vs {duration}"
+    );
+    assert!(stdout.contains("(demo time, x10)"), "{stdout}");
+
+    // The page states the speed and the settings in force, links the logs.
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for needle in [
+        "<th>speed</th><td>x10:",
+        "hpa.yaml (built in)",
+        "External rabbitmq_queue_messages_ready{queue=Orders}",
+        "<th>target</th><td>AverageValue 5</td>",
+        "<th>replicas</th><td>min 1, max 10</td>",
+        "<th>behavior: scale up</th><td>stabilization window 0 s, policies 4 pods per 15 s, 100% per 15 s (select Max)</td>",
+        "<th>behavior: scale down</th><td>stabilization window 60 s",
+        "<th>sync period</th><td>15 s</td>",
+        "<th>work time</th><td>5000 ms per job",
+        "<th>load</th><td>0.60/s (30% of the peak) for 15 s, then the peak 2/s until 75 s",
+        "<th>metric source</th>",
+        "<a href=\"warren.log\">",
+        "<a href=\"workers/worker-0.log\">worker-0.log</a>",
+    ] {
+        assert!(html.contains(needle), "the page lacks {needle:?}");
+    }
+    // The first decision waited for the metric: no start-up FailedGetExternalMetric.
+    assert!(
+        !html.contains("FailedGetExternalMetric"),
+        "a decision failed to read the metric"
+    );
+    // Every rescale of the run is marked on the workers chart.
+    let workers_svg = std::fs::read_to_string(report.join("workers.svg")).unwrap();
+    assert!(workers_svg.contains("rescale decision"));
+
     // Nothing the demo started is still running.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let left = leftovers(pid);
     assert!(left.is_empty(), "left running: {left:#?}");
-    let _ = std::fs::remove_dir_all(&report);
+    let _ = std::fs::remove_dir_all(&cwd);
 }
