@@ -390,3 +390,50 @@ fn without_hpa_it_runs_the_built_in_overlay_manifest_from_any_directory() {
     assert!(start.contains(r#"queue=\"Orders\""#), "{start}");
     assert!(status.success(), "{status}");
 }
+
+/// A shell's `kill %1` (or Ctrl-C) signals the autoscaler's whole process group: the workers
+/// must not get it too, or the pool's SIGTERM would be their second and they would quit
+/// without finishing their jobs in hand.
+#[test]
+fn a_signal_to_the_autoscalers_process_group_drains_each_worker_once() {
+    use std::os::unix::process::CommandExt;
+    let queue = unique_queue("pgroup");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("autoscale.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "autoscale",
+            "--metrics-port",
+            "0",
+            "--first-metric-wait",
+            "0s",
+        ])
+        .env_remove("RUST_LOG")
+        .env("AMQP_URL", broker_url())
+        .env("QUEUE", &queue)
+        .env("RABBIT_PROMETHEUS_URL", "http://127.0.0.1:1")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("warren worker starting")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no worker started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // As a shell does: the signal goes to the group the autoscaler leads.
+    kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}\n{text}");
+    assert!(text.contains("warren worker stopped"), "{text}");
+    assert!(!text.contains("second signal"), "{text}");
+}

@@ -8,7 +8,10 @@
 //! A worker that exits without being asked is replaced and counted as a restart.
 //!
 //! Every worker gets `WARREN_PARENT_PID`, so it drains and exits by itself if the autoscaler
-//! dies: no worker outlives its pool.
+//! dies: no worker outlives its pool. Each runs in a process group of its own, so that a signal
+//! meant for the autoscaler's group (Ctrl-C, a shell's `kill %1`) reaches only the autoscaler,
+//! which then drains the workers once; a second SIGTERM straight from the terminal would make
+//! them exit without finishing their jobs in hand.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -138,6 +141,7 @@ impl WorkerPool {
             .env("WARREN_PARENT_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(dir) = &self.spec.log_dir {
             std::fs::create_dir_all(dir)?;
