@@ -361,9 +361,11 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             accepted.push(id);
         }
         while let Ok(event) = events.try_recv() {
+            // On the samples' clock, which started with the demo, before the broker.
+            let at_demo_secs = event.at.saturating_duration_since(started).as_secs_f64() * speed;
             view.workers_desired = event.desired;
             view.last_decision = Some(Decision {
-                at: Duration::from_secs_f64(event.at_secs * speed),
+                at: Duration::from_secs_f64(at_demo_secs),
                 current: event.current,
                 desired: event.desired,
                 reasons: event
@@ -383,7 +385,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
                     .collect(),
             });
             decisions.push(DecisionEntry {
-                t_secs: event.at_secs * speed,
+                t_secs: at_demo_secs,
                 rescale: event.rescale,
                 line: event.line.clone(),
             });

@@ -116,6 +116,8 @@ fn one_line(text: &str) -> String {
 pub struct AutoscaleEvent {
     /// Wall-clock seconds since the autoscaler started.
     pub at_secs: f64,
+    /// When the decision was made, to place it on another clock (the demo's).
+    pub at: Instant,
     /// Live workers before the decision.
     pub current: u32,
     /// Ready workers before the decision.
@@ -335,6 +337,7 @@ pub async fn run_with(
                 if let Some(events) = &events {
                     let _ = events.send(AutoscaleEvent {
                         at_secs: started.elapsed().as_secs_f64(),
+                        at: Instant::now(),
                         current: status.current,
                         ready: status.ready,
                         desired,
