@@ -184,7 +184,6 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Runs the demo to its end (or until `shutdown`), then stops everything and writes the report.
 pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let started = Instant::now();
     let speed = config.speed;
     std::fs::create_dir_all(&config.report_dir)?;
     let work_dir = std::env::temp_dir().join(format!("warren-demo-{}", std::process::id()));
@@ -286,6 +285,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let targets = metric_targets(&engine);
     let (events_tx, mut events) = mpsc::unbounded_channel::<AutoscaleEvent>();
     let autoscale_stop = CancellationToken::new();
+    // The demo's clock starts with the autoscaler (its first worker) and the load, once the
+    // broker and web are up: t=0 on every chart is the start of the run, not of RabbitMQ.
+    let started = Instant::now();
     let autoscale = tokio::spawn(crate::scaling::autoscale::run_with(
         autoscale_config,
         autoscale_stop.clone(),
@@ -361,7 +363,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             accepted.push(id);
         }
         while let Ok(event) = events.try_recv() {
-            // On the samples' clock, which started with the demo, before the broker.
+            // On the samples' clock.
             let at_demo_secs = event.at.saturating_duration_since(started).as_secs_f64() * speed;
             view.workers_desired = event.desired;
             view.last_decision = Some(Decision {

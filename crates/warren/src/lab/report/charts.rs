@@ -229,7 +229,12 @@ impl Chart {
                 ))?;
                 if std::mem::take(&mut first) {
                     drawn.label(*label).legend(move |(x, y)| {
-                        DashedPathElement::new(vec![(x + 12, y - 7), (x + 12, y + 7)], 3, 3, style)
+                        DashedPathElement::new(
+                            vec![(x, y), (x + 24, y)],
+                            3,
+                            3,
+                            GREY.stroke_width(2),
+                        )
                     });
                 }
             }
@@ -355,27 +360,44 @@ pub(super) fn arrival_rate_chart(samples: &[Sample]) -> Chart {
     )
 }
 
-/// Jobs acked per second between consecutive samples: what the workers kept up with, to read
-/// beside the arrival rate.
+/// The window of the processed-per-second chart, in seconds of the run.
+const PROCESSED_WINDOW_SECS: f64 = 10.0;
+
+/// Jobs acked per second over the last [`PROCESSED_WINDOW_SECS`]: what the workers kept up
+/// with, to read beside the arrival rate. A window rather than sample to sample, since jobs of
+/// one length finish in bursts that a short interval shows as a saw.
 pub(super) fn processed_rate_chart(samples: &[Sample]) -> Chart {
-    let rates = samples
-        .windows(2)
-        .map(|pair| {
-            let dt = pair[1].t_secs - pair[0].t_secs;
-            let done = pair[1]
-                .processed_total
-                .saturating_sub(pair[0].processed_total);
-            (dt > 0.0).then(|| (pair[1].t_secs, done as f64 / dt))
-        })
-        .collect();
     Chart::new(
         "Processed per second",
         "jobs per second",
-        "Jobs acked per second by all workers together, between consecutive samples: \
-         above the arrival rate, the queue shrinks.",
+        "Jobs acked per second by all workers together, over the last 10 s: above the \
+         arrival rate, the queue shrinks.",
         false,
-        vec![Line::new("acked per second", GREEN_LINE, false, rates)],
+        vec![Line::new(
+            "acked per second (10 s window)",
+            GREEN_LINE,
+            false,
+            processed_rates(samples),
+        )],
     )
+}
+
+/// The points of [`processed_rate_chart`]: (time, jobs per second over the window before it).
+pub(super) fn processed_rates(samples: &[Sample]) -> Vec<Option<(f64, f64)>> {
+    let mut from = 0;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, now)| {
+            while from < i && now.t_secs - samples[from].t_secs > PROCESSED_WINDOW_SECS {
+                from += 1;
+            }
+            let then = &samples[from];
+            let dt = now.t_secs - then.t_secs;
+            let done = now.processed_total.saturating_sub(then.processed_total);
+            (dt > 0.0).then(|| (now.t_secs, done as f64 / dt))
+        })
+        .collect()
 }
 
 /// The typical time between samples (their median gap), 1 s when unknown.

@@ -516,6 +516,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// 3 jobs a second, finishing in bursts of 6 every 2 s: the chart says 3/s, not 0 and 6.
+    #[test]
+    fn report_processed_rate_is_a_windowed_rate() {
+        let samples: Vec<Sample> = (0..40u32)
+            .map(|i| Sample {
+                t_secs: f64::from(i),
+                processed_total: u64::from(i / 2) * 6,
+                ..Sample::default()
+            })
+            .collect();
+        let chart = charts::processed_rate_chart(&samples).over((0.0, 39.0));
+        let svg = chart.render().expect("svg");
+        assert_well_formed_xml(&svg);
+        let rates = charts::processed_rates(&samples);
+        let settled: Vec<f64> = rates.iter().flatten().skip(12).map(|p| p.1).collect();
+        assert!(!settled.is_empty());
+        for rate in settled {
+            assert!((rate - 3.0).abs() <= 0.31, "{rate}");
+        }
+    }
+
     #[test]
     fn report_without_samples_still_writes_a_page() {
         let dir = temp_dir("empty");
