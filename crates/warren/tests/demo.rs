@@ -117,10 +117,17 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let rows: Vec<Vec<f64>> = csv
         .lines()
         .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect();
     let last_t = rows.last().unwrap()[column_of("t_secs")];
-    assert!(last_t > 75.0, "the run reaches past the 75 s load: t={last_t}");
+    assert!(
+        last_t > 75.0,
+        "the run reaches past the 75 s load: t={last_t}"
+    );
     let peak_target = rows
         .iter()
         .map(|r| r[column_of("target_rate")])

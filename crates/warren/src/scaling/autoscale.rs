@@ -275,6 +275,7 @@ pub async fn run_with(
     // A Deployment starts at its own replica count; the HPA then takes over. Start at the minimum.
     pool.scale_to(u32::try_from(min_replicas).unwrap_or(0))
         .await;
+    m.current.set(i64::from(pool.status().current));
     // A metric that does not exist yet (a queue nobody declared, a scrape not yet taken) would
     // make the first decision an alarming FailedGetExternalMetric for a start-up race: give it
     // a moment. The controller has no such wait; after it, a missing metric is reported as the
