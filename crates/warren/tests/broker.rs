@@ -228,3 +228,29 @@ fn a_killed_temporary_broker_is_cleaned_up_by_the_next_start() {
     assert!(second.wait().unwrap().success());
     assert!(!env_file.exists(), "a stopped broker removes its env file");
 }
+
+#[test]
+fn a_saved_port_taken_by_another_process_is_a_clear_error_not_an_empty_node() {
+    let dir = temp_dir("broker-taken");
+    let first = detach(&dir);
+    stop(&dir);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("warren-broker.json")).unwrap())
+            .unwrap();
+    let amqp = u16::try_from(state["ports"]["amqp"].as_u64().unwrap()).unwrap();
+    assert!(first["AMQP_URL"].contains(&format!(":{amqp}/")));
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", amqp)).unwrap();
+    let out = warren(&["broker", "--detach"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {amqp} (AMQP)")) && stderr.contains("taken"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("broker.env").exists(),
+        "no env file for a node that never ran"
+    );
+    drop(squatter);
+    let _ = std::fs::remove_dir_all(&dir);
+}
