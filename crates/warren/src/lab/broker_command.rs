@@ -73,6 +73,10 @@ struct BrokerState {
     pid: u32,
     /// The env file it wrote, to remove when it is a dead owner's.
     env_file: Option<PathBuf>,
+    /// Whether the directory is a run's temporary one (no `--dir`), removed once its owner is
+    /// gone; a `--dir` is never removed.
+    #[serde(default)]
+    temporary: bool,
 }
 
 impl BrokerState {
@@ -216,10 +220,14 @@ fn clean_up_dead_temporary_brokers() {
         let Ok(Some(_lock)) = OwnerLock::try_take(&dir) else {
             continue;
         };
+        // Only a temporary directory goes; a user's --dir that happens to share the prefix
+        // keeps its data.
         if let Ok(Some(state)) = BrokerState::read(&dir) {
-            clean_up_after_dead_owner(&state);
+            if state.temporary {
+                clean_up_after_dead_owner(&state);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -283,6 +291,7 @@ async fn run_foreground(args: BrokerNodeArgs, shutdown: CancellationToken) -> an
         ports,
         pid: std::process::id(),
         env_file: env_file.clone(),
+        temporary: remove,
     }
     .write(&dir)?;
     let mut node = tokio::select! {
