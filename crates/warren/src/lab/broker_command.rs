@@ -164,7 +164,13 @@ fn clean_up_after_dead_owner(state: &BrokerState) {
             epmd = state.ports.epmd,
             "stopping the port mapper a killed warren broker left"
         );
-        stop_epmd(state.ports.epmd);
+        // epmd refuses `-kill` while a node is registered: the killed broker's VM halts on its
+        // own once its input closes, which can take a moment.
+        let started = Instant::now();
+        while accepts_connections(state.ports.epmd) && started.elapsed() < Duration::from_secs(15) {
+            stop_epmd(state.ports.epmd);
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     if let Some(env_file) = &state.env_file {
         if std::fs::remove_file(env_file).is_ok() {
