@@ -44,6 +44,30 @@ fn stop(dir: &Path) {
     );
 }
 
+/// Stops the broker on its directory and removes the directory when dropped, so that a failed
+/// assertion leaves no broker running behind it (a detached one would outlive the test).
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = warren(&["broker", "--stop"], &self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills a foreground broker child when dropped, for the same reason.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Only a child not yet reaped: its pid cannot belong to anyone else.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn read_env(path: &Path) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).ok()?;
     Some(
@@ -106,6 +130,7 @@ async fn job_is_there(url: &str, queue: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_on_the_same_dir_keeps_a_published_job_and_the_url() {
     let dir = temp_dir("broker-restart");
+    let _cleanup = Cleanup(dir.clone());
     let first = detach(&dir);
     let url = first["AMQP_URL"].clone();
     let queue = "broker-restart";
@@ -140,6 +165,7 @@ async fn a_restart_on_the_same_dir_keeps_a_published_job_and_the_url() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_start_after_a_sigkill_cleans_up_its_epmd_and_env_file_and_keeps_the_data() {
     let dir = temp_dir("broker-sigkill");
+    let _cleanup = Cleanup(dir.clone());
     let first = detach(&dir);
     let url = first["AMQP_URL"].clone();
     let queue = "broker-sigkill";
@@ -211,27 +237,28 @@ fn a_killed_temporary_broker_is_cleaned_up_by_the_next_start() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let mut first = start();
-    wait_env(first.id());
-    let dir = std::env::temp_dir().join(format!("warren-broker-{}", first.id()));
+    let mut first = KillOnDrop(start());
+    wait_env(first.0.id());
+    let dir = std::env::temp_dir().join(format!("warren-broker-{}", first.0.id()));
     let epmd = saved_epmd_port(&dir);
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     assert!(port_open(epmd), "a killed broker leaves its epmd");
     assert!(env_file.exists(), "and its env file");
 
-    let mut second = start();
-    wait_env(second.id());
+    let mut second = KillOnDrop(start());
+    wait_env(second.0.id());
     assert!(!port_open(epmd), "the next start stopped the old epmd");
     assert!(!dir.exists(), "and removed the old directory");
-    kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(second.wait().unwrap().success());
+    kill(Pid::from_raw(second.0.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(second.0.wait().unwrap().success());
     assert!(!env_file.exists(), "a stopped broker removes its env file");
 }
 
 #[test]
 fn a_saved_port_taken_by_another_process_is_a_clear_error_not_an_empty_node() {
     let dir = temp_dir("broker-taken");
+    let _cleanup = Cleanup(dir.clone());
     let first = detach(&dir);
     stop(&dir);
     let state: serde_json::Value =
