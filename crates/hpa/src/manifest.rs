@@ -1,4 +1,5 @@
-//! Reading a HorizontalPodAutoscaler manifest as `kubectl apply` takes it: parse, default,
+//! Reading a HorizontalPodAutoscaler manifest as `kubectl apply --validate=strict` takes it:
+//! parse strictly (an unknown field or a wrong type is an error naming its path), default,
 //! validate.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -10,9 +11,10 @@ use crate::validation::{validate_horizontal_pod_autoscaler, FieldError};
 /// Why a manifest cannot be used.
 #[derive(Debug, Error)]
 pub enum ManifestError {
-    /// The text is not YAML for an autoscaling/v2 HorizontalPodAutoscaler.
+    /// The text is not YAML for an autoscaling/v2 HorizontalPodAutoscaler: not YAML, a field
+    /// the type does not have (with the nearest known one), or a value of the wrong type.
     #[error("not an autoscaling/v2 HorizontalPodAutoscaler: {0}")]
-    Parse(#[from] serde_yaml::Error),
+    Parse(#[from] warren_strict::Error),
     /// The API server would reject the object; every failing field is listed.
     #[error("invalid HorizontalPodAutoscaler: {}", join(.0))]
     Invalid(Vec<FieldError>),
@@ -26,11 +28,16 @@ fn join(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Parses an autoscaling/v2 HorizontalPodAutoscaler from YAML (or JSON), applies the API
-/// defaults and validates it as the API server would.
+/// Parses an autoscaling/v2 HorizontalPodAutoscaler from YAML (or JSON) strictly, applies the
+/// API defaults and validates it as the API server would.
 pub fn parse_manifest(yaml: &str) -> Result<HorizontalPodAutoscaler, ManifestError> {
-    let hpa: HorizontalPodAutoscaler = serde_yaml::from_str(yaml)?;
-    prepare(hpa)
+    prepare(read_manifest(yaml)?)
+}
+
+/// Parses an autoscaling/v2 HorizontalPodAutoscaler strictly, without defaults or validation:
+/// what the API server stores may be read back this way.
+pub fn read_manifest(yaml: &str) -> Result<HorizontalPodAutoscaler, ManifestError> {
+    Ok(warren_strict::from_str(yaml)?)
 }
 
 /// Applies the API defaults to an already-parsed object and validates it.
