@@ -102,10 +102,10 @@ pub mod validation;
 
 pub use conditions::{Condition, ConditionChange, ConditionStatus, ConditionType};
 pub use horizontal::{
-    Autoscaler, AutoscalerState, ControllerConfig, CurrentMetricValue, MetricFailure,
+    Autoscaler, AutoscalerState, ControllerConfig, CurrentMetricValue, FeatureGates, MetricFailure,
     MetricObservation, MetricProposal, ScaleDecision, ScaleTarget,
 };
-pub use manifest::{parse_manifest, ManifestError};
+pub use manifest::{parse_manifest, read_manifest, ManifestError};
 pub use replica_calculator::{Pod, PodMetric, PodMetricsInfo, Tolerances};
 pub use time::Timestamp;
 pub use validation::FieldError;

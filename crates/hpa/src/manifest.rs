@@ -6,7 +6,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use thiserror::Error;
 
 use crate::defaults::set_defaults_horizontal_pod_autoscaler;
-use crate::validation::{validate_horizontal_pod_autoscaler, FieldError};
+use crate::validation::{validate_horizontal_pod_autoscaler_with, FieldError};
 
 /// Why a manifest cannot be used.
 #[derive(Debug, Error)]
@@ -40,10 +40,20 @@ pub fn read_manifest(yaml: &str) -> Result<HorizontalPodAutoscaler, ManifestErro
     Ok(warren_strict::from_str(yaml)?)
 }
 
-/// Applies the API defaults to an already-parsed object and validates it.
-pub fn prepare(mut hpa: HorizontalPodAutoscaler) -> Result<HorizontalPodAutoscaler, ManifestError> {
+/// Applies the API defaults to an already-parsed object and validates it (with HPAScaleToZero
+/// on).
+pub fn prepare(hpa: HorizontalPodAutoscaler) -> Result<HorizontalPodAutoscaler, ManifestError> {
+    prepare_with(hpa, true)
+}
+
+/// [`prepare`] with the HPAScaleToZero gate given: while it is off, `minReplicas: 0` is
+/// refused as the API server refuses it.
+pub fn prepare_with(
+    mut hpa: HorizontalPodAutoscaler,
+    scale_to_zero: bool,
+) -> Result<HorizontalPodAutoscaler, ManifestError> {
     set_defaults_horizontal_pod_autoscaler(&mut hpa);
-    let errors = validate_horizontal_pod_autoscaler(&hpa);
+    let errors = validate_horizontal_pod_autoscaler_with(&hpa, scale_to_zero);
     if errors.is_empty() {
         Ok(hpa)
     } else {

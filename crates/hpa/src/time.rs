@@ -8,7 +8,22 @@ use std::time::Duration;
 ///
 /// Stored as signed nanoseconds so that "now minus a window" stays exact even near the epoch,
 /// where the controller's cut-offs would otherwise be clamped and change which samples count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized as its nanoseconds since the epoch.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp {
     nanos: i128,
 }

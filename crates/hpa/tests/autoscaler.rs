@@ -6,15 +6,22 @@ use std::time::Duration;
 
 use warren_hpa::replica_calculator::{Container, ContainerKind, Pod, PodMetric, PodMetricsInfo};
 use warren_hpa::{
-    Autoscaler, ConditionStatus, ConditionType, MetricObservation as Obs, ScaleDecision,
-    ScaleTarget, Timestamp,
+    Autoscaler, AutoscalerState, ConditionStatus, ConditionType, ControllerConfig,
+    MetricObservation as Obs, ScaleDecision, ScaleTarget, Timestamp,
 };
 
-fn autoscaler(spec: &str) -> Autoscaler {
-    let yaml = format!(
+fn manifest(spec: &str) -> String {
+    format!(
         "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: test-hpa\n  namespace: test-namespace\nspec:\n  scaleTargetRef:\n    apiVersion: v1\n    kind: ReplicationController\n    name: test-rc\n{spec}"
-    );
-    Autoscaler::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"))
+    )
+}
+
+fn autoscaler(spec: &str) -> Autoscaler {
+    Autoscaler::from_yaml(&manifest(spec)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn autoscaler_with(spec: &str, config: ControllerConfig) -> Autoscaler {
+    Autoscaler::from_yaml_with(&manifest(spec), config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 const CPU_AND_EXTERNAL: &str = "  metrics:\n  - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: TARGET\n  - type: External\n    external:\n      metric:\n        name: qps\n      target:\n        type: Value\n        value: 100m\n";
@@ -81,7 +88,7 @@ fn condition(decision: &ScaleDecision, type_: ConditionType) -> (ConditionStatus
 }
 
 use ConditionStatus::{False, True};
-use ConditionType::{AbleToScale, ScalingActive, ScalingLimited};
+use ConditionType::{AbleToScale, ScaledToZero, ScalingActive, ScalingLimited};
 
 #[test]
 fn scale_up_sets_the_ok_conditions() {
@@ -98,6 +105,7 @@ fn scale_up_sets_the_ok_conditions() {
             (AbleToScale, True, "SucceededRescale".to_string()),
             (ScalingActive, True, "ValidMetricFound".to_string()),
             (ScalingLimited, False, "DesiredWithinRange".to_string()),
+            (ScaledToZero, False, "NotScaledToZero".to_string()),
         ]
     );
     assert_eq!(
@@ -536,5 +544,329 @@ fn transition_time_moves_only_when_a_status_changes() {
     assert_eq!(
         d.condition(ScalingActive).map(|c| c.last_transition_time),
         Some(at(30))
+    );
+}
+
+// HPAScaleToZero as Kubernetes implements it since the ScaledToZero condition (KEP-2021).
+
+const QUEUE_TO_ZERO: &str = "  minReplicas: 0\n  maxReplicas: 10\n  metrics:\n  - type: External\n    external:\n      metric:\n        name: queue\n      target:\n        type: AverageValue\n        averageValue: \"5\"\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 0\n";
+
+fn scaled_to_zero_state(at_secs: u64) -> AutoscalerState {
+    AutoscalerState {
+        conditions: vec![warren_hpa::Condition::new(
+            ScaledToZero,
+            True,
+            "ScaledToZero",
+            "the HPA controller scaled the workload to zero",
+            at(at_secs),
+        )],
+        ..AutoscalerState::default()
+    }
+}
+
+// "from zero without condition, FG on": a target at zero that the controller did not take
+// there stays there, whatever the metric says.
+#[test]
+fn from_zero_without_condition_fg_on() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    let d = hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(50)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (False, "ScalingDisabled".to_string())
+    );
+    assert!(d.condition(ScaledToZero).is_none());
+}
+
+#[test]
+fn scaling_to_zero_sets_scaled_to_zero_true() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    let d = hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(1, 1),
+        &[Obs::external_units(0)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 0));
+    let c = d.condition(ScaledToZero).expect("ScaledToZero is set");
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (
+            True,
+            "ScaledToZero",
+            "the HPA controller scaled the workload to zero"
+        )
+    );
+}
+
+#[test]
+fn from_zero_with_condition_fg_on_wakes_the_target_and_sets_not_scaled_to_zero() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    hpa.set_state(scaled_to_zero_state(0));
+    // Per-pod usage with 0 status replicas is 0, and the count is the total over the target.
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(12)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
+    assert_eq!(
+        d.metrics[0].as_ref().map(|p| p.current.average_value),
+        Ok(Some(0))
+    );
+    assert_eq!(
+        condition(&d, ScaledToZero),
+        (False, "NotScaledToZero".to_string())
+    );
+}
+
+#[test]
+fn from_zero_with_condition_fg_on_and_an_idle_metric_stays_at_zero() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    hpa.set_state(scaled_to_zero_state(0));
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(0)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (True, "ValidMetricFound".to_string())
+    );
+    assert_eq!(
+        condition(&d, ScaledToZero),
+        (True, "ScaledToZero".to_string())
+    );
+}
+
+// With the gate off the condition is removed and a target at zero is left alone. The object
+// (minReplicas 0) is one the API server stored while the gate was on: it is evaluated as
+// stored, without validation.
+#[test]
+fn from_zero_with_condition_fg_off_removes_the_condition_and_disables_scaling() {
+    let hpa_object = warren_hpa::read_manifest(&manifest(QUEUE_TO_ZERO)).expect("parses");
+    let mut hpa = Autoscaler::from_state(
+        hpa_object,
+        ControllerConfig::kubernetes_1_35(),
+        scaled_to_zero_state(0),
+    );
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(12)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (False, "ScalingDisabled".to_string())
+    );
+    assert!(d.condition(ScaledToZero).is_none());
+}
+
+#[test]
+fn gate_off_sets_no_scaled_to_zero_condition_on_a_rescale() {
+    let mut hpa = autoscaler_with(
+        &format!("  maxReplicas: 10\n{}", queue("30")),
+        ControllerConfig::kubernetes_1_35(),
+    );
+    let d = hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(2, 2),
+        &[Obs::external_units(90)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
+    assert!(d.condition(ScaledToZero).is_none());
+}
+
+#[test]
+fn gate_off_refuses_min_replicas_zero_as_the_api_server_does() {
+    let err = Autoscaler::from_yaml_with(
+        &manifest(QUEUE_TO_ZERO),
+        ControllerConfig::kubernetes_1_35(),
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("invalid HorizontalPodAutoscaler: spec.minReplicas: Invalid value: 0: must be greater than or equal to 1")
+    );
+}
+
+// After minReplicas is raised above 0 while the controller holds the target at zero, the
+// target is evaluated and brought up to at least minReplicas, even with an idle metric.
+#[test]
+fn scale_up_from_zero_is_raised_to_min_replicas() {
+    let spec = QUEUE_TO_ZERO.replace("minReplicas: 0", "minReplicas: 3");
+    let mut hpa = autoscaler(&spec);
+    hpa.set_state(scaled_to_zero_state(0));
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(0)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
+    assert_eq!(
+        condition(&d, ScaledToZero),
+        (False, "NotScaledToZero".to_string())
+    );
+}
+
+// HPAConfigurableTolerance: the manifest's tolerance is read only with the gate on.
+#[test]
+fn configurable_tolerance_applies_only_with_its_gate() {
+    let spec = format!(
+        "  maxReplicas: 100\n{}  behavior:\n    scaleUp:\n      tolerance: \"0\"\n",
+        queue("10")
+    );
+    let target = ScaleTarget::workers(10, 10);
+    let on = autoscaler_with(&spec, ControllerConfig::kubernetes_1_35()).evaluate(
+        at(0),
+        &target,
+        &[Obs::external_units(105)],
+    );
+    assert_eq!((on.rescale, on.desired_replicas), (true, 11));
+    let off = autoscaler_with(&spec, ControllerConfig::kubernetes_1_33()).evaluate(
+        at(0),
+        &target,
+        &[Obs::external_units(105)],
+    );
+    assert_eq!((off.rescale, off.desired_replicas), (false, 10));
+}
+
+// The legacy scale-up limit is the controller's scaleUpLimitFactor and scaleUpLimitMinimum;
+// Kubernetes' own tests raise the factor to 8.
+#[test]
+fn legacy_scale_up_limit_takes_its_factor_and_minimum() {
+    let spec = format!("  maxReplicas: 100\n{}", queue("1"));
+    let target = ScaleTarget::workers(3, 3);
+    let default = autoscaler(&spec).evaluate(at(0), &target, &[Obs::external_units(90)]);
+    assert_eq!(default.desired_replicas, 6);
+    assert_eq!(
+        condition(&default, ScalingLimited),
+        (True, "ScaleUpLimit".to_string())
+    );
+    let mut config = ControllerConfig::default();
+    config.scale_up_limit.factor = 8.0;
+    let eight = autoscaler_with(&spec, config).evaluate(at(0), &target, &[Obs::external_units(90)]);
+    assert_eq!(eight.desired_replicas, 24);
+    config.scale_up_limit.minimum = 40.0;
+    let minimum =
+        autoscaler_with(&spec, config).evaluate(at(0), &target, &[Obs::external_units(90)]);
+    assert_eq!(minimum.desired_replicas, 40);
+}
+
+#[test]
+fn release_lines_carry_their_gates() {
+    let gates = |release: &str| {
+        let c = ControllerConfig::for_release(release).expect("a known release");
+        (
+            c.feature_gates.hpa_scale_to_zero,
+            c.feature_gates.hpa_configurable_tolerance,
+            c.ignore_succeeded_pods,
+        )
+    };
+    assert_eq!(gates("1.33"), (false, false, false));
+    assert_eq!(gates("1.35"), (false, true, false));
+    assert_eq!(gates("1.37"), (true, true, false));
+    assert_eq!(gates("development"), (true, true, true));
+    assert_eq!(
+        ControllerConfig::default(),
+        ControllerConfig::kubernetes_1_37()
+    );
+    assert!(ControllerConfig::for_release("1.32").is_none());
+}
+
+// State in and out: an autoscaler resumed from its serialized state remembers when the
+// stabilization window opened; a fresh one would open a new one at its first evaluation.
+#[test]
+fn state_resumed_from_json_keeps_the_stabilization_window() {
+    let spec = format!("  maxReplicas: 10\n{}", queue("30"));
+    let mut first = autoscaler(&spec);
+    let d = first.evaluate(
+        at(0),
+        &ScaleTarget::workers(1, 1),
+        &[Obs::external_units(120)],
+    );
+    assert_eq!(d.desired_replicas, 4);
+    let json = serde_json::to_string(first.state()).expect("serializes");
+    let state: AutoscalerState = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(&state, first.state());
+
+    let mut resumed = Autoscaler::from_state(first.hpa().clone(), *first.config(), state);
+    let d = resumed.evaluate(
+        at(60),
+        &ScaleTarget::workers(4, 4),
+        &[Obs::external_units(30)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 4));
+    assert_eq!(
+        condition(&d, AbleToScale),
+        (True, "ScaleDownStabilized".to_string())
+    );
+    assert_eq!(resumed.state().last_scale_time, Some(at(0)));
+
+    let d = resumed.evaluate(
+        at(301),
+        &ScaleTarget::workers(4, 4),
+        &[Obs::external_units(30)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 1));
+
+    let mut fresh = autoscaler(&spec);
+    fresh.evaluate(
+        at(60),
+        &ScaleTarget::workers(4, 4),
+        &[Obs::external_units(30)],
+    );
+    let d = fresh.evaluate(
+        at(301),
+        &ScaleTarget::workers(4, 4),
+        &[Obs::external_units(30)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 4));
+}
+
+#[test]
+fn state_json_names_its_fields_and_refuses_unknown_ones() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(1, 1),
+        &[Obs::external_units(0)],
+    );
+    let json = serde_json::to_value(hpa.state()).expect("serializes");
+    assert_eq!(json["conditions"][3]["type"], "ScaledToZero");
+    assert_eq!(json["conditions"][3]["status"], "True");
+    assert_eq!(json["desiredReplicas"], 0);
+    let mut bad = json.clone();
+    bad["desiredReplica"] = 1.into();
+    assert!(serde_json::from_value::<AutoscalerState>(bad).is_err());
+}
+
+// The controller reconciles whatever is stored: minReplicas above maxReplicas would be refused
+// by validation, but a stored object with it is still evaluated.
+#[test]
+fn an_object_validation_would_refuse_is_still_evaluated() {
+    let spec = format!("  minReplicas: 5\n  maxReplicas: 3\n{}", queue("10"));
+    assert!(Autoscaler::from_yaml(&manifest(&spec)).is_err());
+    let object = warren_hpa::read_manifest(&manifest(&spec)).expect("parses");
+    let mut hpa = Autoscaler::from_state(
+        object,
+        ControllerConfig::default(),
+        AutoscalerState::default(),
+    );
+    let d = hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(4, 4),
+        &[Obs::external_units(40)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("Current number of replicas above Spec.MaxReplicas")
     );
 }
