@@ -790,7 +790,8 @@ pub struct ScaleDecision {
     /// Each metric's result, in the order of `spec.metrics` (empty when no metric was read).
     pub metrics: Vec<Result<MetricProposal, MetricFailure>>,
     /// The status conditions after this evaluation (AbleToScale, ScalingActive,
-    /// ScalingLimited), as `kubectl describe hpa` would show them.
+    /// ScalingLimited, and ScaledToZero with HPAScaleToZero), as `kubectl describe hpa` would
+    /// show them.
     pub conditions: Vec<Condition>,
     /// The error the controller would log for this evaluation, if any.
     pub error: Option<String>,
