@@ -564,49 +564,125 @@ fn scaled_to_zero_state(at_secs: u64) -> AutoscalerState {
     }
 }
 
-// "from zero without condition, FG on": a target at zero that the controller did not take
-// there stays there, whatever the metric says.
-#[test]
-fn from_zero_without_condition_fg_on() {
-    let mut hpa = autoscaler(QUEUE_TO_ZERO);
-    let d = hpa.evaluate(
-        at(0),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(50)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (False, "ScalingDisabled".to_string())
-    );
-    assert!(d.condition(ScaledToZero).is_none());
+/// An object as the API server stores it (defaulted, not validated again), resumed from
+/// `state` under `config`: the way to hold `minReplicas: 0` with HPAScaleToZero off, as a
+/// cluster does after the gate is turned off.
+fn stored(spec: &str, config: ControllerConfig, state: AutoscalerState) -> Autoscaler {
+    let mut object = warren_hpa::read_manifest(&manifest(spec)).expect("parses");
+    warren_hpa::defaults::set_defaults_horizontal_pod_autoscaler(&mut object);
+    Autoscaler::from_state(object, config, state)
 }
 
+fn gate(on: bool) -> ControllerConfig {
+    if on {
+        ControllerConfig::kubernetes_1_37()
+    } else {
+        ControllerConfig::kubernetes_1_35()
+    }
+}
+
+fn not_scaled_to_zero_state(at_secs: u64) -> AutoscalerState {
+    let mut state = scaled_to_zero_state(at_secs);
+    state.conditions[0].status = False;
+    state.conditions[0].reason = "NotScaledToZero".into();
+    state
+}
+
+// TestScaleToZeroBehavior "from zero without condition, FG on" / "FG off": a target at zero
+// that the controller did not take there stays there, whatever the metric says.
 #[test]
-fn scaling_to_zero_sets_scaled_to_zero_true() {
-    let mut hpa = autoscaler(QUEUE_TO_ZERO);
-    let d = hpa.evaluate(
-        at(0),
-        &ScaleTarget::workers(1, 1),
-        &[Obs::external_units(0)],
-    );
+fn from_zero_without_condition() {
+    for on in [true, false] {
+        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), AutoscalerState::default());
+        let d = hpa.evaluate(
+            at(0),
+            &ScaleTarget::workers(0, 0),
+            &[Obs::external_units(50)],
+        );
+        assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
+        assert_eq!(
+            condition(&d, ScalingActive),
+            (False, "ScalingDisabled".to_string()),
+            "FG {on}"
+        );
+        assert!(d.condition(ScaledToZero).is_none(), "FG {on}");
+        assert!(d.metrics.is_empty(), "FG {on}: no metric is read");
+    }
+}
+
+// TestScaleToZeroBehavior "manual scale to zero disables HPA, FG on" / "FG off": the status
+// says the controller did not take the target to zero (someone else did).
+#[test]
+fn manual_scale_to_zero_disables_hpa() {
+    for on in [true, false] {
+        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), not_scaled_to_zero_state(0));
+        let d = hpa.evaluate(
+            at(15),
+            &ScaleTarget::workers(0, 0),
+            &[Obs::external_units(50)],
+        );
+        assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
+        assert_eq!(
+            condition(&d, ScalingActive),
+            (False, "ScalingDisabled".to_string()),
+            "FG {on}"
+        );
+        let kept = d
+            .condition(ScaledToZero)
+            .map(|c| (c.status, c.reason.clone()));
+        let expected = on.then(|| (False, "NotScaledToZero".to_string()));
+        assert_eq!(
+            kept, expected,
+            "FG {on}: kept with the gate, removed without"
+        );
+    }
+}
+
+// TestScaleDownCM "scale down to zero external metric with feature gate enabled" / "disabled":
+// the controller records that it took the target to zero only with the gate on.
+#[test]
+fn scale_down_to_zero_external_metric() {
+    for on in [true, false] {
+        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), AutoscalerState::default());
+        let d = hpa.evaluate(
+            at(0),
+            &ScaleTarget::workers(2, 2),
+            &[Obs::external_units(0)],
+        );
+        assert_eq!((d.rescale, d.desired_replicas), (true, 0), "FG {on}");
+        let c = d
+            .condition(ScaledToZero)
+            .map(|c| (c.status, c.reason.clone(), c.message.clone()));
+        let expected = on.then(|| {
+            (
+                True,
+                "ScaledToZero".to_string(),
+                "the HPA controller scaled the workload to zero".to_string(),
+            )
+        });
+        assert_eq!(c, expected, "FG {on}");
+    }
+}
+
+// TestScaleDownCM "scale down to zero object metric with feature gate enabled".
+#[test]
+fn scale_down_to_zero_object_metric() {
+    let spec = "  minReplicas: 0\n  maxReplicas: 10\n  metrics:\n  - type: Object\n    object:\n      describedObject:\n        apiVersion: v1\n        kind: Service\n        name: queue\n      metric:\n        name: depth\n      target:\n        type: Value\n        value: \"10\"\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 0\n";
+    let mut hpa = autoscaler(spec);
+    let d = hpa.evaluate(at(0), &ScaleTarget::workers(3, 3), &[Obs::Object(0)]);
     assert_eq!((d.rescale, d.desired_replicas), (true, 0));
-    let c = d.condition(ScaledToZero).expect("ScaledToZero is set");
     assert_eq!(
-        (c.status, c.reason.as_str(), c.message.as_str()),
-        (
-            True,
-            "ScaledToZero",
-            "the HPA controller scaled the workload to zero"
-        )
+        condition(&d, ScaledToZero),
+        (True, "ScaledToZero".to_string())
     );
 }
 
+// TestScaleUpCMObject "scale up from zero with feature gate enabled" / "disabled": a target the
+// controller took to zero is woken by its metric only with the gate on. Per-pod usage at 0
+// status replicas is 0; the count is the total over the per-pod target.
 #[test]
-fn from_zero_with_condition_fg_on_wakes_the_target_and_sets_not_scaled_to_zero() {
-    let mut hpa = autoscaler(QUEUE_TO_ZERO);
-    hpa.set_state(scaled_to_zero_state(0));
-    // Per-pod usage with 0 status replicas is 0, and the count is the total over the target.
+fn scale_up_from_zero() {
+    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
     let d = hpa.evaluate(
         at(15),
         &ScaleTarget::workers(0, 0),
@@ -621,12 +697,34 @@ fn from_zero_with_condition_fg_on_wakes_the_target_and_sets_not_scaled_to_zero()
         condition(&d, ScaledToZero),
         (False, "NotScaledToZero".to_string())
     );
+
+    let mut hpa = stored(QUEUE_TO_ZERO, gate(false), scaled_to_zero_state(0));
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(12)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (False, "ScalingDisabled".to_string())
+    );
+    assert!(d.condition(ScaledToZero).is_none());
+}
+
+// TestScaleUpCMObject "scale up from zero ignores tolerance with feature gate enabled": at zero
+// the count is ceil(usage / target), even within the tolerance of the target.
+#[test]
+fn scale_up_from_zero_ignores_tolerance() {
+    let spec = "  minReplicas: 0\n  maxReplicas: 10\n  metrics:\n  - type: Object\n    object:\n      describedObject:\n        apiVersion: v1\n        kind: Service\n        name: queue\n      metric:\n        name: depth\n      target:\n        type: Value\n        value: \"10\"\n";
+    let mut hpa = stored(spec, gate(true), scaled_to_zero_state(0));
+    let d = hpa.evaluate(at(15), &ScaleTarget::workers(0, 0), &[Obs::Object(10_500)]);
+    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
 }
 
 #[test]
-fn from_zero_with_condition_fg_on_and_an_idle_metric_stays_at_zero() {
-    let mut hpa = autoscaler(QUEUE_TO_ZERO);
-    hpa.set_state(scaled_to_zero_state(0));
+fn from_zero_with_condition_and_an_idle_metric_stays_at_zero() {
+    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
     let d = hpa.evaluate(
         at(15),
         &ScaleTarget::workers(0, 0),
@@ -643,23 +741,31 @@ fn from_zero_with_condition_fg_on_and_an_idle_metric_stays_at_zero() {
     );
 }
 
-// With the gate off the condition is removed and a target at zero is left alone. The object
-// (minReplicas 0) is one the API server stored while the gate was on: it is evaluated as
-// stored, without validation.
+// TestScaleWithOneInvalidMetric "from zero with invalid metric, FG on" / "FG off".
 #[test]
-fn from_zero_with_condition_fg_off_removes_the_condition_and_disables_scaling() {
-    let hpa_object = warren_hpa::read_manifest(&manifest(QUEUE_TO_ZERO)).expect("parses");
-    let mut hpa = Autoscaler::from_state(
-        hpa_object,
-        ControllerConfig::kubernetes_1_35(),
-        scaled_to_zero_state(0),
-    );
+fn from_zero_with_invalid_metric() {
+    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
     let d = hpa.evaluate(
         at(15),
         &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(12)],
+        &[Obs::Unavailable("no series".into())],
     );
     assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (False, "FailedGetExternalMetric".to_string())
+    );
+    assert_eq!(
+        condition(&d, ScaledToZero),
+        (True, "ScaledToZero".to_string())
+    );
+
+    let mut hpa = stored(QUEUE_TO_ZERO, gate(false), scaled_to_zero_state(0));
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::Unavailable("no series".into())],
+    );
     assert_eq!(
         condition(&d, ScalingActive),
         (False, "ScalingDisabled".to_string())
@@ -667,42 +773,46 @@ fn from_zero_with_condition_fg_off_removes_the_condition_and_disables_scaling() 
     assert!(d.condition(ScaledToZero).is_none());
 }
 
+// TestScaleToZeroBehavior "stale ScaledToZero condition cleared on normal rescale, FG on" /
+// "stale ScaledToZero condition removed on normal rescale, FG off": the target was brought up
+// by hand while the status still said ScaledToZero.
 #[test]
-fn gate_off_sets_no_scaled_to_zero_condition_on_a_rescale() {
-    let mut hpa = autoscaler_with(
-        &format!("  maxReplicas: 10\n{}", queue("30")),
-        ControllerConfig::kubernetes_1_35(),
-    );
-    let d = hpa.evaluate(
-        at(0),
-        &ScaleTarget::workers(2, 2),
-        &[Obs::external_units(90)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
-    assert!(d.condition(ScaledToZero).is_none());
+fn stale_scaled_to_zero_condition_on_normal_rescale() {
+    for on in [true, false] {
+        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), scaled_to_zero_state(0));
+        let d = hpa.evaluate(
+            at(15),
+            &ScaleTarget::workers(2, 2),
+            &[Obs::external_units(20)],
+        );
+        assert_eq!((d.rescale, d.desired_replicas), (true, 4), "FG {on}");
+        let c = d
+            .condition(ScaledToZero)
+            .map(|c| (c.status, c.reason.clone()));
+        let expected = on.then(|| (False, "NotScaledToZero".to_string()));
+        assert_eq!(c, expected, "FG {on}");
+    }
 }
 
 #[test]
 fn gate_off_refuses_min_replicas_zero_as_the_api_server_does() {
-    let err = Autoscaler::from_yaml_with(
-        &manifest(QUEUE_TO_ZERO),
-        ControllerConfig::kubernetes_1_35(),
-    )
-    .err()
-    .map(|e| e.to_string());
+    let err = Autoscaler::from_yaml_with(&manifest(QUEUE_TO_ZERO), gate(false))
+        .err()
+        .map(|e| e.to_string());
     assert_eq!(
         err.as_deref(),
         Some("invalid HorizontalPodAutoscaler: spec.minReplicas: Invalid value: 0: must be greater than or equal to 1")
     );
 }
 
-// After minReplicas is raised above 0 while the controller holds the target at zero, the
-// target is evaluated and brought up to at least minReplicas, even with an idle metric.
+// TestScaleToZeroBehavior "minReplicas increased with ScaledToZero condition, FG on" / "FG off":
+// after minReplicas is raised above 0 while the controller holds the target at zero, the
+// target is evaluated and brought up to at least minReplicas, even with an idle metric; with
+// the gate off it stays at zero.
 #[test]
-fn scale_up_from_zero_is_raised_to_min_replicas() {
+fn min_replicas_increased_with_scaled_to_zero_condition() {
     let spec = QUEUE_TO_ZERO.replace("minReplicas: 0", "minReplicas: 3");
-    let mut hpa = autoscaler(&spec);
-    hpa.set_state(scaled_to_zero_state(0));
+    let mut hpa = stored(&spec, gate(true), scaled_to_zero_state(0));
     let d = hpa.evaluate(
         at(15),
         &ScaleTarget::workers(0, 0),
@@ -713,28 +823,52 @@ fn scale_up_from_zero_is_raised_to_min_replicas() {
         condition(&d, ScaledToZero),
         (False, "NotScaledToZero".to_string())
     );
+
+    let mut hpa = stored(&spec, gate(false), scaled_to_zero_state(0));
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(0)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    assert_eq!(
+        condition(&d, ScalingActive),
+        (False, "ScalingDisabled".to_string())
+    );
 }
 
-// HPAConfigurableTolerance: the manifest's tolerance is read only with the gate on.
+// TestConfigurableTolerance: the manifest's per-direction tolerance is read only with
+// HPAConfigurableTolerance on; the controller-wide one applies otherwise.
 #[test]
-fn configurable_tolerance_applies_only_with_its_gate() {
-    let spec = format!(
-        "  maxReplicas: 100\n{}  behavior:\n    scaleUp:\n      tolerance: \"0\"\n",
-        queue("10")
-    );
-    let target = ScaleTarget::workers(10, 10);
-    let on = autoscaler_with(&spec, ControllerConfig::kubernetes_1_35()).evaluate(
-        at(0),
-        &target,
-        &[Obs::external_units(105)],
-    );
-    assert_eq!((on.rescale, on.desired_replicas), (true, 11));
-    let off = autoscaler_with(&spec, ControllerConfig::kubernetes_1_33()).evaluate(
-        at(0),
-        &target,
-        &[Obs::external_units(105)],
-    );
-    assert_eq!((off.rescale, off.desired_replicas), (false, 10));
+fn configurable_tolerance() {
+    let spec = |behavior: &str, tolerance: f64| {
+        let mut config = ControllerConfig::kubernetes_1_35();
+        config.tolerance = tolerance;
+        (
+            format!("  maxReplicas: 100\n{}{behavior}", queue("10")),
+            config,
+        )
+    };
+    let run = |(spec, config): (String, ControllerConfig), queue: i64| {
+        let d = autoscaler_with(&spec, config).evaluate(
+            at(0),
+            &ScaleTarget::workers(10, 10),
+            &[Obs::external_units(queue)],
+        );
+        (d.rescale, d.desired_replicas)
+    };
+    // "scaling up because of a 1% configurable tolerance": 2 % above target, outside 1 %.
+    let up = "  behavior:\n    scaleUp:\n      tolerance: \"0.01\"\n";
+    assert_eq!(run(spec(up, 0.1), 102), (true, 11));
+    // "no scale-down because of a 90% configurable tolerance": 50 % below target, within 90 %.
+    let down = "  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 0\n      tolerance: \"0.9\"\n";
+    assert_eq!(run(spec(down, 0.1), 50), (false, 10));
+    // "no scaling because of the large default tolerance": 50 % above target, within 60 %.
+    assert_eq!(run(spec("", 0.6), 150), (false, 10));
+    // "no scaling because the configurable tolerance is ignored when feature gate is disabled".
+    let (yaml, mut config) = spec(up, 0.1);
+    config.feature_gates.hpa_configurable_tolerance = false;
+    assert_eq!(run((yaml, config), 102), (false, 10));
 }
 
 // The legacy scale-up limit is the controller's scaleUpLimitFactor and scaleUpLimitMinimum;
