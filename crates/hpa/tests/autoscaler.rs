@@ -1004,3 +1004,49 @@ fn an_object_validation_would_refuse_is_still_evaluated() {
         Some("Current number of replicas above Spec.MaxReplicas")
     );
 }
+
+// What `warren autoscale` does with `minReplicas: 0`: the idle pool goes to zero, the first
+// message wakes one worker, and a restart that keeps the state keeps that ability.
+#[test]
+fn a_pool_scales_to_zero_and_wakes_on_the_first_message() {
+    let mut hpa = autoscaler(QUEUE_TO_ZERO);
+    let d = hpa.evaluate(
+        at(0),
+        &ScaleTarget::workers(1, 1),
+        &[Obs::external_units(0)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 0));
+    let saved = serde_json::to_string(hpa.state()).expect("serializes");
+
+    let d = hpa.evaluate(
+        at(15),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(0)],
+    );
+    assert!(!d.rescale);
+    let d = hpa.evaluate(
+        at(30),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(1)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 1));
+
+    let state = serde_json::from_str(&saved).expect("deserializes");
+    let mut resumed = Autoscaler::from_state(hpa.hpa().clone(), *hpa.config(), state);
+    let d = resumed.evaluate(
+        at(30),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(1)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 1));
+    let mut forgetful = autoscaler(QUEUE_TO_ZERO);
+    let d = forgetful.evaluate(
+        at(30),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(1)],
+    );
+    assert_eq!(
+        (d.rescale, condition(&d, ScalingActive).1.as_str()),
+        (false, "ScalingDisabled")
+    );
+}

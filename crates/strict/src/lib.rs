@@ -4,7 +4,7 @@
 //! expected.
 //!
 //! ```
-//! #[derive(serde::Deserialize)]
+//! #[derive(Debug, serde::Deserialize)]
 //! #[serde(rename_all = "camelCase")]
 //! struct Spec {
 //!     max_replicas: i32,
@@ -57,6 +57,11 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, Error> {
     match result {
         Ok(t) if problems.is_empty() => Ok(t),
         Ok(_) => Err(Error { problems }),
+        // A type that denies unknown fields itself fails on the first one, which is already
+        // listed, with its suggestion.
+        Err(e) if !problems.is_empty() && e.message.starts_with("unknown field `") => {
+            Err(Error { problems })
+        }
         Err(e) => {
             problems.push(Problem {
                 path: e.path.unwrap_or_default(),

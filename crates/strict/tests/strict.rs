@@ -110,3 +110,19 @@ fn text_that_is_not_yaml_is_a_syntax_error() {
         "{err}"
     );
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+struct Denying {
+    window_seconds: u64,
+}
+
+#[test]
+fn a_type_that_denies_unknown_fields_reports_each_once_with_its_path() {
+    let err = from_str::<Vec<Denying>>("- windowSeconds: 1\n- windowSecond: 2\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "[1].windowSecond: unknown field (did you mean windowSeconds?)"
+    );
+}
