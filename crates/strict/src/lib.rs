@@ -11,7 +11,10 @@
 //! }
 //!
 //! let err = warren_strict::from_str::<Spec>("maxReplica: 10\n").unwrap_err();
-//! assert_eq!(err.to_string(), "maxReplica: unknown field (did you mean maxReplicas?)");
+//! assert_eq!(
+//!     err.to_string(),
+//!     "maxReplica: unknown field (did you mean maxReplicas?); missing field `maxReplicas`"
+//! );
 //!
 //! let err = warren_strict::from_str::<Spec>("maxReplicas: ten\n").unwrap_err();
 //! assert_eq!(err.to_string(), r#"maxReplicas: invalid type: string "ten", expected i32"#);
