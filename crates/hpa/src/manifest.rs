@@ -13,7 +13,7 @@ use crate::validation::{validate_horizontal_pod_autoscaler_with, FieldError};
 pub enum ManifestError {
     /// The text is not YAML for an autoscaling/v2 HorizontalPodAutoscaler: not YAML, a field
     /// the type does not have (with the nearest known one), or a value of the wrong type.
-    #[error("not an autoscaling/v2 HorizontalPodAutoscaler: {0}")]
+    #[error("not a valid autoscaling/v2 HorizontalPodAutoscaler manifest: {0}")]
     Parse(#[from] warren_strict::Error),
     /// The API server would reject the object; every failing field is listed.
     #[error("invalid HorizontalPodAutoscaler: {}", join(.0))]

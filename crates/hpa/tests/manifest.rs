@@ -338,3 +338,30 @@ fn status_and_metadata_of_a_stored_object_are_known_fields() {
     .replace("  name: workers\n", "  name: workers\n  labels:\n    app: worker\n  resourceVersion: \"7\"\n");
     parse_manifest(&yaml).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn quantities_may_be_written_as_numbers_as_kubectl_takes_them() {
+    let spec = "  maxReplicas: 5\n  metrics:\n  - type: External\n    external:\n      metric:\n        name: q\n      target:\n        type: AverageValue\n        averageValue: 30\n  behavior:\n    scaleUp:\n      tolerance: 0.05\n";
+    let hpa = parse_manifest(&manifest(spec)).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = hpa.spec.metrics.unwrap_or_default();
+    let target = metrics[0].external.as_ref().map(|e| e.target.clone());
+    assert_eq!(
+        target.and_then(|t| t.average_value).map(|q| q.0),
+        Some("30".to_string())
+    );
+    let up = hpa.spec.behavior.and_then(|b| b.scale_up);
+    assert_eq!(
+        up.and_then(|u| u.tolerance).map(|q| q.0),
+        Some("0.05".to_string())
+    );
+}
+
+#[test]
+fn another_kind_says_which_kind_was_expected() {
+    let yaml =
+        manifest("  maxReplicas: 5\n").replace("kind: HorizontalPodAutoscaler", "kind: Deployment");
+    assert_eq!(
+        parse_error(&yaml),
+        r#"invalid value: string "Deployment", expected HorizontalPodAutoscaler"#
+    );
+}
