@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::autoscaling::v2::{
-    HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, MetricSpec, MetricTarget,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerStatus,
+    MetricSpec, MetricTarget,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
 use crate::conditions::{
     remove_condition, Condition, ConditionChange, ConditionStatus, ConditionType,
@@ -832,6 +833,46 @@ pub struct AutoscalerState {
 }
 
 impl AutoscalerState {
+    /// The state a controller starts from when it reads an HPA's `status`: its conditions
+    /// (those of a type this crate knows), last scale time and desired count, with no history
+    /// (the controller keeps recommendations and scale events in memory only). Times are read
+    /// as since the Unix epoch, so evaluations must then use the same epoch.
+    pub fn from_status(status: &HorizontalPodAutoscalerStatus) -> Self {
+        let time = |t: Option<&Time>| t.map(|t| Timestamp::from_nanos(t.0.as_nanosecond()));
+        let conditions = status
+            .conditions
+            .iter()
+            .flatten()
+            .filter_map(|c| {
+                let type_ = match c.type_.as_str() {
+                    "AbleToScale" => ConditionType::AbleToScale,
+                    "ScalingActive" => ConditionType::ScalingActive,
+                    "ScalingLimited" => ConditionType::ScalingLimited,
+                    "ScaledToZero" => ConditionType::ScaledToZero,
+                    _ => return None,
+                };
+                let status = match c.status.as_str() {
+                    "True" => ConditionStatus::True,
+                    "False" => ConditionStatus::False,
+                    _ => ConditionStatus::Unknown,
+                };
+                Some(Condition {
+                    type_,
+                    status,
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                    last_transition_time: time(c.last_transition_time.as_ref()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        AutoscalerState {
+            conditions,
+            last_scale_time: time(status.last_scale_time.as_ref()),
+            desired_replicas: status.desired_replicas,
+            ..AutoscalerState::default()
+        }
+    }
+
     /// Whether the status carries `ScaledToZero` True: the controller itself took the target
     /// to zero. Mirrors `getScaledToZeroConditionStatus`.
     pub fn scaled_to_zero(&self) -> bool {
@@ -923,6 +964,18 @@ impl Autoscaler {
     /// later with [`Autoscaler::from_state`].
     pub fn state(&self) -> &AutoscalerState {
         &self.state
+    }
+
+    /// An autoscaler for an object as the API server stores it, status included, as the
+    /// controller meets it on its first reconcile: [`Autoscaler::from_state`] with
+    /// [`AutoscalerState::from_status`] (Unix-epoch times).
+    pub fn from_object(hpa: HorizontalPodAutoscaler, config: ControllerConfig) -> Self {
+        let state = hpa
+            .status
+            .as_ref()
+            .map(AutoscalerState::from_status)
+            .unwrap_or_default();
+        Self::from_state(hpa, config, state)
     }
 
     /// Replaces the remembered state, as a controller does when it reads the HPA's status.

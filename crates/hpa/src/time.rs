@@ -49,6 +49,11 @@ impl Timestamp {
         Self::from_duration(Duration::from_millis(millis))
     }
 
+    /// The timestamp `nanos` nanoseconds after the epoch (before it when negative).
+    pub fn from_nanos(nanos: i128) -> Self {
+        Timestamp { nanos }
+    }
+
     /// Signed nanoseconds since the epoch (negative before it).
     pub fn as_nanos(self) -> i128 {
         self.nanos

@@ -1050,3 +1050,25 @@ fn a_pool_scales_to_zero_and_wakes_on_the_first_message() {
         (false, "ScalingDisabled")
     );
 }
+
+// The controller reads the status from the object on every reconcile: an object stored with
+// ScaledToZero True at zero replicas is woken by its metric.
+#[test]
+fn an_object_read_with_its_status_resumes_its_conditions() {
+    let yaml = format!(
+        "{}status:\n  desiredReplicas: 0\n  lastScaleTime: \"2026-12-01T10:00:00Z\"\n  conditions:\n  - type: ScaledToZero\n    status: \"True\"\n    reason: ScaledToZero\n    message: the HPA controller scaled the workload to zero\n    lastTransitionTime: \"2026-12-01T10:00:00Z\"\n  - type: SomethingNewer\n    status: \"True\"\n",
+        manifest(QUEUE_TO_ZERO)
+    );
+    let object = warren_hpa::read_manifest(&yaml).expect("parses");
+    let mut hpa = Autoscaler::from_object(object, ControllerConfig::default());
+    let scaled_at = Timestamp::from_secs(1_796_119_200);
+    assert_eq!(hpa.state().last_scale_time, Some(scaled_at));
+    assert!(hpa.state().scaled_to_zero());
+    assert_eq!(hpa.state().conditions.len(), 1);
+    let d = hpa.evaluate(
+        scaled_at + Duration::from_secs(60),
+        &ScaleTarget::workers(0, 0),
+        &[Obs::external_units(7)],
+    );
+    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
+}
