@@ -1008,9 +1008,6 @@ impl Autoscaler {
         record_initial_recommendation(&mut state.recommendations, current_replicas, now);
 
         let scale_to_zero_enabled = config.feature_gates.hpa_scale_to_zero;
-        if !scale_to_zero_enabled {
-            remove_condition(&mut state.conditions, ConditionType::ScaledToZero);
-        }
         let metric_specs = spec.metrics.as_deref().unwrap_or_default();
         let has_object_or_external = has_object_or_external_metrics(metric_specs);
         let scaled_to_zero_condition = scale_to_zero_enabled && state.scaled_to_zero();
@@ -1040,6 +1037,9 @@ impl Autoscaler {
                 "scaling is disabled since the replica count of the target is zero",
             )
             .apply(&mut state.conditions, now);
+            if !scale_to_zero_enabled {
+                remove_condition(&mut state.conditions, ConditionType::ScaledToZero);
+            }
         } else if current_replicas != 0 && current_replicas > max_replicas {
             reason = Some("Current number of replicas above Spec.MaxReplicas".to_string());
             desired_replicas = max_replicas;
@@ -1114,6 +1114,9 @@ impl Autoscaler {
                 && desired_replicas < min_replicas
             {
                 desired_replicas = min_replicas;
+                if reason.is_none() {
+                    reason = Some("Current number of replicas below Spec.MinReplicas".to_string());
+                }
             }
             rescale = desired_replicas != current_replicas;
         }
@@ -1128,6 +1131,7 @@ impl Autoscaler {
                 ),
             )
             .apply(&mut state.conditions, now);
+            // Set on every rescale so that it is never stale; removed while the gate is off.
             if scale_to_zero_enabled {
                 scaled_to_zero_change(
                     current_replicas,
@@ -1136,6 +1140,8 @@ impl Autoscaler {
                     has_object_or_external,
                 )
                 .apply(&mut state.conditions, now);
+            } else {
+                remove_condition(&mut state.conditions, ConditionType::ScaledToZero);
             }
             store_scale_event(
                 spec.behavior.as_ref(),

@@ -737,12 +737,15 @@ pub fn get_object_per_pod_metric_replicas(
 }
 
 /// The usage per replica reported for an AverageValue target: `ceil(usage / status_replicas)`,
-/// and 0 when no replica exists (a target scaled to zero). Mirrors `getPerPodUsage`.
+/// 0 when no replica exists (a target scaled to zero), and `i64::MAX` for a total that
+/// saturated, whatever the count. Mirrors `getPerPodUsage`.
 pub fn get_per_pod_usage(usage: i64, status_replicas: i32) -> i64 {
+    if usage as f64 >= i64::MAX as f64 {
+        return i64::MAX;
+    }
     if status_replicas == 0 {
         return 0;
     }
-    // `as` saturates, as a total near i64::MAX over one replica must.
     (usage as f64 / f64::from(status_replicas)).ceil() as i64
 }
 

@@ -581,217 +581,284 @@ fn gate(on: bool) -> ControllerConfig {
     }
 }
 
-fn not_scaled_to_zero_state(at_secs: u64) -> AutoscalerState {
-    let mut state = scaled_to_zero_state(at_secs);
-    state.conditions[0].status = False;
-    state.conditions[0].reason = "NotScaledToZero".into();
-    state
+/// The settings Kubernetes' controller tests run with: the development line, HPAScaleToZero
+/// as the case sets it, and `scaleUpLimitFactor = 8`.
+fn go_test_config(scale_to_zero: bool) -> ControllerConfig {
+    let mut config = ControllerConfig::development();
+    config.feature_gates.hpa_scale_to_zero = scale_to_zero;
+    config.scale_up_limit.factor = 8.0;
+    config
 }
 
-// TestScaleToZeroBehavior "from zero without condition, FG on" / "FG off": a target at zero
-// that the controller did not take there stays there, whatever the metric says.
+/// The Go tests' `recommendations: []timestampedRecommendation{}`: a history that exists but
+/// holds nothing recent, so no initial recommendation holds a scale-down back. (A stale entry
+/// stands for Go's empty, non-nil slice.)
+fn no_recent_recommendations() -> AutoscalerState {
+    AutoscalerState {
+        recommendations: vec![warren_hpa::normalization::TimestampedRecommendation {
+            recommendation: 0,
+            timestamp: Timestamp::from_secs(0),
+        }],
+        ..AutoscalerState::default()
+    }
+}
+
+/// The Object metric of the Go tests: `qps` of Deployment `some-deployment`, Value target.
+fn object_qps(min: i32, max: i32, target: &str) -> String {
+    format!("  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Object\n    object:\n      describedObject:\n        apiVersion: apps/v1\n        kind: Deployment\n        name: some-deployment\n      metric:\n        name: qps\n      target:\n        type: Value\n        value: \"{target}\"\n")
+}
+
+/// The External metric of the Go tests: `qps` with an empty selector, Value target.
+fn external_qps(min: i32, max: i32, target: &str) -> String {
+    format!("  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: External\n    external:\n      metric:\n        name: qps\n        selector: {{}}\n      target:\n        type: Value\n        value: \"{target}\"\n")
+}
+
+fn cpu_utilization(min: i32, max: i32, target: i32) -> String {
+    format!("  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: {target}\n")
+}
+
+/// Running, ready pods started long ago with the given CPU requests (millicores), and their
+/// samples.
+fn cpu_pods_requesting(levels: &[i64], requests: &[i64]) -> (ScaleTarget, PodMetricsInfo) {
+    let (mut target, metrics) = cpu_pods(levels);
+    for (pod, &request) in target.pods.iter_mut().zip(requests) {
+        pod.containers[0]
+            .requests
+            .insert("cpu".to_string(), request);
+    }
+    (target, metrics)
+}
+
+fn expect_conditions(d: &ScaleDecision, expected: &[(ConditionType, ConditionStatus, &str)]) {
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(t, s, r)| (*t, *s, r.to_string()))
+        .collect();
+    assert_eq!(reasons(d), expected);
+}
+
+const GOT_SCALE: (ConditionType, ConditionStatus, &str) = (AbleToScale, True, "SucceededGetScale");
+const DISABLED: (ConditionType, ConditionStatus, &str) = (ScalingActive, False, "ScalingDisabled");
+const RESCALED: (ConditionType, ConditionStatus, &str) = (AbleToScale, True, "SucceededRescale");
+const VALID: (ConditionType, ConditionStatus, &str) = (ScalingActive, True, "ValidMetricFound");
+const WITHIN_RANGE: (ConditionType, ConditionStatus, &str) =
+    (ScalingLimited, False, "DesiredWithinRange");
+const NOT_SCALED_TO_ZERO: (ConditionType, ConditionStatus, &str) =
+    (ScaledToZero, False, "NotScaledToZero");
+const SCALED_TO_ZERO: (ConditionType, ConditionStatus, &str) = (ScaledToZero, True, "ScaledToZero");
+
+// TestScaleUpCMObject "scale up from zero with feature gate enabled" / "... disabled".
+#[test]
+fn scale_up_from_zero() {
+    let spec = object_qps(0, 6, "15");
+    let mut on = stored(&spec, go_test_config(true), scaled_to_zero_state(0));
+    let d = on.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(20_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
+    expect_conditions(&d, &[NOT_SCALED_TO_ZERO, RESCALED, VALID, WITHIN_RANGE]);
+
+    let mut off = stored(&spec, go_test_config(false), scaled_to_zero_state(0));
+    let d = off.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(20_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    expect_conditions(&d, &[GOT_SCALE, DISABLED]);
+}
+
+// TestScaleUpCMObject "scale up from zero ignores tolerance with feature gate enabled" /
+// "... disabled": a usage exactly at the target gives ceil(1.0) = 1 from zero.
+#[test]
+fn scale_up_from_zero_ignores_tolerance() {
+    let spec = object_qps(0, 6, "1");
+    let mut on = stored(&spec, go_test_config(true), scaled_to_zero_state(0));
+    let d = on.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(1_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (true, 1));
+    expect_conditions(&d, &[NOT_SCALED_TO_ZERO, RESCALED, VALID, WITHIN_RANGE]);
+
+    let mut off = stored(&spec, go_test_config(false), scaled_to_zero_state(0));
+    let d = off.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(1_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    expect_conditions(&d, &[GOT_SCALE, DISABLED]);
+}
+
+// TestScaleDownCM "scale down to zero object metric with feature gate enabled" / "... disabled"
+// and the same for an External metric: 5 replicas, a metric at 0, minReplicas 0.
+#[test]
+fn scale_down_to_zero() {
+    let cases = [
+        (object_qps(0, 6, "20"), Obs::Object(0)),
+        (external_qps(0, 6, "14400m"), Obs::External(vec![0])),
+    ];
+    for (spec, observation) in cases {
+        for on in [true, false] {
+            let mut hpa = stored(&spec, go_test_config(on), no_recent_recommendations());
+            let d = hpa.evaluate(
+                at(0),
+                &ScaleTarget::workers(5, 5),
+                std::slice::from_ref(&observation),
+            );
+            assert_eq!((d.rescale, d.desired_replicas), (true, 0), "FG {on}");
+            if on {
+                expect_conditions(&d, &[RESCALED, VALID, WITHIN_RANGE, SCALED_TO_ZERO]);
+            } else {
+                expect_conditions(&d, &[RESCALED, VALID, WITHIN_RANGE]);
+            }
+        }
+    }
+}
+
+// TestScaleUpFromZeroWithoutCondition (TestScaleToZeroBehavior "from zero without condition,
+// FG on" / "FG off"): without ScaledToZero, a target at zero stays there.
 #[test]
 fn from_zero_without_condition() {
     for on in [true, false] {
-        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), AutoscalerState::default());
-        let d = hpa.evaluate(
-            at(0),
-            &ScaleTarget::workers(0, 0),
-            &[Obs::external_units(50)],
+        let mut hpa = stored(
+            &object_qps(0, 6, "15"),
+            go_test_config(on),
+            AutoscalerState::default(),
         );
+        let d = hpa.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(20_000)]);
         assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
-        assert_eq!(
-            condition(&d, ScalingActive),
-            (False, "ScalingDisabled".to_string()),
-            "FG {on}"
-        );
-        assert!(d.condition(ScaledToZero).is_none(), "FG {on}");
+        expect_conditions(&d, &[GOT_SCALE, DISABLED]);
         assert!(d.metrics.is_empty(), "FG {on}: no metric is read");
     }
 }
 
-// TestScaleToZeroBehavior "manual scale to zero disables HPA, FG on" / "FG off": the status
-// says the controller did not take the target to zero (someone else did).
+// TestScaleUpFromZeroWhenMinReplicasIncreased (TestScaleToZeroBehavior "minReplicas increased
+// with ScaledToZero condition, FG on" / "FG off"): the metric asks for 1, minReplicas is 2.
+#[test]
+fn min_replicas_increased_with_scaled_to_zero_condition() {
+    let spec = object_qps(2, 6, "15000m");
+    let mut on = stored(&spec, go_test_config(true), scaled_to_zero_state(0));
+    let d = on.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(10_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
+    expect_conditions(
+        &d,
+        &[
+            NOT_SCALED_TO_ZERO,
+            RESCALED,
+            VALID,
+            (ScalingLimited, True, "TooFewReplicas"),
+        ],
+    );
+
+    let mut off = stored(&spec, go_test_config(false), scaled_to_zero_state(0));
+    let d = off.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(10_000)]);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
+    expect_conditions(&d, &[GOT_SCALE, DISABLED]);
+}
+
+// With `behavior`, the rate limits leave an idle target at 0 (no change is asked for), and
+// only the raise to minReplicas wakes it; the rescale reason then says so.
+#[test]
+fn a_target_woken_only_by_min_replicas_says_so() {
+    let spec = format!("{}  behavior: {{}}\n", object_qps(2, 6, "15000m"));
+    let mut hpa = stored(&spec, go_test_config(true), scaled_to_zero_state(0));
+    let d = hpa.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(0)]);
+    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("Current number of replicas below Spec.MinReplicas")
+    );
+}
+
+// TestScaledToZeroConditionHandledOnNormalRescale (TestScaleToZeroBehavior "stale ScaledToZero
+// condition cleared on normal rescale, FG on" / "... removed on normal rescale, FG off").
+#[test]
+fn scaled_to_zero_condition_handled_on_normal_rescale() {
+    for on in [true, false] {
+        let (target, samples) = cpu_pods(&[300, 500, 700]);
+        let mut hpa = stored(
+            &cpu_utilization(1, 6, 30),
+            go_test_config(on),
+            scaled_to_zero_state(0),
+        );
+        let d = hpa.evaluate(at(0), &target, &[Obs::Resource(samples)]);
+        assert_eq!((d.rescale, d.desired_replicas), (true, 5), "FG {on}");
+        if on {
+            expect_conditions(&d, &[NOT_SCALED_TO_ZERO, RESCALED, VALID, WITHIN_RANGE]);
+        } else {
+            expect_conditions(&d, &[RESCALED, VALID, WITHIN_RANGE]);
+        }
+    }
+}
+
+// TestManualScaleToZeroDisablesHPA (TestScaleToZeroBehavior "manual scale to zero disables
+// HPA, FG on" / "FG off"): minReplicas 1, the target set to zero by hand.
 #[test]
 fn manual_scale_to_zero_disables_hpa() {
     for on in [true, false] {
-        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), not_scaled_to_zero_state(0));
-        let d = hpa.evaluate(
-            at(15),
-            &ScaleTarget::workers(0, 0),
-            &[Obs::external_units(50)],
+        let mut hpa = stored(
+            &cpu_utilization(1, 6, 50),
+            go_test_config(on),
+            AutoscalerState::default(),
         );
-        assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
-        assert_eq!(
-            condition(&d, ScalingActive),
-            (False, "ScalingDisabled".to_string()),
-            "FG {on}"
-        );
-        let kept = d
-            .condition(ScaledToZero)
-            .map(|c| (c.status, c.reason.clone()));
-        let expected = on.then(|| (False, "NotScaledToZero".to_string()));
-        assert_eq!(
-            kept, expected,
-            "FG {on}: kept with the gate, removed without"
-        );
-    }
-}
-
-// TestScaleDownCM "scale down to zero external metric with feature gate enabled" / "disabled":
-// the controller records that it took the target to zero only with the gate on.
-#[test]
-fn scale_down_to_zero_external_metric() {
-    for on in [true, false] {
-        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), AutoscalerState::default());
         let d = hpa.evaluate(
             at(0),
-            &ScaleTarget::workers(2, 2),
-            &[Obs::external_units(0)],
+            &ScaleTarget::workers(0, 0),
+            &[Obs::Resource(PodMetricsInfo::new())],
         );
-        assert_eq!((d.rescale, d.desired_replicas), (true, 0), "FG {on}");
-        let c = d
-            .condition(ScaledToZero)
-            .map(|c| (c.status, c.reason.clone(), c.message.clone()));
-        let expected = on.then(|| {
-            (
-                True,
-                "ScaledToZero".to_string(),
-                "the HPA controller scaled the workload to zero".to_string(),
-            )
-        });
-        assert_eq!(c, expected, "FG {on}");
+        assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
+        expect_conditions(&d, &[GOT_SCALE, DISABLED]);
     }
 }
 
-// TestScaleDownCM "scale down to zero object metric with feature gate enabled".
-#[test]
-fn scale_down_to_zero_object_metric() {
-    let spec = "  minReplicas: 0\n  maxReplicas: 10\n  metrics:\n  - type: Object\n    object:\n      describedObject:\n        apiVersion: v1\n        kind: Service\n        name: queue\n      metric:\n        name: depth\n      target:\n        type: Value\n        value: \"10\"\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 0\n";
-    let mut hpa = autoscaler(spec);
-    let d = hpa.evaluate(at(0), &ScaleTarget::workers(3, 3), &[Obs::Object(0)]);
-    assert_eq!((d.rescale, d.desired_replicas), (true, 0));
-    assert_eq!(
-        condition(&d, ScaledToZero),
-        (True, "ScaledToZero".to_string())
-    );
-}
-
-// TestScaleUpCMObject "scale up from zero with feature gate enabled" / "disabled": a target the
-// controller took to zero is woken by its metric only with the gate on. Per-pod usage at 0
-// status replicas is 0; the count is the total over the per-pod target.
-#[test]
-fn scale_up_from_zero() {
-    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(12)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
-    assert_eq!(
-        d.metrics[0].as_ref().map(|p| p.current.average_value),
-        Ok(Some(0))
-    );
-    assert_eq!(
-        condition(&d, ScaledToZero),
-        (False, "NotScaledToZero".to_string())
-    );
-
-    let mut hpa = stored(QUEUE_TO_ZERO, gate(false), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(12)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (False, "ScalingDisabled".to_string())
-    );
-    assert!(d.condition(ScaledToZero).is_none());
-}
-
-// TestScaleUpCMObject "scale up from zero ignores tolerance with feature gate enabled": at zero
-// the count is ceil(usage / target), even within the tolerance of the target.
-#[test]
-fn scale_up_from_zero_ignores_tolerance() {
-    let spec = "  minReplicas: 0\n  maxReplicas: 10\n  metrics:\n  - type: Object\n    object:\n      describedObject:\n        apiVersion: v1\n        kind: Service\n        name: queue\n      metric:\n        name: depth\n      target:\n        type: Value\n        value: \"10\"\n";
-    let mut hpa = stored(spec, gate(true), scaled_to_zero_state(0));
-    let d = hpa.evaluate(at(15), &ScaleTarget::workers(0, 0), &[Obs::Object(10_500)]);
-    assert_eq!((d.rescale, d.desired_replicas), (true, 2));
-}
-
-#[test]
-fn from_zero_with_condition_and_an_idle_metric_stays_at_zero() {
-    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(0)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (True, "ValidMetricFound".to_string())
-    );
-    assert_eq!(
-        condition(&d, ScaledToZero),
-        (True, "ScaledToZero".to_string())
-    );
-}
-
-// TestScaleWithOneInvalidMetric "from zero with invalid metric, FG on" / "FG off".
+// TestScaleUpFromZeroOneMetricInvalid (TestScaleWithOneInvalidMetric "from zero with invalid
+// metric, FG on" / "FG off"): CPU and an unknown metric type cannot wake a target at zero.
 #[test]
 fn from_zero_with_invalid_metric() {
-    let mut hpa = stored(QUEUE_TO_ZERO, gate(true), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::Unavailable("no series".into())],
+    let spec = format!("{}  - type: CheddarCheese\n", cpu_utilization(0, 6, 30));
+    for on in [true, false] {
+        let (_, samples) = cpu_pods(&[300, 400, 500]);
+        let mut hpa = stored(&spec, go_test_config(on), no_recent_recommendations());
+        let d = hpa.evaluate(
+            at(0),
+            &ScaleTarget::workers(0, 0),
+            &[
+                Obs::Resource(samples),
+                Obs::Unavailable("no such type".into()),
+            ],
+        );
+        assert_eq!((d.rescale, d.desired_replicas), (false, 0), "FG {on}");
+        expect_conditions(&d, &[GOT_SCALE, DISABLED]);
+    }
+}
+
+// A target the controller took to zero stays there while its metric is idle, and keeps the
+// condition that lets it wake.
+#[test]
+fn from_zero_with_condition_and_an_idle_metric_stays_at_zero() {
+    let mut hpa = stored(
+        &object_qps(0, 6, "15"),
+        go_test_config(true),
+        scaled_to_zero_state(0),
     );
+    let d = hpa.evaluate(at(0), &ScaleTarget::workers(0, 0), &[Obs::Object(0)]);
     assert_eq!((d.rescale, d.desired_replicas), (false, 0));
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (False, "FailedGetExternalMetric".to_string())
+    expect_conditions(
+        &d,
+        &[
+            SCALED_TO_ZERO,
+            (AbleToScale, True, "ReadyForNewScale"),
+            VALID,
+            WITHIN_RANGE,
+        ],
     );
+}
+
+// With the gate off and no rescale, the controller leaves a ScaledToZero condition where it
+// is: it removes it only when it disables scaling at zero or after a rescale.
+#[test]
+fn gate_off_keeps_the_condition_when_nothing_is_rescaled() {
+    let (target, samples) = cpu_pods(&[300, 300, 300]);
+    let mut hpa = stored(
+        &cpu_utilization(1, 6, 30),
+        go_test_config(false),
+        scaled_to_zero_state(0),
+    );
+    let d = hpa.evaluate(at(0), &target, &[Obs::Resource(samples)]);
+    assert!(!d.rescale);
     assert_eq!(
         condition(&d, ScaledToZero),
         (True, "ScaledToZero".to_string())
     );
-
-    let mut hpa = stored(QUEUE_TO_ZERO, gate(false), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::Unavailable("no series".into())],
-    );
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (False, "ScalingDisabled".to_string())
-    );
-    assert!(d.condition(ScaledToZero).is_none());
-}
-
-// TestScaleToZeroBehavior "stale ScaledToZero condition cleared on normal rescale, FG on" /
-// "stale ScaledToZero condition removed on normal rescale, FG off": the target was brought up
-// by hand while the status still said ScaledToZero.
-#[test]
-fn stale_scaled_to_zero_condition_on_normal_rescale() {
-    for on in [true, false] {
-        let mut hpa = stored(QUEUE_TO_ZERO, gate(on), scaled_to_zero_state(0));
-        let d = hpa.evaluate(
-            at(15),
-            &ScaleTarget::workers(2, 2),
-            &[Obs::external_units(20)],
-        );
-        assert_eq!((d.rescale, d.desired_replicas), (true, 4), "FG {on}");
-        let c = d
-            .condition(ScaledToZero)
-            .map(|c| (c.status, c.reason.clone()));
-        let expected = on.then(|| (False, "NotScaledToZero".to_string()));
-        assert_eq!(c, expected, "FG {on}");
-    }
 }
 
 #[test]
@@ -805,70 +872,43 @@ fn gate_off_refuses_min_replicas_zero_as_the_api_server_does() {
     );
 }
 
-// TestScaleToZeroBehavior "minReplicas increased with ScaledToZero condition, FG on" / "FG off":
-// after minReplicas is raised above 0 while the controller holds the target at zero, the
-// target is evaluated and brought up to at least minReplicas, even with an idle metric; with
-// the gate off it stays at zero.
-#[test]
-fn min_replicas_increased_with_scaled_to_zero_condition() {
-    let spec = QUEUE_TO_ZERO.replace("minReplicas: 0", "minReplicas: 3");
-    let mut hpa = stored(&spec, gate(true), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(0)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (true, 3));
-    assert_eq!(
-        condition(&d, ScaledToZero),
-        (False, "NotScaledToZero".to_string())
-    );
-
-    let mut hpa = stored(&spec, gate(false), scaled_to_zero_state(0));
-    let d = hpa.evaluate(
-        at(15),
-        &ScaleTarget::workers(0, 0),
-        &[Obs::external_units(0)],
-    );
-    assert_eq!((d.rescale, d.desired_replicas), (false, 0));
-    assert_eq!(
-        condition(&d, ScalingActive),
-        (False, "ScalingDisabled".to_string())
-    );
-}
-
-// TestConfigurableTolerance: the manifest's per-direction tolerance is read only with
-// HPAConfigurableTolerance on; the controller-wide one applies otherwise.
+// TestConfigurableTolerance, its four cases: 3 replicas, CPU target 100 %. (Its expected
+// conditions carry no ScaledToZero: the test ran with HPAScaleToZero at its alpha default.)
 #[test]
 fn configurable_tolerance() {
-    let spec = |behavior: &str, tolerance: f64| {
-        let mut config = ControllerConfig::kubernetes_1_35();
-        config.tolerance = tolerance;
-        (
-            format!("  maxReplicas: 100\n{}{behavior}", queue("10")),
-            config,
-        )
+    let case = |gate_on: bool, behavior: &str, levels: &[i64], requests: &[i64]| {
+        let mut config = go_test_config(false);
+        config.feature_gates.hpa_configurable_tolerance = gate_on;
+        let spec = format!("{}{behavior}", cpu_utilization(1, 5, 100));
+        let (target, samples) = cpu_pods_requesting(levels, requests);
+        autoscaler_with(&spec, config).evaluate(at(0), &target, &[Obs::Resource(samples)])
     };
-    let run = |(spec, config): (String, ControllerConfig), queue: i64| {
-        let d = autoscaler_with(&spec, config).evaluate(
-            at(0),
-            &ScaleTarget::workers(10, 10),
-            &[Obs::external_units(queue)],
-        );
-        (d.rescale, d.desired_replicas)
-    };
-    // "scaling up because of a 1% configurable tolerance": 2 % above target, outside 1 %.
-    let up = "  behavior:\n    scaleUp:\n      tolerance: \"0.01\"\n";
-    assert_eq!(run(spec(up, 0.1), 102), (true, 11));
-    // "no scale-down because of a 90% configurable tolerance": 50 % below target, within 90 %.
-    let down = "  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 0\n      tolerance: \"0.9\"\n";
-    assert_eq!(run(spec(down, 0.1), 50), (false, 10));
-    // "no scaling because of the large default tolerance": 50 % above target, within 60 %.
-    assert_eq!(run(spec("", 0.6), 150), (false, 10));
-    // "no scaling because the configurable tolerance is ignored when feature gate is disabled".
-    let (yaml, mut config) = spec(up, 0.1);
-    config.feature_gates.hpa_configurable_tolerance = false;
-    assert_eq!(run((yaml, config), 102), (false, 10));
+    let up_1_percent = "  behavior:\n    scaleUp:\n      tolerance: \"0.01\"\n";
+    let down_90_percent = "  behavior:\n    scaleDown:\n      tolerance: \"0.9\"\n";
+    let near = [1010, 1030, 1020];
+    let uneven = [900, 1000, 1100];
+
+    // "Scaling up because of a 1% configurable tolerance"
+    let d = case(true, up_1_percent, &near, &uneven);
+    assert_eq!(d.desired_replicas, 4);
+    expect_conditions(&d, &[RESCALED, VALID, WITHIN_RANGE]);
+    // "No scale-down because of a 90% configurable tolerance"
+    let d = case(true, down_90_percent, &[300, 300, 300], &[1000, 1000, 1000]);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 3));
+    expect_conditions(
+        &d,
+        &[(AbleToScale, True, "ReadyForNewScale"), VALID, WITHIN_RANGE],
+    );
+    // "No scaling because of the large default tolerance"
+    let d = case(true, "", &near, &uneven);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 3));
+    // "No scaling because the configurable tolerance is ignored as the feature gate is disabled"
+    let d = case(false, up_1_percent, &near, &uneven);
+    assert_eq!((d.rescale, d.desired_replicas), (false, 3));
+    expect_conditions(
+        &d,
+        &[(AbleToScale, True, "ReadyForNewScale"), VALID, WITHIN_RANGE],
+    );
 }
 
 // The legacy scale-up limit is the controller's scaleUpLimitFactor and scaleUpLimitMinimum;

@@ -816,6 +816,7 @@ fn per_pod_usage_is_zero_with_zero_status_replicas() {
     assert_eq!(get_per_pod_usage(8600, 0), 0);
     assert_eq!(get_per_pod_usage(8600, 3), 2867);
     assert_eq!(get_per_pod_usage(i64::MAX, 1), i64::MAX);
+    assert_eq!(get_per_pod_usage(i64::MAX, 0), i64::MAX);
     assert_eq!(
         get_external_per_pod_metric_replicas(0, 2150, Tolerances::default(), &[8600]),
         MetricReplicas {
