@@ -1112,3 +1112,27 @@ fn an_object_read_with_its_status_resumes_its_conditions() {
     );
     assert_eq!((d.rescale, d.desired_replicas), (true, 2));
 }
+
+// The settings are plain data too, so that a driver can read a release's flags from a file,
+// strictly.
+#[test]
+fn controller_config_reads_and_writes_as_named_fields() {
+    let json = serde_json::to_value(ControllerConfig::kubernetes_1_35()).expect("serializes");
+    assert_eq!(json["featureGates"]["HPAScaleToZero"], false);
+    assert_eq!(json["featureGates"]["HPAConfigurableTolerance"], true);
+    assert_eq!(json["downscaleStabilizationWindow"], 300.0);
+    assert_eq!(json["scaleUpLimit"]["factor"], 2.0);
+    let back: ControllerConfig = serde_json::from_value(json).expect("deserializes");
+    assert_eq!(back, ControllerConfig::kubernetes_1_35());
+
+    let text = serde_json::to_string_pretty(&ControllerConfig::default())
+        .expect("serializes")
+        .replace("\"tolerance\"", "\"tolerence\"");
+    let err = warren_strict::from_str::<ControllerConfig>(&text)
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("tolerence: unknown field (did you mean tolerance?)")
+    );
+}
