@@ -237,8 +237,9 @@ fn cpu_with_succeeded_pods_counted(
     )
 }
 
-// "scale up: succeeded pods ignored" (kubernetes PR 141302): the failed-pods case with
-// Succeeded pods. Before that change they counted as missing and damped the scale-up to 2.
+// TestReplicaCalcResourceScale "scale up: succeeded pods ignored" (kubernetes PR 141302): the
+// failed-pods case with Succeeded pods, 4 replicas, 60 %, 600 m. Before that change they
+// counted as missing and damped the scale-up to 2.
 #[test]
 fn scale_up_ignores_succeeded_pods() {
     let case = Case {
@@ -325,8 +326,8 @@ fn scale_down_ignores_failed_pods() {
     expect(cpu(&case, 5, 50, &[100, 300, 500, 250, 250]), 3, 28, 280);
 }
 
-// "scale down: succeeded pods ignored" (kubernetes PR 141302). Counted as missing, the two
-// Succeeded pods held the scale-down at 5.
+// TestReplicaCalcResourceScale "scale down: succeeded pods ignored" (kubernetes PR 141302): 3
+// replicas, 28 %, 280 m. Counted as missing, the two Succeeded pods held the scale-down at 5.
 #[test]
 fn scale_down_ignores_succeeded_pods() {
     let mut phases = vec![PodPhase::Running; 5];
