@@ -810,13 +810,19 @@ fn external_value_target_without_pods_fails() {
     );
 }
 
-// getPerPodUsage with 0 status replicas: the per-pod usage is 0, not a division by zero
-// saturated to i64::MAX; the replica count is the total over the per-pod target.
+// TestGetPerPodUsage: "zero replicas returns zero", "normal division with ceiling", "overflow
+// returns MaxInt64".
+#[test]
+fn get_per_pod_usage_cases() {
+    assert_eq!(get_per_pod_usage(20_000, 0), 0);
+    assert_eq!(get_per_pod_usage(1_000, 3), 334);
+    assert_eq!(get_per_pod_usage(i64::MAX, 1), i64::MAX);
+}
+
+// The per-pod calculations at 0 status replicas report a usage of 0 (not a division by zero
+// saturated to i64::MAX), and the count is the total over the per-pod target.
 #[test]
 fn per_pod_usage_is_zero_with_zero_status_replicas() {
-    assert_eq!(get_per_pod_usage(8600, 0), 0);
-    assert_eq!(get_per_pod_usage(8600, 3), 2867);
-    assert_eq!(get_per_pod_usage(i64::MAX, 1), i64::MAX);
     assert_eq!(get_per_pod_usage(i64::MAX, 0), i64::MAX);
     assert_eq!(
         get_external_per_pod_metric_replicas(0, 2150, Tolerances::default(), &[8600]),
@@ -927,26 +933,29 @@ fn sample(timestamp: Timestamp, window_secs: u64) -> Option<PodMetric> {
     })
 }
 
+// TestGroupPods "ignore pods in a failed state", "ignore pods in a succeeded state": ignored
+// even with a sample.
 #[test]
-fn group_ignores_a_succeeded_pod_like_a_failed_one() {
-    for phase in [PodPhase::Succeeded, PodPhase::Failed] {
+fn group_ignores_pods_in_a_failed_or_succeeded_state() {
+    for phase in [PodPhase::Failed, PodPhase::Succeeded] {
         let got = group(
             Pod {
                 phase,
-                ..pod("epicurus", None, None)
+                ..pod("failed", None, None)
             },
-            None,
-            "memory",
+            sample(now(), 60),
+            "cpu",
         );
         assert_eq!(
             (
                 got.ready_pod_count,
-                got.ignored_pods.len(),
+                got.unready_pods.len(),
                 got.missing_pods.len()
             ),
-            (0, 1, 0),
+            (0, 0, 0),
             "{phase:?}"
         );
+        assert_eq!(got.ignored_pods.len(), 1, "{phase:?}");
     }
 }
 
