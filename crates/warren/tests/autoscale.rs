@@ -382,3 +382,51 @@ fn a_manifest_the_api_server_would_reject_exits_2_naming_the_field() {
     assert!(stderr.contains("spec.maxReplicas"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_kubernetes_release_picks_the_gates_a_release_without_scale_to_zero_refuses_min_replicas_0() {
+    let dir = std::env::temp_dir().join(format!("warren-test-release-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hpa.yaml");
+    std::fs::write(
+        &path,
+        manifest("q", 4, 30).replace("minReplicas: 1", "minReplicas: 0"),
+    )
+    .unwrap();
+    for command in ["autoscale", "demo"] {
+        for (release, via_env) in [("1.35", false), ("1.33", true)] {
+            let mut run = Command::new(env!("CARGO_BIN_EXE_warren"));
+            run.args([command, "--hpa"]).arg(&path);
+            if via_env {
+                run.env("KUBERNETES_RELEASE", release);
+            } else {
+                run.args(["--kubernetes-release", release]);
+            }
+            let output = run.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{command} {release}: {stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{command} {release}: {stderr}");
+            assert!(
+                stderr.contains("spec.minReplicas"),
+                "{command} {release}: {stderr}"
+            );
+        }
+        let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([command, "--kubernetes-release", "1.32", "--hpa"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains("'1.32' for '--kubernetes-release"),
+            "{command}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,8 +28,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warren_hpa::{
-    Autoscaler, ConditionStatus, ConditionType, MetricObservation, ScaleDecision, ScaleTarget,
-    Timestamp,
+    Autoscaler, ConditionStatus, ConditionType, ControllerConfig, MetricObservation, ScaleDecision,
+    ScaleTarget, Timestamp,
 };
 
 use crate::config::ConfigError;
@@ -46,6 +46,10 @@ pub struct AutoscaleConfig {
     pub hpa_path: PathBuf,
     /// The manifest's text, already checked to parse and validate.
     pub hpa_yaml: String,
+    /// The Kubernetes release line whose controller settings apply (for logs).
+    pub release: String,
+    /// That release's controller settings: feature gates, tolerance, windows.
+    pub controller: ControllerConfig,
     /// How to start a worker.
     pub worker: WorkerSpec,
     /// Where the metrics come from.
@@ -60,9 +64,11 @@ pub struct AutoscaleConfig {
 
 impl AutoscaleConfig {
     /// Checks a manifest the way `run` will use it: it must parse and validate as the API
-    /// server would, and each metric must have a source.
+    /// server of `controller`'s release would (`minReplicas: 0` needs HPAScaleToZero), and
+    /// each metric must have a source.
     pub fn check_manifest(
         path: &std::path::Path,
+        controller: ControllerConfig,
     ) -> Result<(String, Vec<SeriesQuery>), ConfigError> {
         let yaml = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(format!(
@@ -70,7 +76,7 @@ impl AutoscaleConfig {
                 path.display()
             ))
         })?;
-        let engine = Autoscaler::from_yaml(&yaml).map_err(|e| {
+        let engine = Autoscaler::from_yaml_with(&yaml, controller).map_err(|e| {
             ConfigError::new(format!("{}: {}", path.display(), one_line(&e.to_string())))
         })?;
         let queries = engine
@@ -221,7 +227,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
     events: Option<mpsc::UnboundedSender<AutoscaleEvent>>,
 ) -> anyhow::Result<AutoscaleSummary> {
-    let mut engine = Autoscaler::from_yaml(&config.hpa_yaml)?;
+    let mut engine = Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let queries = engine
         .metric_specs()
         .iter()
@@ -244,7 +250,7 @@ pub async fn run_with(
     .await?;
     let metrics_addr = ops.addr();
 
-    tracing::info!(hpa = %config.hpa_path.display(), source = ?config.source, metrics = %metrics_addr,
+    tracing::info!(hpa = %config.hpa_path.display(), kubernetes_release = %config.release, source = ?config.source, metrics = %metrics_addr,
         sync_period_ms = config.sync_period.as_millis() as u64, speed = config.speed,
         min = min_replicas, max = spec.max_replicas, queries = ?queries.iter().map(SeriesQuery::promql).collect::<Vec<_>>(),
         "warren autoscale starting");
@@ -394,6 +400,37 @@ fn describe(
     )
 }
 
+/// The Kubernetes release lines `--kubernetes-release` takes (see `warren_hpa::ControllerConfig`).
+pub const KUBERNETES_RELEASES: [&str; 6] = ["1.33", "1.34", "1.35", "1.36", "1.37", "development"];
+
+/// The default release line: the newest stable one.
+pub const DEFAULT_KUBERNETES_RELEASE: &str = "1.37";
+
+/// Which Kubernetes release's HPA controller to follow; shared by `warren autoscale` and
+/// `warren demo`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The Kubernetes release whose HPA controller settings apply: its feature gates
+    /// (HPAScaleToZero, on from 1.37; HPAConfigurableTolerance, on from 1.35) and rules.
+    /// `development` is master after 1.37.
+    #[arg(long, env = "KUBERNETES_RELEASE", default_value = DEFAULT_KUBERNETES_RELEASE,
+          value_parser = KUBERNETES_RELEASES)]
+    pub kubernetes_release: String,
+}
+
+impl ReleaseArgs {
+    /// The release's controller settings.
+    pub fn controller(&self) -> Result<ControllerConfig, ConfigError> {
+        ControllerConfig::for_release(&self.kubernetes_release).ok_or_else(|| {
+            ConfigError::new(format!(
+                "KUBERNETES_RELEASE {:?} is not one of {}",
+                self.kubernetes_release,
+                KUBERNETES_RELEASES.join(", ")
+            ))
+        })
+    }
+}
+
 /// Options of `warren autoscale`.
 #[derive(Debug, Args)]
 pub struct AutoscaleArgs {
@@ -401,6 +438,9 @@ pub struct AutoscaleArgs {
     /// e.g. deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml.
     #[arg(long, env = "HPA_FILE")]
     pub hpa: PathBuf,
+    /// The Kubernetes release to follow.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Broker and queue, passed to the workers.
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -446,7 +486,8 @@ impl AutoscaleArgs {
     /// The validated config; the manifest is read and checked here.
     pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
-        let (hpa_yaml, _) = AutoscaleConfig::check_manifest(&self.hpa)?;
+        let controller = self.release.controller()?;
+        let (hpa_yaml, _) = AutoscaleConfig::check_manifest(&self.hpa, controller)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }
@@ -476,6 +517,8 @@ impl AutoscaleArgs {
         Ok(AutoscaleConfig {
             hpa_path: self.hpa.clone(),
             hpa_yaml,
+            release: self.release.kubernetes_release.clone(),
+            controller,
             worker: WorkerSpec {
                 exe,
                 env,
