@@ -65,14 +65,36 @@ struct AutoscaleProcess {
 
 impl AutoscaleProcess {
     fn start(dir: &Path, hpa: &str, queue: &str, rabbit_prometheus: &str, work_ms: u64) -> Self {
+        Self::start_with(
+            dir,
+            "autoscale",
+            hpa,
+            queue,
+            rabbit_prometheus,
+            work_ms,
+            &[],
+        )
+    }
+
+    /// Starts an autoscaler logging to `dir/<name>.log`, with `extra` environment.
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        hpa: &str,
+        queue: &str,
+        rabbit_prometheus: &str,
+        work_ms: u64,
+        extra: &[(&str, String)],
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let hpa_path = dir.join("hpa.yaml");
         std::fs::write(&hpa_path, hpa).unwrap();
-        let log = dir.join("autoscale.log");
+        let log = dir.join(format!("{name}.log"));
         let worker_logs = dir.join("workers");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .arg("autoscale")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("RUST_LOG")
             .env("AMQP_URL", broker_url())
             .env("QUEUE", queue)
@@ -115,6 +137,12 @@ impl AutoscaleProcess {
             .filter(|l| l.contains(" decision "))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// SIGKILL: no drain, no last word (its workers notice and drain by themselves).
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     async fn stop(&mut self) -> Option<i32> {
@@ -429,4 +457,167 @@ fn the_kubernetes_release_picks_the_gates_a_release_without_scale_to_zero_refuse
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn engine_ms(line: &str) -> u64 {
+    field(line, "engine_ms").parse().unwrap()
+}
+
+fn proposal(line: &str) -> Option<u32> {
+    field(line, "proposal").parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_without_it_forgets() {
+    let queue = unique_queue("resume");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    let rabbit = rabbit_prometheus_url();
+    // A 150 s scale-down window: 15 s of wall time at speed 10.
+    let hpa = manifest(&queue, 4, 150);
+    let state = dir.join("autoscaler-state.json");
+    let with_state = [("AUTOSCALER_STATE_FILE", state.display().to_string())];
+    let mut first =
+        AutoscaleProcess::start_with(&dir, "first", &hpa, &queue, &rabbit, 300, &with_state);
+    let web = Warren::web(&broker_url(), &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let started = wait_until(Duration::from_secs(15), || async {
+        first.gauge("autoscaler_current_replicas").await == Some(1.0)
+    })
+    .await;
+    assert!(started, "the pool starts at minReplicas");
+    let accepted: Vec<String> = get_text(&web.url("/generate?count=40"))
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(accepted.len(), 40);
+
+    // Up to 4, the queue drains, and the window holds the 4 workers.
+    let holding = wait_until(Duration::from_secs(60), || async {
+        first.decisions().iter().any(|l| {
+            field(l, "value") == "0" && field(l, "desired") == "4" && field(l, "current") == "4"
+        })
+    })
+    .await;
+    assert!(
+        holding,
+        "scaled to 4 and held there by the window once the queue was empty:\n{}",
+        first.decisions().join("\n")
+    );
+    first.kill();
+    let before = first.decisions();
+    let last_high = before
+        .iter()
+        .filter(|l| proposal(l).is_some_and(|p| p >= 4))
+        .map(|l| engine_ms(l))
+        .max()
+        .unwrap();
+    let killed_after = engine_ms(before.last().unwrap());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["engineMs"].as_u64(), Some(killed_after), "{saved}");
+
+    // Without the state file the restart forgets: the pool starts again at minReplicas, 4 to 1
+    // long before the window would have let it.
+    let mut forgetful =
+        AutoscaleProcess::start_with(&dir, "forgetful", &hpa, &queue, &rabbit, 300, &[]);
+    let decided = wait_until(Duration::from_secs(15), || async {
+        !forgetful.decisions().is_empty()
+    })
+    .await;
+    assert!(decided, "{}", forgetful.log_text());
+    let forgot = forgetful.decisions()[0].clone();
+    assert_eq!(field(&forgot, "current"), "1", "{forgot}");
+    forgetful.kill();
+
+    // With it the pool resumes at 4, the clock goes on, and the window ends where it would have.
+    let mut resumed =
+        AutoscaleProcess::start_with(&dir, "resumed", &hpa, &queue, &rabbit, 300, &with_state);
+    let scaled_down = wait_until(Duration::from_secs(40), || async {
+        resumed
+            .decisions()
+            .iter()
+            .any(|l| field(l, "desired").parse::<u32>().unwrap() < 4)
+    })
+    .await;
+    let decisions = resumed.decisions();
+    assert!(scaled_down, "{}", decisions.join("\n"));
+    assert!(resumed.log_text().contains("resuming from the saved state"));
+    let next = &decisions[0];
+    assert_eq!(
+        (
+            field(next, "current"),
+            field(next, "desired"),
+            field(next, "rescale")
+        ),
+        ("4", "4", "false"),
+        "the next decision keeps the window: {next}"
+    );
+    assert!(next.contains("AbleToScale=ScaleDownStabilized"), "{next}");
+    assert!(
+        engine_ms(next) > killed_after,
+        "the engine's clock goes on: {next} after {killed_after}"
+    );
+    let down = decisions
+        .iter()
+        .find(|l| field(l, "desired").parse::<u32>().unwrap() < 4)
+        .unwrap();
+    assert!(
+        engine_ms(down) >= last_high + 150_000,
+        "not before the window ends: {down}, last recommendation of 4 at {last_high}"
+    );
+    assert!(
+        engine_ms(down) < engine_ms(next) + 150_000,
+        "the window was resumed, not restarted at the restart: {down} vs {next}"
+    );
+    assert_eq!(resumed.stop().await, Some(0));
+
+    // Nothing lost across the kills: the killed autoscalers' workers drained by themselves.
+    let mut ledger = warren::lab::ledger::Ledger::new();
+    ledger.read_dir(&resumed.worker_logs).unwrap();
+    assert_eq!(ledger.lost(&accepted), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_one_warning_and_a_fresh_start_that_rewrites_it() {
+    let queue = unique_queue("corrupt-state");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("autoscaler-state.json");
+    std::fs::write(&state, "{\"version\": 1, \"hpa\": \"default/test-wor").unwrap();
+    let mut autoscale = AutoscaleProcess::start_with(
+        &dir,
+        "autoscale",
+        &manifest(&queue, 4, 30),
+        &queue,
+        &rabbit_prometheus_url(),
+        100,
+        &[("AUTOSCALER_STATE_FILE", state.display().to_string())],
+    );
+    let rewritten = wait_until(Duration::from_secs(20), || async {
+        autoscale.decisions().len() >= 2
+    })
+    .await;
+    assert!(rewritten, "{}", autoscale.log_text());
+    let log = autoscale.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(&format!(
+            "{} is not a warren autoscale state file",
+            state.display()
+        )) && warnings[0].contains("starting afresh"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(field(&autoscale.decisions()[0], "current"), "1");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["hpa"], "default/test-workers");
+    assert!(saved["state"]["conditions"].is_array(), "{saved}");
+    assert_eq!(autoscale.stop().await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
 }

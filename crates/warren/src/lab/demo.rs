@@ -196,6 +196,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let work_dir = std::env::temp_dir().join(format!("warren-demo-{}", std::process::id()));
     let worker_logs = config.report_dir.join("workers");
     let _ = std::fs::remove_dir_all(&worker_logs);
+    // The engine's state, saved after each decision; a new demo starts its own.
+    let state_file = config.report_dir.join("autoscaler-state.json");
+    let _ = std::fs::remove_file(&state_file);
     eprintln!("warren demo: starting a private RabbitMQ node (about 10 s)...");
     let mut node = tokio::select! {
         node = RabbitNode::start(work_dir.join("rabbitmq"), true) => node?,
@@ -274,6 +277,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         sync_period: Duration::from_secs(15),
         speed,
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
+        state_file: Some(state_file),
     };
     let engine = warren_hpa::Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let hpa_spec = engine.hpa().spec.clone();

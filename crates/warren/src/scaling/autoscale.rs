@@ -12,6 +12,15 @@
 //! `speed` runs the engine's clock K times faster than the wall clock (and divides the sync
 //! period by K): windows and policy periods of the manifest then pass K times faster, for demos
 //! and tests, while the manifest itself stays as written.
+//!
+//! With a state file ([`crate::scaling::state_file`]) the engine's state is saved after each
+//! decision, and a restart resumes from it: the pool starts at the count last decided and the
+//! engine's clock and history go on, so a stabilization window outlives the process, as it
+//! outlives a controller restart on a cluster (the HPA's status and the Deployment's replicas
+//! stay). Without one, or when it cannot be read (one warning), the pool starts at
+//! `minReplicas` but at least 1, as a Deployment starts at its own replica count (1 when
+//! unset) before the HPA takes over; so with `minReplicas: 0` it is the controller that takes
+//! the pool to 0, which is what lets it wake the pool again (ScaledToZero).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -38,6 +47,7 @@ use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerPool, WorkerSpec};
+use crate::scaling::state_file::{self, SavedState, StateFile};
 
 /// Settings of `warren autoscale`, validated.
 #[derive(Clone, Debug)]
@@ -60,6 +70,8 @@ pub struct AutoscaleConfig {
     pub speed: f64,
     /// Where the autoscaler's own `/metrics`, `/healthz`, `/readyz` are served.
     pub metrics_listen: SocketAddr,
+    /// Where the engine's state is saved after each decision and resumed from at start.
+    pub state_file: Option<PathBuf>,
 }
 
 impl AutoscaleConfig {
@@ -236,6 +248,30 @@ pub async fn run_with(
         .map_err(anyhow::Error::msg)?;
     let spec = engine.hpa().spec.clone();
     let min_replicas = spec.min_replicas.unwrap_or(1).max(0);
+    let hpa_name = format!(
+        "{}/{}",
+        engine
+            .hpa()
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default"),
+        engine.hpa().metadata.name.as_deref().unwrap_or_default()
+    );
+    let mut state_file = config.state_file.clone().map(StateFile::new);
+    let resumed = state_file.as_ref().and_then(|file| match file.load(&hpa_name) {
+        Ok(Some(saved)) => {
+            tracing::info!(state_file = %file.path().display(), saved_engine_ms = saved.engine_ms,
+                replicas = saved.state.desired_replicas, recommendations = saved.state.recommendations.len(),
+                scaled_to_zero = saved.state.scaled_to_zero(), "resuming from the saved state");
+            Some(saved)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("{e}; starting afresh, as the controller does without the HPA's status");
+            None
+        }
+    });
     let reader = MetricReader::new(config.source.clone());
 
     let mut registry = Registry::default();
@@ -256,8 +292,16 @@ pub async fn run_with(
         "warren autoscale starting");
 
     let mut pool = WorkerPool::new(config.worker.clone());
-    // A Deployment starts at its own replica count; the HPA then takes over. Start at the minimum.
-    pool.scale_to(u32::try_from(min_replicas).unwrap_or(0))
+    let (engine_origin, initial_replicas) = match resumed {
+        Some(saved) => {
+            let origin = saved.engine_time_at(state_file::unix_ms_now(), config.speed);
+            let replicas = saved.state.desired_replicas.max(0);
+            engine.set_state(saved.state);
+            (origin, replicas)
+        }
+        None => (Duration::ZERO, min_replicas.max(1)),
+    };
+    pool.scale_to(u32::try_from(initial_replicas).unwrap_or(0))
         .await;
     let started = Instant::now();
     let wall_period = config.sync_period.div_f64(config.speed);
@@ -291,13 +335,23 @@ pub async fn run_with(
                         }
                     }
                 }
-                let engine_now = Timestamp::from_millis((started.elapsed().as_secs_f64() * config.speed * 1000.0) as u64);
+                let engine_time = engine_origin + started.elapsed().mul_f64(config.speed);
+                let engine_now = Timestamp::from_millis(u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX));
                 let current = i32::try_from(status.current).unwrap_or(i32::MAX);
                 let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
                 let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
                 let reasons = reasons(&decision);
                 let line = format!("{} engine_ms={}", describe(&queries, &values, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
                 tracing::info!("{line}");
+                if let Some(file) = state_file.as_mut() {
+                    file.save(&SavedState {
+                        version: state_file::VERSION,
+                        hpa: hpa_name.clone(),
+                        engine_ms: u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX),
+                        saved_at_unix_ms: state_file::unix_ms_now(),
+                        state: engine.state().clone(),
+                    });
+                }
                 summary.decisions += 1;
                 let desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
                 m.desired.set(i64::from(desired));
@@ -480,6 +534,12 @@ pub struct AutoscaleArgs {
     /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
     #[arg(long, env = "PROMETHEUS_FILE_SD")]
     pub prometheus_file_sd: Option<PathBuf>,
+    /// Save the controller's state (recommendations, scale events, conditions, last scale
+    /// time) to this JSON file after each decision, and resume from it at start, as the
+    /// controller resumes from the HPA's status. Off when unset. An unreadable file is one
+    /// warning and a fresh start.
+    #[arg(long, env = "AUTOSCALER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl AutoscaleArgs {
@@ -530,6 +590,7 @@ impl AutoscaleArgs {
             sync_period: self.sync_period,
             speed: self.speed,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
+            state_file: self.state_file.clone(),
         })
     }
 }
