@@ -621,3 +621,142 @@ async fn a_corrupt_state_file_is_one_warning_and_a_fresh_start_that_rewrites_it(
     let _ = std::fs::remove_dir_all(&dir);
     delete_queues(&amqp(&broker_url()).await, &queue).await;
 }
+
+/// Replays the decision lines through one engine (the default release, 1.37), as the
+/// autoscaler observed them: each must be the engine's.
+fn replay(hpa: &str, decisions: &[String]) {
+    let mut engine = Autoscaler::from_yaml(hpa).unwrap();
+    for line in decisions {
+        let value = field(line, "value");
+        let observation = match value.parse::<f64>() {
+            Ok(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
+            Err(_) => MetricObservation::Unavailable(value.to_owned()),
+        };
+        let target = ScaleTarget::workers(
+            field(line, "current").parse().unwrap(),
+            field(line, "ready").parse().unwrap(),
+        );
+        let replayed = engine.evaluate(
+            Timestamp::from_millis(engine_ms(line)),
+            &target,
+            &[observation],
+        );
+        assert_eq!(
+            (
+                replayed.desired_replicas.to_string(),
+                replayed.rescale.to_string()
+            ),
+            (
+                field(line, "desired").to_owned(),
+                field(line, "rescale").to_owned()
+            ),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_after_a_restart() {
+    let queue = unique_queue("to-zero");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    let rabbit = rabbit_prometheus_url();
+    let hpa = manifest(&queue, 2, 15).replace("minReplicas: 1", "minReplicas: 0");
+    let state = dir.join("autoscaler-state.json");
+    let with_state = [("AUTOSCALER_STATE_FILE", state.display().to_string())];
+    let web = Warren::web(&broker_url(), &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let mut first =
+        AutoscaleProcess::start_with(&dir, "first", &hpa, &queue, &rabbit, 200, &with_state);
+
+    // It starts at 1, as a Deployment does, and the controller takes it to 0 once the window
+    // has seen an empty queue, setting ScaledToZero.
+    let at_zero = wait_until(Duration::from_secs(30), || async {
+        first
+            .decisions()
+            .iter()
+            .any(|l| field(l, "current") == "0" && l.contains("ScalingActive=ValidMetricFound"))
+    })
+    .await;
+    let decisions = first.decisions();
+    assert!(at_zero, "{}", first.log_text());
+    assert_eq!(field(&decisions[0], "current"), "1", "{}", decisions[0]);
+    let to_zero = decisions
+        .iter()
+        .find(|l| field(l, "desired") == "0")
+        .unwrap();
+    assert_eq!(field(to_zero, "rescale"), "true", "{to_zero}");
+    assert!(to_zero.contains("ScaledToZero=ScaledToZero"), "{to_zero}");
+    assert_eq!(first.gauge("autoscaler_current_replicas").await, Some(0.0));
+
+    // A restart at 0 on the state file resumes at 0, still reading the metric (without the
+    // condition the controller would leave a target at 0 alone: ScalingDisabled).
+    first.kill();
+    let mut resumed =
+        AutoscaleProcess::start_with(&dir, "resumed", &hpa, &queue, &rabbit, 200, &with_state);
+    let reading = wait_until(Duration::from_secs(15), || async {
+        !resumed.decisions().is_empty()
+    })
+    .await;
+    assert!(reading, "{}", resumed.log_text());
+    let next = resumed.decisions()[0].clone();
+    assert_eq!(
+        (field(&next, "current"), field(&next, "rescale")),
+        ("0", "false"),
+        "{next}"
+    );
+    assert!(next.contains("ScalingActive=ValidMetricFound"), "{next}");
+    assert!(next.contains("ScaledToZero=ScaledToZero"), "{next}");
+
+    // The first message wakes it: one worker, which does the job; then back to 0.
+    let accepted: Vec<String> = get_text(&web.url("/generate?count=1"))
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    let woke_and_slept = wait_until(Duration::from_secs(40), || async {
+        let decisions = resumed.decisions();
+        let woke = decisions.iter().position(|l| {
+            field(l, "current") == "0"
+                && field(l, "desired") == "1"
+                && field(l, "rescale") == "true"
+        });
+        woke.is_some_and(|i| {
+            decisions[i..]
+                .iter()
+                .any(|l| field(l, "current") == "1" && field(l, "desired") == "0")
+        })
+    })
+    .await;
+    let decisions = resumed.decisions();
+    assert!(woke_and_slept, "{}", decisions.join("\n"));
+    let woke = decisions
+        .iter()
+        .find(|l| field(l, "desired") == "1")
+        .unwrap();
+    assert!(
+        woke.contains("ScaledToZero=NotScaledToZero") && field(woke, "value") != "0",
+        "{woke}"
+    );
+    let slept = decisions
+        .iter()
+        .rfind(|l| field(l, "desired") == "0" && field(l, "rescale") == "true")
+        .unwrap();
+    assert!(slept.contains("ScaledToZero=ScaledToZero"), "{slept}");
+    let back_at_zero = wait_until(Duration::from_secs(15), || async {
+        resumed.gauge("autoscaler_current_replicas").await == Some(0.0)
+    })
+    .await;
+    assert!(back_at_zero);
+    assert_eq!(resumed.stop().await, Some(0));
+
+    let mut ledger = warren::lab::ledger::Ledger::new();
+    ledger.read_dir(&resumed.worker_logs).unwrap();
+    assert_eq!(ledger.lost(&accepted), Vec::<String>::new());
+    // Every decision, across the restart, is the engine's on one timeline.
+    let mut all = first.decisions();
+    all.extend(resumed.decisions());
+    replay(&hpa, &all);
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}

@@ -126,7 +126,8 @@ pub struct AutoscaleEvent {
     pub metric_values: Vec<Option<f64>>,
     /// The controller's rescale reason, e.g. `external metric ... above target`.
     pub summary: Option<String>,
-    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`.
+    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`
+    /// (and `ScaledToZero=ScaledToZero` once the controller took the pool to 0).
     pub reasons: String,
     /// The whole log line.
     pub line: String,
@@ -392,12 +393,14 @@ fn to_milli(value: f64) -> i64 {
         .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
-/// `AbleToScale=... ScalingActive=... ScalingLimited=...`.
+/// `AbleToScale=... ScalingActive=... ScalingLimited=... ScaledToZero=...` (the last only
+/// once set: HPAScaleToZero on and a rescale seen).
 fn reasons(decision: &ScaleDecision) -> String {
     [
         ConditionType::AbleToScale,
         ConditionType::ScalingActive,
         ConditionType::ScalingLimited,
+        ConditionType::ScaledToZero,
     ]
     .iter()
     .filter_map(|t| {
