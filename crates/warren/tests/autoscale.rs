@@ -760,3 +760,41 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
     let _ = std::fs::remove_dir_all(&dir);
     delete_queues(&amqp(&broker_url()).await, &queue).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_state_at_zero_that_nothing_could_wake_starts_the_pool_at_1() {
+    let queue = unique_queue("stuck-zero");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("autoscaler-state.json");
+    // At 0, but without the ScaledToZero condition: the controller would leave it there.
+    std::fs::write(
+        &state,
+        r#"{"version": 1, "hpa": "default/test-workers", "engineMs": 60000, "savedAtUnixMs": 0,
+            "state": {"desiredReplicas": 0}}"#,
+    )
+    .unwrap();
+    let mut autoscale = AutoscaleProcess::start_with(
+        &dir,
+        "autoscale",
+        &manifest(&queue, 4, 30).replace("minReplicas: 1", "minReplicas: 0"),
+        &queue,
+        &rabbit_prometheus_url(),
+        100,
+        &[("AUTOSCALER_STATE_FILE", state.display().to_string())],
+    );
+    let decided = wait_until(Duration::from_secs(20), || async {
+        !autoscale.decisions().is_empty()
+    })
+    .await;
+    assert!(decided, "{}", autoscale.log_text());
+    let first = autoscale.decisions()[0].clone();
+    assert_eq!(field(&first, "current"), "1", "{first}");
+    assert!(!first.contains("ScalingDisabled"), "{first}");
+    assert!(autoscale
+        .log_text()
+        .contains("the saved state has the pool at 0, where these settings would leave it"));
+    assert_eq!(autoscale.stop().await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}

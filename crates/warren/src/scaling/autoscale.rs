@@ -296,7 +296,14 @@ pub async fn run_with(
     let (engine_origin, initial_replicas) = match resumed {
         Some(saved) => {
             let origin = saved.engine_time_at(state_file::unix_ms_now(), config.speed);
-            let replicas = saved.state.desired_replicas.max(0);
+            let mut replicas = saved.state.desired_replicas.max(0);
+            if replicas == 0 && !wakes_from_zero(&engine, &saved.state) {
+                // Nothing here can scale it from 0 (no kubectl scale): start as a fresh
+                // Deployment would rather than stay at 0 for good.
+                replicas = min_replicas.max(1);
+                tracing::warn!(replicas,
+                    "the saved state has the pool at 0, where these settings would leave it (no ScaledToZero condition, HPAScaleToZero off, or no External metric); starting it at {replicas}");
+            }
             engine.set_state(saved.state);
             (origin, replicas)
         }
@@ -385,6 +392,18 @@ pub async fn run_with(
     summary.restarts = pool.status().restarts;
     summary.worker_seconds = pool.worker_seconds();
     Ok(summary)
+}
+
+/// Whether `engine`, resumed from `state` with its target at 0 replicas, would read its
+/// metrics there (and so could wake it) rather than report ScalingDisabled.
+fn wakes_from_zero(engine: &Autoscaler, state: &warren_hpa::AutoscalerState) -> bool {
+    let scaled_to_zero = engine.config().feature_gates.hpa_scale_to_zero && state.scaled_to_zero();
+    warren_hpa::horizontal::should_compute_metrics_for_zero_replicas(
+        engine.hpa().spec.min_replicas.unwrap_or(1),
+        scaled_to_zero,
+        scaled_to_zero
+            && warren_hpa::horizontal::has_object_or_external_metrics(engine.metric_specs()),
+    )
 }
 
 fn to_milli(value: f64) -> i64 {
