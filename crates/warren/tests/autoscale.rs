@@ -798,3 +798,16 @@ async fn a_saved_state_at_zero_that_nothing_could_wake_starts_the_pool_at_1() {
     let _ = std::fs::remove_dir_all(&dir);
     delete_queues(&amqp(&broker_url()).await, &queue).await;
 }
+
+#[test]
+fn the_local_scale_to_zero_manifest_is_the_cluster_hpa_with_min_replicas_0() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |path: &str| {
+        warren_hpa::read_manifest(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    };
+    let cluster = read("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    let mut local = read("deploy/local/hpa-scale-to-zero.yaml");
+    assert_eq!(local.spec.min_replicas, Some(0));
+    local.spec.min_replicas = cluster.spec.min_replicas;
+    assert_eq!(local, cluster);
+}
