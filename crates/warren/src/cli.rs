@@ -51,7 +51,7 @@ pub enum Command {
     /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
     Worker(WorkerArgs),
     /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
-    Autoscale(AutoscaleArgs),
+    Autoscale(Box<AutoscaleArgs>),
     /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
     Load(LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
