@@ -503,9 +503,11 @@ impl ScaledObject {
         let exclude_unacked = match m.exclude_unacknowledged.as_deref() {
             None | Some("false") => false,
             Some("true") => true,
-            Some(other) => return err(format!(
+            Some(other) => {
+                return err(format!(
                 "spec.triggers[0].metadata.excludeUnacknowledged: {other:?} is not true or false"
-            )),
+            ))
+            }
         };
         let signal = match m.protocol.as_deref() {
             // "auto" takes the protocol from the host's scheme; warren's authentication gives an

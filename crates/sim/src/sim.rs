@@ -183,6 +183,13 @@ struct Sim<'a> {
     pattern: Option<warren_pattern::Pattern>,
 }
 
+/// Checks that `policy` can run `scenario`, without running it.
+pub fn check(scenario: &Scenario, policy: &PolicySpec) -> Result<(), SimError> {
+    scenario.check()?;
+    policy.build(&scenario.replicas, scenario.metrics.signal)?;
+    Ok(())
+}
+
 /// Runs `scenario` under `policy`.
 pub fn run(scenario: &Scenario, policy: &PolicySpec) -> Result<RunOutcome, SimError> {
     run_with_progress(scenario, policy, &mut |_| {})
@@ -850,9 +857,11 @@ impl<'a> Sim<'a> {
                 h.value_at_quantile(quantile) as f64 / 1e6
             }
         };
-        t.wait_p50_secs = q(&self.waits, 0.50);
-        t.wait_p95_secs = q(&self.waits, 0.95);
-        t.wait_p99_secs = q(&self.waits, 0.99);
+        // A quantile is its bucket's highest value, which may pass the exact maximum.
+        let max = t.wait_max_secs;
+        t.wait_p50_secs = q(&self.waits, 0.50).min(max);
+        t.wait_p95_secs = q(&self.waits, 0.95).min(max);
+        t.wait_p99_secs = q(&self.waits, 0.99).min(max);
         let slo_micros = (self.scenario.slo_secs * 1e6).round() as u64;
         t.within_slo = if self.waits.is_empty() {
             1.0

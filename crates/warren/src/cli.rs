@@ -53,6 +53,9 @@ pub enum Command {
     Load(crate::load::LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
     Broker(BrokerNodeArgs),
+    /// Predict what HPA manifests or KEDA ScaledObjects do to queue wait, workers and cost under
+    /// scenario files, with the autoscaler's own engine, in simulated time: a table, a report.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// Where the broker is and which queue to use.

@@ -19,7 +19,8 @@
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
 //! - [`metrics`]: the metrics registry pattern and the operations router (`/metrics`, probes).
 //! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web, autoscaler, load, live view, report.
-//! - [`report`]: the demo's report: time-series CSV, charts, HTML page.
+//! - [`report`]: the demo's report: time-series CSV, charts, HTML page; also `warren simulate`'s.
+//! - [`simulate`]: `warren simulate`, policies x scenarios in the simulator ([`warren_sim`]): a table, a report.
 //! - [`dashboard`]: the demo's live terminal view.
 //! - [`rabbit_node`]: a private RabbitMQ node for `warren broker`, the demo and the tests.
 #![warn(missing_docs)]
@@ -41,6 +42,7 @@ pub mod publisher;
 pub mod rabbit_node;
 pub mod report;
 pub mod shutdown;
+pub mod simulate;
 pub mod telemetry;
 pub mod web;
 pub mod worker;

@@ -1,4 +1,5 @@
-//! The demo's report: a time-series CSV, charts and an HTML page.
+//! The demo's report: a time-series CSV, charts and an HTML page; the same charts and page
+//! for several simulated runs overlaid ([`write_comparison`], used by `warren simulate`).
 //!
 //! [`write_report`] writes, into one directory:
 //!
@@ -108,22 +109,75 @@ pub fn write_report(
     let totals_json = serde_json::to_string_pretty(totals).context("cannot encode the totals")?;
     write_file(&dir.join(TOTALS_FILE), &totals_json)?;
 
-    let charts = [
-        queue_depth_chart(samples),
-        workers_chart(samples),
-        arrival_rate_chart(samples),
-        queue_wait_chart(samples),
-    ];
+    let charts = charts(&[Series { label: "", samples }]);
+    write_charts(dir, &charts)?;
+
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    Ok(index)
+}
+
+fn write_charts(dir: &Path, charts: &[Chart; 4]) -> anyhow::Result<()> {
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let svg = chart
             .render()
             .with_context(|| format!("cannot draw the chart {file}"))?;
         write_file(&dir.join(file), &svg)?;
     }
+    Ok(())
+}
 
+/// A table for the page: a header row and rows of cells, all text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// The column names.
+    pub columns: Vec<String>,
+    /// The rows, one cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Writes a report of several runs over one load into `dir`, with the demo's charts (every run
+/// overlaid), a `timeseries.csv` whose first column names the run, `totals_json` as
+/// `totals.json`, and a page with `title`, `summary`, the comparison `table` and the decisions.
+/// Returns the page's path.
+pub fn write_comparison(
+    dir: &Path,
+    title: &str,
+    summary: &str,
+    runs: &[Series<'_>],
+    totals_json: &str,
+    table: &Table,
+    decisions: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut csv = format!("run,{}\n", CSV_HEADER.join(","));
+    for run in runs {
+        for line in timeseries_csv(run.samples).lines().skip(1) {
+            let _ = writeln!(csv, "{},{line}", csv_field(run.label));
+        }
+    }
+    write_file(&dir.join(TIMESERIES_FILE), &csv)?;
+    write_file(&dir.join(TOTALS_FILE), totals_json)?;
+    let charts = charts(runs);
+    write_charts(dir, &charts)?;
+    let mut html = page_head(title, summary);
+    html.push_str(&table_html(table));
+    html.push_str(&charts_html(&charts));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
     let index = dir.join(INDEX_FILE);
-    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    write_file(&index, &html)?;
     Ok(index)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Reads a `timeseries.csv` written by [`write_report`] back into samples.
@@ -242,7 +296,7 @@ struct Chart {
 /// One line of a chart.
 struct Line {
     /// The legend's text.
-    label: &'static str,
+    label: String,
     color: RGBColor,
     /// Dashed lines are the wanted values (desired workers, the load's target), solid the
     /// observed ones.
@@ -258,7 +312,7 @@ struct Line {
 
 impl Line {
     fn new(
-        label: &'static str,
+        label: impl Into<String>,
         color: RGBColor,
         dashed: bool,
         points: Vec<Option<(f64, f64)>>,
@@ -280,7 +334,7 @@ impl Line {
         }
         runs.retain(|r| !r.is_empty());
         Line {
-            label,
+            label: label.into(),
             color,
             dashed,
             width: 2,
@@ -298,7 +352,12 @@ impl Line {
     }
 
     /// A count drawn as steps: it holds its value until the next sample, as a replica count does.
-    fn steps(label: &'static str, color: RGBColor, dashed: bool, points: Vec<(f64, f64)>) -> Self {
+    fn steps(
+        label: impl Into<String>,
+        color: RGBColor,
+        dashed: bool,
+        points: Vec<(f64, f64)>,
+    ) -> Self {
         let mut stepped = Vec::with_capacity(points.len() * 2);
         for (i, &(x, y)) in points.iter().enumerate() {
             if let Some(&(_, prev_y)) = i.checked_sub(1).and_then(|p| points.get(p)) {
@@ -398,7 +457,7 @@ impl Chart {
                 };
                 if i == 0 {
                     let dashed = line.dashed;
-                    annotation.label(line.label).legend(move |(x, y)| {
+                    annotation.label(line.label.as_str()).legend(move |(x, y)| {
                         let ends = vec![(x, y), (x + 24, y)];
                         if dashed {
                             DashedPathElement::new(ends, 7, 4, style).into_dyn()
@@ -434,42 +493,153 @@ fn format_axis(v: f64) -> String {
     }
 }
 
-fn queue_depth_chart(samples: &[Sample]) -> Chart {
+/// One run's samples, and its name in the legends (empty for a single run).
+#[derive(Clone, Copy, Debug)]
+pub struct Series<'a> {
+    /// The run's name, e.g. the policy's.
+    pub label: &'a str,
+    /// Its samples.
+    pub samples: &'a [Sample],
+}
+
+/// One colour per compared run.
+const RUN_COLORS: [RGBColor; 6] = [
+    BLUE_LINE,
+    ORANGE_LINE,
+    GREEN_LINE,
+    RED_LINE,
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn run_color(index: usize) -> RGBColor {
+    RUN_COLORS[index % RUN_COLORS.len()]
+}
+
+/// Jobs processed per second between one sample and the previous one.
+fn processed_rates(samples: &[Sample]) -> Vec<Option<(f64, f64)>> {
+    samples
+        .windows(2)
+        .map(|w| {
+            let dt = w[1].t_secs - w[0].t_secs;
+            let done = w[1].processed_total.saturating_sub(w[0].processed_total) as f64;
+            (dt > 0.0).then(|| (w[1].t_secs, done / dt))
+        })
+        .collect()
+}
+
+/// The charts of [`CHART_FILES`], in order, for one run or several overlaid.
+fn charts(runs: &[Series<'_>]) -> [Chart; 4] {
+    [
+        queue_depth_chart(runs),
+        workers_chart(runs),
+        arrival_rate_chart(runs),
+        queue_wait_chart(runs),
+    ]
+}
+
+fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
+    let points = |samples: &[Sample], f: fn(&Sample) -> f64| {
+        samples.iter().map(|s| Some((s.t_secs, f(s)))).collect()
+    };
+    let lines = match runs {
+        [one] => vec![
+            Line::new(
+                "ready",
+                BLUE_LINE,
+                false,
+                points(one.samples, |s| s.queue_ready),
+            ),
+            Line::new(
+                "unacked (being worked on)",
+                ORANGE_LINE,
+                false,
+                points(one.samples, |s| s.queue_unacked),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::new(
+                        format!("{}: ready", run.label),
+                        run_color(i),
+                        false,
+                        points(run.samples, |s| s.queue_ready),
+                    ),
+                    Line::new(
+                        format!("{}: unacked", run.label),
+                        run_color(i),
+                        true,
+                        points(run.samples, |s| s.queue_unacked),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
+    };
     Chart {
         title: "Queue depth",
         y_desc: "messages",
         caption: "Messages waiting in the work queue (ready) and delivered to a worker, \
                   not yet acked (unacked).",
         whole_numbers: false,
-        lines: vec![
-            Line::new(
-                "ready",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_ready)))
-                    .collect(),
-            ),
-            Line::new(
-                "unacked (being worked on)",
-                ORANGE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_unacked)))
-                    .collect(),
-            ),
-        ],
+        lines,
     }
 }
 
-fn workers_chart(samples: &[Sample]) -> Chart {
-    let series = |f: fn(&Sample) -> u32| {
+fn workers_chart(runs: &[Series<'_>]) -> Chart {
+    let series = |samples: &[Sample], f: fn(&Sample) -> u32| {
         samples
             .iter()
             .map(|s| (s.t_secs, f64::from(f(s))))
             .collect()
+    };
+    let lines = match runs {
+        [one] => vec![
+            Line::steps(
+                "current (live)",
+                LIGHT_BLUE_LINE,
+                false,
+                series(one.samples, |s| s.workers_current),
+            )
+            .width(5),
+            Line::steps(
+                "ready",
+                GREEN_LINE,
+                false,
+                series(one.samples, |s| s.workers_ready),
+            ),
+            Line::steps(
+                "desired (autoscaler)",
+                RED_LINE,
+                true,
+                series(one.samples, |s| s.workers_desired),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::steps(
+                        format!("{}: current", run.label),
+                        run_color(i),
+                        false,
+                        series(run.samples, |s| s.workers_current),
+                    )
+                    .width(3),
+                    Line::steps(
+                        format!("{}: desired", run.label),
+                        run_color(i),
+                        true,
+                        series(run.samples, |s| s.workers_desired),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
     };
     Chart {
         title: "Workers: current vs desired",
@@ -477,72 +647,98 @@ fn workers_chart(samples: &[Sample]) -> Chart {
         caption: "The autoscaler's desired count (dashed), the live workers following it, \
                   and those of them answering /readyz.",
         whole_numbers: true,
-        lines: vec![
-            Line::steps(
-                "current (live)",
-                LIGHT_BLUE_LINE,
-                false,
-                series(|s| s.workers_current),
-            )
-            .width(5),
-            Line::steps("ready", GREEN_LINE, false, series(|s| s.workers_ready)),
-            Line::steps(
-                "desired (autoscaler)",
-                RED_LINE,
-                true,
-                series(|s| s.workers_desired),
-            ),
-        ],
+        lines,
     }
 }
 
-fn arrival_rate_chart(samples: &[Sample]) -> Chart {
+fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
+    let mut lines = Vec::new();
+    // Compared runs share their arrivals; the first run's stand for all.
+    if let Some(first) = runs.first() {
+        lines.push(Line::new(
+            "accepted (200) per second",
+            BLUE_LINE,
+            false,
+            first
+                .samples
+                .iter()
+                .map(|s| Some((s.t_secs, s.arrival_rate)))
+                .collect(),
+        ));
+        lines.push(Line::new(
+            "load's target rate",
+            ORANGE_LINE,
+            true,
+            first
+                .samples
+                .iter()
+                .map(|s| Some((s.t_secs, s.target_rate)))
+                .collect(),
+        ));
+    }
+    match runs {
+        [one] => lines.push(
+            Line::new(
+                "processed (acked) per second",
+                GREEN_LINE,
+                false,
+                processed_rates(one.samples),
+            )
+            .width(1),
+        ),
+        _ => {
+            for (i, run) in runs.iter().enumerate() {
+                lines.push(
+                    Line::new(
+                        format!("{}: processed per second", run.label),
+                        run_color(i + 2),
+                        false,
+                        processed_rates(run.samples),
+                    )
+                    .width(1),
+                );
+            }
+        }
+    }
     Chart {
-        title: "Arrival rate",
+        title: "Arrival rate and processed rate",
         y_desc: "jobs per second",
         caption: "Jobs accepted per second by /generate, against the rate the load aimed at \
-                  (dashed).",
+                  (dashed), and jobs acked per second by the workers.",
         whole_numbers: false,
-        lines: vec![
-            Line::new(
-                "accepted (200) per second",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.arrival_rate)))
-                    .collect(),
-            ),
-            Line::new(
-                "load's target rate",
-                ORANGE_LINE,
-                true,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.target_rate)))
-                    .collect(),
-            ),
-        ],
+        lines,
     }
 }
 
-fn queue_wait_chart(samples: &[Sample]) -> Chart {
+fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
+    let lines = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let label = if runs.len() == 1 {
+                "p95 of time in queue".to_owned()
+            } else {
+                format!("{}: p95 of time in queue", run.label)
+            };
+            Line::new(
+                label,
+                run_color(i),
+                false,
+                run.samples
+                    .iter()
+                    .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
+                    .collect(),
+            )
+            .dots()
+        })
+        .collect();
     Chart {
         title: "Queue wait p95",
         y_desc: "seconds",
         caption: "How long 95% of the jobs that finished in each interval had waited in the \
                   queue; a gap is an interval in which no job finished.",
         whole_numbers: false,
-        lines: vec![Line::new(
-            "p95 of time in queue",
-            BLUE_LINE,
-            false,
-            samples
-                .iter()
-                .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
-                .collect(),
-        )
-        .dots()],
+        lines,
     }
 }
 
@@ -568,6 +764,9 @@ figcaption { color: #5a6270; font-size: 0.9rem; padding: 0.3rem 0.5rem 0; }
 ol.decisions { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 0.8rem 0.8rem 0.8rem 3rem; }
 ol.decisions li { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.85rem; margin: 0.2rem 0; white-space: pre-wrap; word-break: break-word; }
 .empty { color: #5a6270; font-style: italic; }
+table.comparison { border-collapse: collapse; background: #fff; margin: 1rem 0 2rem; font-size: 0.9rem; }
+table.comparison th, table.comparison td { border: 1px solid #dde1e6; padding: 0.3rem 0.6rem; text-align: right; font-variant-numeric: tabular-nums; }
+table.comparison th:first-child, table.comparison td:first-child { text-align: left; }
 "#;
 
 fn index_html(
@@ -576,15 +775,7 @@ fn index_html(
     decisions: &[String],
     charts: &[Chart; 4],
 ) -> String {
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>warren demo report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>warren demo report</h1>\n<p class=\"sub\">{}</p>\n",
-        escape(&run_summary(samples, totals))
-    );
+    let mut html = page_head("warren demo report", &run_summary(samples, totals));
 
     if totals.lost > 0 || totals.duplicates > 0 {
         let _ = writeln!(
@@ -631,6 +822,27 @@ fn index_html(
     }
     html.push_str("</section>\n<h2>Charts</h2>\n");
 
+    html.push_str(&charts_html(charts));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// The page's head, its title and the sentence under it.
+fn page_head(title: &str, summary: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>{title}</h1>\n<p class=\"sub\">{summary}</p>\n",
+        title = escape(title),
+        summary = escape(summary)
+    )
+}
+
+/// The charts as figures, then the links to the data files.
+fn charts_html(charts: &[Chart; 4]) -> String {
+    let mut html = String::new();
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let _ = writeln!(
             html,
@@ -647,8 +859,12 @@ fn index_html(
         "<p>Every sample: <a href=\"{TIMESERIES_FILE}\">{TIMESERIES_FILE}</a>; \
          the totals: <a href=\"{TOTALS_FILE}\">{TOTALS_FILE}</a>.</p>"
     );
+    html
+}
 
-    let _ = writeln!(html, "<h2>Autoscaler decisions ({})</h2>", decisions.len());
+/// The autoscaler's decisions, as text.
+fn decisions_html(decisions: &[String]) -> String {
+    let mut html = format!("<h2>Autoscaler decisions ({})</h2>\n", decisions.len());
     if decisions.is_empty() {
         html.push_str("<p class=\"empty\">No decision was recorded.</p>\n");
     } else {
@@ -658,7 +874,24 @@ fn index_html(
         }
         html.push_str("</ol>\n");
     }
-    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// A table of text cells.
+fn table_html(table: &Table) -> String {
+    let mut html = String::from("<table class=\"comparison\" id=\"comparison\">\n<tr>");
+    for column in &table.columns {
+        let _ = write!(html, "<th>{}</th>", escape(column));
+    }
+    html.push_str("</tr>\n");
+    for row in &table.rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{}</td>", escape(cell));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n<h2>Charts</h2>\n");
     html
 }
 
