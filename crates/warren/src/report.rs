@@ -1219,6 +1219,69 @@ mod tests {
     }
 
     #[test]
+    fn report_comparison_overlays_every_run_with_one_table() {
+        let dir = temp_dir("comparison");
+        let a = synthetic_series();
+        let b: Vec<Sample> = a
+            .iter()
+            .map(|s| Sample {
+                workers_desired: s.workers_desired + 1,
+                ..s.clone()
+            })
+            .collect();
+        let runs = [
+            Series {
+                label: "shipped",
+                samples: &a,
+            },
+            Series {
+                label: "seed, v2",
+                samples: &b,
+            },
+        ];
+        let table = Table {
+            columns: vec!["policy".into(), "wait p95 s".into()],
+            rows: vec![
+                vec!["shipped".into(), "24.5".into()],
+                vec!["seed, v2".into(), "<40>".into()],
+            ],
+        };
+        let index = write_comparison(
+            &dir,
+            "warren simulate: demo",
+            "two policies",
+            &runs,
+            "{\"runs\": []}",
+            &table,
+            &["shipped: t=0.0s decision".into()],
+        )
+        .expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("<h1>warren simulate: demo</h1>"));
+        assert!(html.contains("<td>&lt;40&gt;</td>"), "cells are escaped");
+        assert!(html.contains("shipped: t=0.0s decision"));
+        let csv = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
+        assert_eq!(csv.lines().count(), 1 + a.len() + b.len());
+        assert!(csv.starts_with("run,t_secs,"));
+        assert!(
+            csv.contains("\n\"seed, v2\",0.25,"),
+            "a label with a comma is quoted"
+        );
+        let workers = std::fs::read_to_string(dir.join("workers.svg")).expect("svg");
+        assert_well_formed_xml(&workers);
+        for legend in ["shipped: desired", "seed, v2: current"] {
+            assert!(workers.contains(legend), "workers.svg lacks {legend:?}");
+        }
+        let rates = std::fs::read_to_string(dir.join("arrival_rate.svg")).expect("svg");
+        assert!(rates.contains("seed, v2: processed per second"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(TOTALS_FILE)).expect("totals"),
+            "{\"runs\": []}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn report_durations_read_as_minutes_and_seconds() {
         assert_eq!(format_duration(7.4), "7s");
         assert_eq!(format_duration(252.4), "4m 12s");
