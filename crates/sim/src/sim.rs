@@ -323,7 +323,7 @@ impl<'a> Sim<'a> {
         let mut steps: u64 = 0;
         loop {
             steps += 1;
-            if steps % 500_000 == 0 {
+            if steps.is_multiple_of(500_000) {
                 progress((self.now / self.end).min(1.0));
             }
             let heap_first = self.heap.peek().map(|s| (s.at, s.priority));
