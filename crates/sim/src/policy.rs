@@ -187,6 +187,24 @@ impl PolicySpec {
         Ok(spec)
     }
 
+    /// An HPA manifest whose metrics at the given indexes read formulas; the others read the
+    /// signal their name says.
+    pub fn from_hpa_yaml_with_formulas(
+        name: &str,
+        text: &str,
+        formulas: Vec<(usize, FormulaFactory)>,
+    ) -> Result<Self, PolicyError> {
+        let manifest: Value =
+            serde_yaml::from_str(text).map_err(|e| PolicyError(one_line(&e.to_string())))?;
+        let spec = PolicySpec {
+            name: name.to_owned(),
+            kind: Kind::Hpa(manifest),
+            formulas,
+        };
+        spec.build(&ReplicaOverrides::default(), None)?;
+        Ok(spec)
+    }
+
     /// A KEDA ScaledObject with one rabbitmq trigger (mode QueueLength), strict: a field KEDA
     /// has that the simulator does not model is an error naming it.
     pub fn from_scaledobject_yaml(name: &str, text: &str) -> Result<Self, PolicyError> {
@@ -199,13 +217,6 @@ impl PolicySpec {
         };
         spec.build(&ReplicaOverrides::default(), None)?;
         Ok(spec)
-    }
-
-    /// Makes metric `index` (in the manifest's order) read `factory`'s formula instead of a
-    /// signal.
-    pub fn with_formula(mut self, index: usize, factory: FormulaFactory) -> Self {
-        self.formulas.push((index, factory));
-        self
     }
 
     /// The policy's name, for tables and charts.

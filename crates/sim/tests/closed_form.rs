@@ -174,3 +174,65 @@ fn unknown_scenario_field_names_its_path() {
     );
     assert!(err.contains("did you mean `startup_secs`?"), "{err}");
 }
+
+/// Arrival rate x mean work time, from the differences of the delayed counters between syncs.
+struct WorkersNeeded {
+    previous: Option<warren_sim::Signals>,
+}
+
+impl warren_sim::MetricFormula for WorkersNeeded {
+    fn describe(&self) -> String {
+        "arrival rate x mean work time".into()
+    }
+
+    fn value(&mut self, seen: &warren_sim::Signals) -> f64 {
+        let value = match self.previous {
+            Some(p) if seen.at_secs > p.at_secs && seen.acked_total > p.acked_total => {
+                let rate =
+                    (seen.arrived_total - p.arrived_total) as f64 / (seen.at_secs - p.at_secs);
+                let work = (seen.busy_secs_total - p.busy_secs_total)
+                    / (seen.acked_total - p.acked_total) as f64;
+                rate * work
+            }
+            _ => f64::from(seen.workers_current),
+        };
+        self.previous = Some(*seen);
+        value
+    }
+}
+
+#[test]
+fn a_formula_metric_drives_the_hpa() {
+    let hpa = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: { name: w }
+spec:
+  scaleTargetRef: { apiVersion: apps/v1, kind: Deployment, name: w }
+  minReplicas: 1
+  maxReplicas: 30
+  metrics:
+    - type: External
+      external:
+        metric: { name: workers_needed }
+        target: { type: AverageValue, averageValue: "1" }
+"#;
+    let factory: warren_sim::FormulaFactory =
+        std::sync::Arc::new(|| Box::new(WorkersNeeded { previous: None }));
+    let policy =
+        PolicySpec::from_hpa_yaml("needed", hpa).expect_err("no signal is named workers_needed");
+    assert!(policy.to_string().contains("workers_needed"));
+    let s = scenario(
+        "arrivals: { pattern: constant, rate: 2 }\nwork: { distribution: fixed, secs: 5 }\n",
+    );
+    let outcome = warren_sim::run(&s, &policy_with_formula(hpa, factory)).expect("runs");
+    // 2 jobs/s x 5 s = 10 workers, once the first jobs are done.
+    let last = outcome.decisions.last().expect("decisions");
+    assert_eq!(last.desired, 10, "{last:?}");
+    assert!(outcome.metric_names[0].contains("arrival rate x mean work time"));
+}
+
+fn policy_with_formula(hpa: &str, factory: warren_sim::FormulaFactory) -> PolicySpec {
+    PolicySpec::from_hpa_yaml_with_formulas("needed", hpa, vec![(0, factory)])
+        .expect("valid with a formula")
+}
