@@ -23,8 +23,8 @@
 //!
 //! # Modules
 //!
-//! - [`scenario`]: the scenario file (load, work, workers, metric pipeline, SLO, seed, duration).
-//! - [`strict`]: strict YAML reading (unknown fields name their path, with a "did you mean").
+//! - [`scenario`]: the scenario file (load, work, workers, metric pipeline, SLO, seed, duration),
+//!   read strictly by [`warren_strict`].
 //! - [`arrivals`]: the arrival stream over a pattern, evenly spaced or Poisson.
 //! - [`work`]: work-time distributions.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
@@ -38,7 +38,6 @@ pub mod outcome;
 pub mod policy;
 pub mod scenario;
 pub mod sim;
-pub mod strict;
 pub mod work;
 
 pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};

@@ -14,7 +14,6 @@ use serde_yaml::Value;
 use warren_hpa::Autoscaler;
 
 use crate::scenario::ReplicaOverrides;
-use crate::strict;
 
 /// A policy that cannot be used; the message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,7 +207,8 @@ impl PolicySpec {
     /// A KEDA ScaledObject with one rabbitmq trigger (mode QueueLength), strict: a field KEDA
     /// has that the simulator does not model is an error naming it.
     pub fn from_scaledobject_yaml(name: &str, text: &str) -> Result<Self, PolicyError> {
-        let so: ScaledObject = strict::from_yaml(text).map_err(|e| PolicyError(e.to_string()))?;
+        let so: ScaledObject =
+            warren_strict::from_str(text).map_err(|e| PolicyError(e.to_string()))?;
         let (hpa, activation) = so.into_hpa()?;
         let spec = PolicySpec {
             name: name.to_owned(),
@@ -632,7 +632,7 @@ spec:
 
     #[test]
     fn keda_defaults_are_keda_s_rabbitmq_defaults() {
-        let so: ScaledObject = strict::from_yaml(SO).expect("valid");
+        let so: ScaledObject = warren_strict::from_str(SO).expect("valid");
         let (hpa, activation) = so.into_hpa().expect("valid");
         assert_eq!(activation.polling_secs, 30.0);
         assert_eq!(activation.cooldown_secs, 300.0);
@@ -660,7 +660,7 @@ spec:
             "queueName: Orders",
             "queueName: Orders\n        protocol: http",
         );
-        let so: ScaledObject = strict::from_yaml(&http).expect("valid");
+        let so: ScaledObject = warren_strict::from_str(&http).expect("valid");
         assert_eq!(so.into_hpa().expect("valid").1.signal, Signal::ReadyUnacked);
         let typo = SO.replace(
             "queueName: Orders",
@@ -673,7 +673,7 @@ spec:
             err.contains("spec.triggers[0].metadata.activationValu"),
             "{err}"
         );
-        assert!(err.contains("did you mean `activationValue`"), "{err}");
+        assert!(err.contains("did you mean activationValue?"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A scenario file: the load, the work, the workers, the metric pipeline, the SLO, the seed and
-//! the simulated duration. YAML, strict ([`crate::strict`]); [`Scenario::check`] then refuses
+//! the simulated duration. YAML, strict ([`warren_strict`]: an unknown field names its path and the field meant); [`Scenario::check`] then refuses
 //! values that parse but make no sense.
 //!
 //! Every default matches the live local system (`warren autoscale` with its worker pool on a
@@ -10,7 +10,6 @@
 use serde::{Deserialize, Serialize};
 use warren_pattern::{Pattern, PatternKind};
 
-use crate::strict::{self, StrictError};
 use crate::work::WorkTime;
 
 /// A scenario that cannot be simulated; the message is one line naming the field.
@@ -18,8 +17,8 @@ use crate::work::WorkTime;
 #[error("{0}")]
 pub struct ScenarioError(pub(crate) String);
 
-impl From<StrictError> for ScenarioError {
-    fn from(e: StrictError) -> Self {
+impl From<warren_strict::Error> for ScenarioError {
+    fn from(e: warren_strict::Error) -> Self {
         ScenarioError(e.to_string())
     }
 }
@@ -231,7 +230,7 @@ pub const MAX_DURATION_SECS: f64 = warren_pattern::MAX_PATTERN_SECS;
 impl Scenario {
     /// Parses and checks a scenario file's text.
     pub fn from_yaml(text: &str) -> Result<Self, ScenarioError> {
-        let scenario: Scenario = strict::from_yaml(text)?;
+        let scenario: Scenario = warren_strict::from_str(text)?;
         scenario.check()?;
         Ok(scenario)
     }

@@ -330,6 +330,38 @@ async fn no_scaling_while_the_metric_source_is_down_and_normal_scaling_once_it_r
 }
 
 #[test]
+fn a_misspelled_manifest_field_exits_2_naming_its_path_and_the_field_meant() {
+    let dir = std::env::temp_dir().join(format!("warren-test-typohpa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hpa.yaml");
+    std::fs::write(
+        &path,
+        manifest("q", 4, 30).replace(
+            "stabilizationWindowSeconds: 30",
+            "stabilizationWindowSecond: 30",
+        ),
+    )
+    .unwrap();
+    for command in ["autoscale", "demo"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([command, "--hpa"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains(
+                "spec.behavior.scaleDown.stabilizationWindowSecond: unknown field (did you mean stabilizationWindowSeconds?)"
+            ),
+            "{command}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_manifest_the_api_server_would_reject_exits_2_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("warren-test-badhpa-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -176,8 +176,7 @@ fn simulate_refuses_an_unknown_scenario_field_with_one_line_and_exit_2() {
         &out,
         &[
             "bad.yaml",
-            "slo_sec: unknown field",
-            "did you mean `slo_secs`?",
+            "slo_sec: unknown field (did you mean slo_secs?)",
         ],
     );
     assert!(
@@ -223,8 +222,7 @@ fn simulate_refuses_bad_values_and_policies_with_one_line_and_exit_2() {
         &out,
         &[
             "so.yaml",
-            "spec.pollingIntervall",
-            "did you mean `pollingInterval`?",
+            "spec.pollingIntervall: unknown field (did you mean pollingInterval?)",
         ],
     );
 
