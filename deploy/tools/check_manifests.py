@@ -5,15 +5,18 @@ Runs inside the project's .venv (deploy/tools/requirements.txt):
 
   check_manifests.py schemas  --k8s-version V ... --keda-schemas DIR RENDERED.yaml ...
       Every object strictly against the Kubernetes schemas (kubernetes-validate
-      --strict), KEDA objects against KEDA's CRDs with unknown fields rejected.
+      --strict), KEDA objects against KEDA's CRDs with unknown fields rejected,
+      Prometheus Operator objects against its CRDs' models, strictly.
   check_manifests.py policy   --overlay NAME RENDERED.yaml
       Security, credentials, probes, resources, NetworkPolicy reachability, the
       one HPA file and the KEDA equivalent of it.
   check_manifests.py prometheus-files RENDERED.yaml OUTDIR
       Writes each ConfigMap holding a prometheus.yml into OUTDIR/<name>/.
-  check_manifests.py self-test --k8s-version V ... --keda-schemas DIR RENDERED.yaml
-      Proves the schema checks reject an unknown field (they would otherwise
-      pass silently on a typo).
+  check_manifests.py self-test --k8s-version V ... --keda-schemas DIR RENDERED.yaml ...
+      Proves the schema checks reject an unknown field and a wrong type (they
+      would otherwise pass silently on a typo).
+  check_manifests.py prometheus-rule
+      Writes the kube-prometheus-stack overlay's PrometheusRule from rules.yml.
 
 Each failure is printed as "FAIL ..."; the exit status is 1 when any failed.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import glob
 import json
 import os
@@ -70,6 +74,10 @@ def ref(obj: dict) -> str:
 
 def is_keda(obj: dict) -> bool:
     return str(obj.get("apiVersion", "")).startswith("keda.sh/")
+
+
+def is_operator(obj: dict) -> bool:
+    return str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/")
 
 
 # --- schemas -----------------------------------------------------------------
@@ -192,6 +200,73 @@ class CrdSchemas:
         return errors
 
 
+class OperatorModels:
+    """The Prometheus Operator's CRDs as the pydantic models of PyPI's
+    cloudcoil-models-prometheus-operator (generated from those CRDs), applied
+    strictly: a field the CRD does not declare is an error, as with kubectl's
+    strict field validation (extra="forbid"), and a value of the wrong type is
+    not coerced ("100" for an integer is an error, strict=True)."""
+
+    def validate(self, obj: dict) -> list[str]:
+        import pydantic
+        from cloudcoil.models.prometheus_operator import v1, v1alpha1
+        from cloudcoil.resources import Resource
+
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        module = {"monitoring.coreos.com/v1": v1, "monitoring.coreos.com/v1alpha1": v1alpha1}.get(api_version)
+        model = getattr(module, kind, None) if module else None
+        if not (isinstance(model, type) and issubclass(model, Resource)):
+            return [f"no Prometheus Operator model for apiVersion {api_version} kind {kind}"]
+        try:
+            model.model_validate(obj, strict=True, extra="forbid")
+        except pydantic.ValidationError as e:
+            return [self._describe(model, err) for err in e.errors()]
+        return []
+
+    @staticmethod
+    def _describe(model, err: dict) -> str:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        if err["type"] != "extra_forbidden":
+            got = "" if isinstance(err["input"], (dict, list)) else f" (got {err['input']!r})"
+            return f"{where}: {err['msg']}{got}"
+        known = OperatorModels._fields_at(model, err["loc"][:-1])
+        near = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"known here: {', '.join(sorted(known)) or 'none'}"
+        return f"{where}: unknown field ({hint})"
+
+    @staticmethod
+    def _fields_at(model, loc) -> list[str]:
+        """The field names (as written in YAML) of the model that `loc` leads to."""
+        import types
+        import typing
+
+        import pydantic
+
+        def bare(node):
+            # Optional[X] and Annotated[X, ...] stand for X here.
+            while typing.get_origin(node) in (typing.Union, types.UnionType, typing.Annotated):
+                node = next(a for a in typing.get_args(node) if a is not type(None))
+            return node
+
+        def is_model(node) -> bool:
+            return isinstance(node, type) and issubclass(node, pydantic.BaseModel)
+
+        node = model
+        for step in loc:
+            node = bare(node)
+            if is_model(node):
+                fields = {f.alias or n: f for n, f in node.model_fields.items()}
+                if step not in fields:
+                    return []
+                node = fields[step].annotation
+            elif typing.get_origin(node) in (list, dict):
+                node = typing.get_args(node)[-1]
+            else:
+                return []
+        node = bare(node)
+        return [f.alias or n for n, f in node.model_fields.items()] if is_model(node) else []
+
+
 def object_meta_validator(version: str):
     """Strict ObjectMeta schema from kubernetes-validate's own schema files."""
     import kubernetes_validate.utils as kv
@@ -204,11 +279,13 @@ def object_meta_validator(version: str):
 
 def cmd_schemas(args) -> None:
     crds = CrdSchemas(args.keda_schemas, object_meta_validator(args.k8s_version[-1]))
+    operator = OperatorModels()
     for path in args.rendered:
         label = os.path.basename(path)
         objs = load_docs(path)
-        k8s = [o for o in objs if not is_keda(o)]
+        k8s = [o for o in objs if not is_keda(o) and not is_operator(o)]
         keda = [o for o in objs if is_keda(o)]
+        monitoring = [o for o in objs if is_operator(o)]
         if k8s_validate(k8s, args.k8s_version, label):
             ok(f"{label}: {len(k8s)} objects valid (kubernetes-validate --strict, Kubernetes {', '.join(args.k8s_version)})")
         bad = 0
@@ -220,11 +297,20 @@ def cmd_schemas(args) -> None:
         if keda and not bad:
             ok(f"{label}: {len(keda)} KEDA objects valid against the CRD schemas "
                f"({', '.join(sorted({ref(o) for o in keda}))}; unknown fields rejected)")
+        bad = 0
+        for obj in monitoring:
+            errors = operator.validate(obj)
+            for e in errors:
+                fail(f"{label}: {ref(obj)}: {e}")
+            bad += bool(errors)
+        if monitoring and not bad:
+            ok(f"{label}: {len(monitoring)} Prometheus Operator objects valid against its CRDs' models "
+               f"({', '.join(sorted({ref(o) for o in monitoring}))}; unknown fields and wrong types rejected)")
 
 
 def cmd_self_test(args) -> None:
     """Mutations that must be rejected: shows the validators are not vacuous."""
-    objs = load_docs(args.rendered[0])
+    objs = [o for path in args.rendered for o in load_docs(path)]
     crds = CrdSchemas(args.keda_schemas, object_meta_validator(args.k8s_version[-1]))
     deploy = next(o for o in objs if o["kind"] == "Deployment")
     cases = []
@@ -254,8 +340,39 @@ def cmd_self_test(args) -> None:
             d = copy.deepcopy(obj)
             d["spec"]["secretTargetRef"][0]["secret"] = "x"
             cases.append(("TriggerAuthentication with unknown field secret", d, "keda"))
+    operator_kinds = {o["kind"]: o for o in reversed([o for o in objs if is_operator(o)])}  # first of each kind
+    for obj in operator_kinds.values():
+        if obj["kind"] == "ServiceMonitor":
+            d = copy.deepcopy(obj)
+            d["kind"] = "ServiceMonitr"
+            cases.append(("object of an unknown Prometheus Operator kind", d, "operator"))
+            d = copy.deepcopy(obj)
+            d["spec"]["endpoints"][0]["scrapeTimout"] = "10s"
+            cases.append(("ServiceMonitor endpoint with a misspelt field", d, "operator"))
+            d = copy.deepcopy(obj)
+            d["spec"]["sampleLimit"] = "100"
+            cases.append(("ServiceMonitor with sampleLimit as a string", d, "operator"))
+            d = copy.deepcopy(obj)
+            d["spec"]["endpoints"][0]["relabelings"][0]["action"] = "replase"
+            cases.append(("ServiceMonitor relabeling with an unknown action", d, "operator"))
+            d = copy.deepcopy(obj)
+            d["metadata"]["lables"] = {"a": "b"}
+            cases.append(("ServiceMonitor with a misspelt metadata field", d, "operator"))
+        if obj["kind"] == "PodMonitor":
+            d = copy.deepcopy(obj)
+            d["spec"]["podMetricsEndpoints"][0]["metricsPath"] = "/metrics"
+            cases.append(("PodMonitor endpoint with Prometheus' metricsPath for the operator's path", d, "operator"))
+            d = copy.deepcopy(obj)
+            d["spec"]["podMetricsEndpoints"][0]["params"] = {"family": "queue_coarse_metrics"}
+            cases.append(("PodMonitor params as a string, not a list", d, "operator"))
+        if obj["kind"] == "PrometheusRule":
+            d = copy.deepcopy(obj)
+            d["spec"]["groups"][0]["rules"][0]["fro"] = d["spec"]["groups"][0]["rules"][0].pop("for")
+            cases.append(("PrometheusRule rule with a misspelt field", d, "operator"))
     if not any(c[2] == "keda" for c in cases):
         fail("self-test: no KEDA objects in the rendered file")
+    if not any(c[2] == "operator" for c in cases):
+        fail("self-test: no Prometheus Operator objects in the rendered files")
     for title, obj, kind in cases:
         if kind == "k8s":
             global failures
@@ -268,12 +385,14 @@ def cmd_self_test(args) -> None:
                     k8s_validate([obj], args.k8s_version, "self-test")
                 finally:
                     sys.stdout = old
-            rejected = bool(failures)
+            errors = [f.split(": ", 1)[-1] for f in failures]
             failures = saved
+        elif kind == "operator":
+            errors = OperatorModels().validate(obj)
         else:
-            rejected = bool(crds.validate(obj))
-        if rejected:
-            ok(f"self-test: rejected {title}")
+            errors = crds.validate(obj)
+        if errors:
+            ok(f"self-test: rejected {title}: {errors[0]}")
         else:
             fail(f"self-test: {title} was accepted")
 
@@ -546,6 +665,14 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
                           {"kubernetes.io/metadata.name": "keda"}))
     sources.append(Source("pod in namespace default", "default", {"app": "anything"},
                           {"kubernetes.io/metadata.name": "default"}))
+    # kube-prometheus-stack's Prometheus, as the operator labels it, and its
+    # Grafana beside it.
+    monitoring_ns = {"kubernetes.io/metadata.name": OPERATOR_NAMESPACE}
+    sources.append(Source(OPERATOR_PROMETHEUS, OPERATOR_NAMESPACE,
+                          {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack-prometheus",
+                           "app.kubernetes.io/managed-by": "prometheus-operator"}, monitoring_ns))
+    sources.append(Source(f"grafana in namespace {OPERATOR_NAMESPACE}", OPERATOR_NAMESPACE,
+                          {"app.kubernetes.io/name": "grafana"}, monitoring_ns))
     sources.append(Source("outside the pod network", None, {}, {}))
 
     def who(target: str, port: int) -> set[str]:
@@ -559,21 +686,32 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
         fail(f"{label}: no NetworkPolicy selects {n}; ingress to it is open")
 
     keda = overlay.startswith("keda")
+    operator = overlay == OPERATOR_OVERLAY
+    scraper = OPERATOR_PROMETHEUS if operator else "prometheus"
     amqp_allowed = {"warren-web", "warren-worker"} | ({"pod in namespace keda"} if keda else set())
     expectations = [
         ("rabbitmq", 5672, amqp_allowed, amqp_allowed, "AMQP"),
-        ("rabbitmq", 15692, {"prometheus"}, {"prometheus"}, "broker metrics"),
+        ("rabbitmq", 15692, {scraper}, {scraper}, "broker metrics"),
         ("rabbitmq", 15672, set(), set(), "management UI (use kubectl port-forward)"),
-        ("warren-worker", 9100, {"prometheus"}, {"prometheus"}, "worker metrics"),
-        ("kube-state-metrics", 8080, {"prometheus"}, {"prometheus"}, "kube-state-metrics"),
+        ("warren-worker", 9100, {scraper}, {scraper}, "worker metrics"),
     ]
-    if "prometheus-adapter" in workloads:
+    if operator:
+        # Prometheus and kube-state-metrics are the chart's, in its namespace.
+        for gone in ("prometheus", "kube-state-metrics"):
+            if gone in workloads:
+                fail(f"{label}: {gone} is rendered; kube-prometheus-stack brings its own")
+    else:
+        expectations.append(("kube-state-metrics", 8080, {"prometheus"}, {"prometheus"}, "kube-state-metrics"))
+    if operator:
+        expectations.append(("prometheus-adapter", 6443, None, {"outside the pod network"},
+                             "aggregated API (called by the API server)"))
+    elif "prometheus-adapter" in workloads:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, {"prometheus-adapter"}, "Prometheus API"))
         expectations.append(("prometheus-adapter", 6443, None, {"outside the pod network"},
                              "aggregated API (called by the API server)"))
     else:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, set(), "Prometheus API"))
-    expectations.append(("warren-web", 3000, None, {"prometheus", "outside the pod network"}, "web (/generate, /metrics)"))
+    expectations.append(("warren-web", 3000, None, {scraper, "outside the pod network"}, "web (/generate, /metrics)"))
     for target, port, at_most, at_least, what in expectations:
         if target not in workloads:
             fail(f"{label}: workload {target} missing")
@@ -622,7 +760,7 @@ def check_hpa(objs: list[dict], label: str, overlay: str) -> None:
             fail(f"hpa.yaml: expected {what}")
 
     rendered_hpas = [o for o in objs if o.get("kind") == "HorizontalPodAutoscaler"]
-    if overlay == "prometheus-adapter":
+    if overlay in ("prometheus-adapter", OPERATOR_OVERLAY):
         if rendered_hpas != [hpa]:
             fail(f"{label}: the rendered HPA differs from hpa.yaml (no kustomize transformation may touch it)")
         else:
@@ -709,6 +847,89 @@ def check_keda_equivalence(objs: list[dict], label: str, overlay: str, hpa: dict
            f"{so.get('maxReplicaCount')}, {so['triggers'][0]['metadata']['value']} ready messages per worker, same behavior)")
 
 
+# The kube-prometheus-stack overlay ------------------------------------------
+
+OPERATOR_OVERLAY = "kube-prometheus-stack"
+OPERATOR_NAMESPACE = "monitoring"
+OPERATOR_PROMETHEUS = f"the operator's Prometheus in namespace {OPERATOR_NAMESPACE}"
+PROMETHEUS_YML = os.path.join(DEPLOY, "kubernetes", "base", "prometheus", "prometheus.yml")
+
+
+def check_operator(objs: list[dict], label: str) -> None:
+    """The monitors scrape what base/prometheus/prometheus.yml scrapes, the
+    PrometheusRule holds rules.yml's groups, and the three settings (release
+    label, Prometheus URL, namespace) agree with one another."""
+    with open(PROMETHEUS_YML, encoding="utf-8") as f:
+        jobs = {j["job_name"]: j for j in yaml.safe_load(f)["scrape_configs"]}
+    with open(RULES_FILE, encoding="utf-8") as f:
+        rule_groups = yaml.safe_load(f)["groups"]
+    monitors = [o for o in objs if is_operator(o)]
+    bad = len(failures)
+
+    def endpoint_port_exists(mon: dict, port: str) -> bool:
+        sel = mon["spec"]["selector"]
+        if mon["kind"] == "ServiceMonitor":
+            matched = [o for o in objs if o["kind"] == "Service" and o["metadata"].get("namespace") == NAMESPACE
+                       and selector_matches(sel, o["metadata"].get("labels", {}))]
+            if len(matched) != 1:
+                fail(f"{label}: {ref(mon)} selects {len(matched)} Services ({[ref(o) for o in matched]}); "
+                     f"one, or every target is scraped twice")
+            return all(port in {p.get("name") for p in o["spec"]["ports"]} for o in matched) and bool(matched)
+        matched = [o for o in objs if pod_spec(o) is not None and o["metadata"].get("namespace") == NAMESPACE
+                   and selector_matches(sel, pod_labels(o))]
+        if not matched:
+            fail(f"{label}: {ref(mon)} selects no pods")
+        return bool(matched) and all(port in {p.get("name") for c in pod_spec(o)["containers"]
+                                              for p in c.get("ports", [])} for o in matched)
+
+    scraped = set()
+    for mon in monitors:
+        if mon["kind"] not in ("ServiceMonitor", "PodMonitor"):
+            continue
+        endpoints = mon["spec"].get("endpoints") or mon["spec"].get("podMetricsEndpoints") or []
+        for ep in endpoints:
+            job = next((r.get("replacement") for r in ep.get("relabelings", [])
+                        if r.get("targetLabel") == "job" and r.get("action", "replace").lower() == "replace"), None)
+            base = jobs.get(job)
+            if base is None:
+                fail(f"{label}: {ref(mon)} sets job {job!r}, not a job of prometheus.yml ({sorted(jobs)})")
+                continue
+            scraped.add(job)
+            interval = base.get("scrape_interval", "15s")
+            for what, got, want in (("path", ep.get("path", "/metrics"), base.get("metrics_path", "/metrics")),
+                                    ("params", ep.get("params"), base.get("params")),
+                                    ("interval", ep.get("interval"), interval)):
+                if got != want:
+                    fail(f"{label}: {ref(mon)} {what} {got!r}, but prometheus.yml's job {job} has {want!r}")
+            if not endpoint_port_exists(mon, ep.get("port")):
+                fail(f"{label}: {ref(mon)} port {ep.get('port')!r} is not a named port of what it selects")
+    # kube-state-metrics is the chart's own (its job name differs); the rest must be covered.
+    missing = set(jobs) - scraped - {"kube-state-metrics"}
+    if missing:
+        fail(f"{label}: no monitor for prometheus.yml's jobs {sorted(missing)}")
+
+    rules = [o for o in monitors if o["kind"] == "PrometheusRule"]
+    if len(rules) != 1 or rules[0]["spec"].get("groups") != rule_groups:
+        fail(f"{label}: the PrometheusRule's groups differ from base/prometheus/rules.yml; run "
+             f"`.venv/bin/python deploy/tools/check_manifests.py prometheus-rule`")
+
+    releases = {o["metadata"].get("labels", {}).get("release") for o in monitors}
+    if len(releases) != 1 or None in releases:
+        fail(f"{label}: every monitor and rule needs the same `release` label, found {sorted(map(str, releases))}")
+
+    adapter = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "prometheus-adapter"), None)
+    urls = [a.split("=", 1)[1] for a in (pod_spec(adapter)["containers"][0]["args"] if adapter else [])
+            if a.startswith("--prometheus-url=")]
+    m = re.fullmatch(r"https?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)/?", urls[0] if urls else "")
+    if not m:
+        fail(f"{label}: the adapter's --prometheus-url {urls} is not a Service in another namespace")
+    elif m.group(2) != OPERATOR_NAMESPACE:
+        fail(f"{label}: the adapter queries namespace {m.group(2)}, the NetworkPolicies admit {OPERATOR_NAMESPACE}")
+    if len(failures) == bad:
+        ok(f"{label}: monitors scrape prometheus.yml's jobs {sorted(scraped)} (paths, params, intervals, job "
+           f"labels); PrometheusRule = rules.yml; release={releases.pop()}; adapter queries {urls[0]}")
+
+
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService", "CustomResourceDefinition",
                   "PriorityClass", "StorageClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
 # The one object outside namespace warren: the adapter reads the API server's
@@ -752,6 +973,8 @@ def cmd_policy(args) -> None:
         check_warren_apps(objs, label)
         check_network(objs, label, args.overlay)
         check_hpa(objs, label, args.overlay)
+        if args.overlay == OPERATOR_OVERLAY:
+            check_operator(objs, label)
 
 
 def cmd_prometheus_files(args) -> None:
@@ -770,6 +993,35 @@ def cmd_prometheus_files(args) -> None:
         fail(f"{args.rendered}: no ConfigMap with a prometheus.yml")
 
 
+RULES_FILE = os.path.join(DEPLOY, "kubernetes", "base", "prometheus", "rules.yml")
+PROMETHEUS_RULE = os.path.join(DEPLOY, "kubernetes", "overlays", "kube-prometheus-stack", "prometheusrule.yaml")
+PROMETHEUS_RULE_HEADER = """\
+# Generated from base/prometheus/rules.yml, the one definition of warren's rules,
+# by `.venv/bin/python deploy/tools/check_manifests.py prometheus-rule`: edit
+# rules.yml and run that. scripts/check-deploy fails while the groups here differ.
+"""
+
+
+def prometheus_rule() -> str:
+    """rules.yml's groups as a PrometheusRule, for the kube-prometheus-stack overlay."""
+    with open(RULES_FILE, encoding="utf-8") as f:
+        groups = yaml.safe_load(f)["groups"]
+    obj = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "warren", "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": "warren", "app.kubernetes.io/part-of": "warren"}},
+        "spec": {"groups": groups},
+    }
+    return PROMETHEUS_RULE_HEADER + yaml.safe_dump(obj, sort_keys=False, width=100)
+
+
+def cmd_prometheus_rule(args) -> None:
+    with open(PROMETHEUS_RULE, "w", encoding="utf-8") as f:
+        f.write(prometheus_rule())
+    print(f"wrote {os.path.relpath(PROMETHEUS_RULE, REPO)} from {os.path.relpath(RULES_FILE, REPO)}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -781,12 +1033,13 @@ def main() -> int:
     s = sub.add_parser("policy")
     s.add_argument("--overlay", required=True)
     s.add_argument("rendered", nargs="+")
+    sub.add_parser("prometheus-rule")
     s = sub.add_parser("prometheus-files")
     s.add_argument("rendered")
     s.add_argument("outdir")
     args = p.parse_args()
     {"schemas": cmd_schemas, "self-test": cmd_self_test, "policy": cmd_policy,
-     "prometheus-files": cmd_prometheus_files}[args.cmd](args)
+     "prometheus-files": cmd_prometheus_files, "prometheus-rule": cmd_prometheus_rule}[args.cmd](args)
     return 1 if failures else 0
 
 

@@ -1,8 +1,8 @@
 //! `warren-bench`: what the broker itself can do, to hold warren's figures against.
 //!
 //! - `publish`: the broker's ceiling for persistent, confirmed publishes to the work queue,
-//!   declared exactly as warren declares it ([`warren::broker::declare_topology`]), with the
-//!   message warren sends ([`warren::job::message_properties`]): several connections, each
+//!   declared exactly as warren declares it ([`warren::pipeline::broker::declare_topology`]), with the
+//!   message warren sends ([`warren::pipeline::job::message_properties`]): several connections, each
 //!   with a window of unconfirmed messages. With `--count` it fills a queue instead.
 //! - `consume`: the ceiling of a raw consumer (consume and ack one by one, with a prefetch),
 //!   to hold `warren worker` against.
@@ -26,7 +26,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Confirmation, Connection};
 use warren::config::{parse_duration, AmqpUrl, BrokerConfig, QueueName};
-use warren::job::{message_properties, now_ms, JobIdGenerator};
+use warren::pipeline::job::{message_properties, now_ms, JobIdGenerator};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -144,8 +144,10 @@ async fn main() -> anyhow::Result<()> {
         } => consume(&target.config()?, prefetch, count, idle_timeout).await,
         Command::Ready { target } => {
             let config = target.config()?;
-            let connection = warren::broker::connect(&config, "bench").await?;
-            let ready = warren::broker::ready_messages(&connection, config.queue.as_str()).await?;
+            let connection = warren::pipeline::broker::connect(&config, "bench").await?;
+            let ready =
+                warren::pipeline::broker::ready_messages(&connection, config.queue.as_str())
+                    .await?;
             println!("ready={ready}");
             Ok(())
         }
@@ -179,12 +181,12 @@ async fn publish(config: &BrokerConfig, shape: Shape, budget: Budget) -> anyhow:
         channels,
         window,
     } = shape;
-    let setup = warren::broker::connect(config, "bench-setup").await?;
-    warren::broker::declare_topology(&setup, &config.queue).await?;
+    let setup = warren::pipeline::broker::connect(config, "bench-setup").await?;
+    warren::pipeline::broker::declare_topology(&setup, &config.queue).await?;
     let mut connections_open = Vec::with_capacity(connections);
     let mut links = Vec::with_capacity(connections * channels);
     for _ in 0..connections {
-        let connection = warren::broker::connect(config, "bench-publish").await?;
+        let connection = warren::pipeline::broker::connect(config, "bench-publish").await?;
         for _ in 0..channels {
             let channel = connection.create_channel().await?;
             channel
@@ -272,8 +274,8 @@ async fn consume(
     count: u64,
     idle_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let connection: Connection = warren::broker::connect(config, "bench-consume").await?;
-    warren::broker::declare_topology(&connection, &config.queue).await?;
+    let connection: Connection = warren::pipeline::broker::connect(config, "bench-consume").await?;
+    warren::pipeline::broker::declare_topology(&connection, &config.queue).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
@@ -319,7 +321,7 @@ async fn consume(
 }
 
 async fn delete(config: &BrokerConfig) -> anyhow::Result<()> {
-    let connection = warren::broker::connect(config, "bench-delete").await?;
+    let connection = warren::pipeline::broker::connect(config, "bench-delete").await?;
     let channel = connection.create_channel().await?;
     for queue in [
         config.queue.as_str().to_owned(),

@@ -1,8 +1,8 @@
 //! Typed, validated configuration shared by every subcommand.
 //!
-//! The command line (see `cli.rs`) turns flags and environment variables into these types once,
-//! before any network call; anything invalid becomes a [`ConfigError`], which `main` prints as
-//! one line and exits with code 2.
+//! Each command's `Args` (assembled by `cli.rs`) turn flags and environment variables into
+//! these types once, before any network call; anything invalid becomes a [`ConfigError`],
+//! which `main` prints as one line and exits with code 2.
 
 use std::fmt;
 use std::time::Duration;

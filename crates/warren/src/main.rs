@@ -23,47 +23,53 @@ fn main() -> ExitCode {
             // The live view owns the terminal; logs go to a file beside the report.
             warren::telemetry::init_to_file(filter, &config.report_dir.join("warren.log"))
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
-            run(true, |shutdown| warren::demo::run(config, shutdown))
+            run(true, |shutdown| warren::lab::demo::run(config, shutdown))
         }
         Command::Web(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(true, |shutdown| warren::web::run(config, shutdown))
+            run(true, |shutdown| {
+                warren::pipeline::web::run(config, shutdown)
+            })
         }
         Command::Worker(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(false, |shutdown| warren::worker::run(config, shutdown))
+            run(false, |shutdown| {
+                warren::pipeline::worker::run(config, shutdown)
+            })
         }
         Command::Autoscale(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(true, |shutdown| warren::autoscale::run(config, shutdown))
+            run(true, |shutdown| {
+                warren::scaling::autoscale::run(config, shutdown)
+            })
         }
         Command::Load(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::telemetry::init(filter);
-            run(true, |shutdown| warren::load::run(config, shutdown))
+            run(true, |shutdown| warren::lab::load::run(config, shutdown))
         }
         Command::Simulate(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             // Pure computation: no runtime, no signal handler.
-            warren::simulate::run(config)
+            warren::lab::simulate::run(config)
         }
         Command::Broker(args) => {
             warren::telemetry::init(filter);
             run(false, |shutdown| {
-                warren::rabbit_node::run_foreground(args, shutdown)
+                warren::lab::rabbit_node::run_foreground(args, shutdown)
             })
         }
     };

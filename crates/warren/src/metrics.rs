@@ -3,7 +3,7 @@
 //! autoscaler serve on their metrics port.
 //!
 //! Each component keeps its own metrics struct beside the code it measures (`WebMetrics` in
-//! `web.rs`, `WorkerMetrics` in `worker.rs`) and registers it here.
+//! `pipeline/web.rs`, `WorkerMetrics` in `pipeline/worker.rs`) and registers it here.
 
 use std::sync::Arc;
 

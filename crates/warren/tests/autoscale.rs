@@ -215,7 +215,7 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
     );
 
     // Nothing lost: every accepted job was acked by some worker.
-    let mut ledger = warren::ledger::Ledger::new();
+    let mut ledger = warren::lab::ledger::Ledger::new();
     ledger.read_dir(&autoscale.worker_logs).unwrap();
     assert_eq!(ledger.lost(&accepted), Vec::<String>::new());
     assert!(autoscale

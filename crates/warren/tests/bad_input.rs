@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use warren::web::HEADER_READ_TIMEOUT;
+use warren::pipeline::web::HEADER_READ_TIMEOUT;
 
 /// How a raw HTTP exchange ended.
 #[derive(Debug, PartialEq, Eq)]

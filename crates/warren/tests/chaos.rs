@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::*;
 use tokio_util::sync::CancellationToken;
-use warren::ledger::Ledger;
-use warren::load::{LoadConfig, LoadStats, Pattern, PatternKind};
-use warren::rabbit_node::RabbitNode;
+use warren::lab::ledger::Ledger;
+use warren::lab::load::{LoadConfig, LoadStats, Pattern, PatternKind};
+use warren::lab::rabbit_node::RabbitNode;
 
 /// Work time per job: short, so the queue drains quickly after the load.
 const WORK_MS: u64 = 200;
@@ -138,7 +138,7 @@ fn acks_by_id(dir: &Path, killed: &HashSet<PathBuf>) -> HashMap<String, Vec<Ack>
             if line.contains("worker lost the broker") {
                 mark_last(&mut in_order);
             }
-            let Some(outcome) = warren::ledger::parse_line(line) else {
+            let Some(outcome) = warren::lab::ledger::parse_line(line) else {
                 continue;
             };
             if outcome.outcome == "acked" {
@@ -222,11 +222,11 @@ async fn under_load_worker_kills_scale_down_and_broker_and_web_restarts_lose_no_
     pool.wait_all_ready().await;
 
     // Open-loop load until the last event is over.
-    let target = warren::load::generate_url(&format!("http://127.0.0.1:{web_port}")).unwrap();
+    let target = warren::lab::load::generate_url(&format!("http://127.0.0.1:{web_port}")).unwrap();
     let pattern = Pattern::builtin(PatternKind::Constant, RATE, Duration::from_secs(600)).unwrap();
     let stop_load = CancellationToken::new();
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    let load = tokio::spawn(warren::load::run_with(
+    let load = tokio::spawn(warren::lab::load::run_with(
         LoadConfig::new(target, pattern),
         stop_load.clone(),
         Arc::new(LoadStats::default()),

@@ -12,8 +12,8 @@ use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use tower::ServiceExt;
 use warren::config::{AmqpUrl, BrokerConfig, QueueName};
-use warren::publisher::{Publisher, PublisherOptions};
-use warren::web::{app, AppState, HttpLimits, WebMetrics};
+use warren::pipeline::publisher::{Publisher, PublisherOptions};
+use warren::pipeline::web::{app, AppState, HttpLimits, WebMetrics};
 
 const LIMITS: HttpLimits = HttpLimits {
     request_timeout: Duration::from_secs(5),

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warren::load::{self, LoadConfig, LoadStats, LoadSummary, Pattern, PatternKind};
+use warren::lab::load::{self, LoadConfig, LoadStats, LoadSummary, Pattern, PatternKind};
 
 /// A stand-in for `warren web`'s `/generate`: `Welcome! <id>`, or 503 for every
 /// `unavailable_every`-th request, after `delay`.

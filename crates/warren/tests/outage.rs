@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use warren::rabbit_node::RabbitNode;
+use warren::lab::rabbit_node::RabbitNode;
 
 async fn own_node(name: &str) -> RabbitNode {
     let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));

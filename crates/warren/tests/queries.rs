@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use support::*;
-use warren::prometheus_node::{find_prometheus, PrometheusNode, ScrapeTargets};
+use warren::lab::prometheus_node::{find_prometheus, PrometheusNode, ScrapeTargets};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adapter_and_dashboard_queries_return_series_with_their_labels() {

@@ -206,7 +206,7 @@ impl Drop for Warren {
 /// Extracts `(job_id, outcome)` from worker log lines.
 pub fn parse_outcomes(log: &str) -> Vec<(String, String)> {
     log.lines()
-        .filter_map(warren::ledger::parse_line)
+        .filter_map(warren::lab::ledger::parse_line)
         .map(|o| (o.job_id, o.outcome))
         .collect()
 }
@@ -328,11 +328,11 @@ pub async fn delete_queues(connection: &Connection, queue: &str) {
 /// (`path="/generate",status="200"`, or `""` for none).
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     // The wanted labels go through the same parser as the exposition, so their order is moot.
-    let wanted = warren::metric_source::parse_samples(&format!("wanted{{{labels}}} 0"))
+    let wanted = warren::scaling::metric_source::parse_samples(&format!("wanted{{{labels}}} 0"))
         .pop()
         .map(|s| s.labels)
         .unwrap_or_default();
-    warren::metric_source::parse_samples(text)
+    warren::scaling::metric_source::parse_samples(text)
         .into_iter()
         .find(|s| s.name == name && s.labels == wanted)
         .map_or(0.0, |s| s.value)

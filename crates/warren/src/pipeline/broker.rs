@@ -19,7 +19,9 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::config::{BrokerConfig, QueueName};
+use clap::Args;
+
+use crate::config::{AmqpUrl, BrokerConfig, ConfigError, QueueName};
 
 /// How many times the broker delivers a message before dead-lettering it.
 pub const DELIVERY_LIMIT: i64 = 5;
@@ -188,6 +190,59 @@ impl Backoff {
     /// Back to the first, short delay after a success.
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
+    }
+}
+
+/// Where the broker is and which queue to use.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Full broker URL, amqp://user:password@host:port/vhost. When unset it is built from the
+    /// RABBIT_* settings below. Prefer the environment variable: a flag is visible in `ps`.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// Broker host, used when AMQP_URL is unset.
+    #[arg(long, env = "RABBIT_HOST", default_value = "127.0.0.1")]
+    pub rabbit_host: String,
+    /// Broker AMQP port, used when AMQP_URL is unset.
+    #[arg(long, env = "RABBIT_PORT", default_value_t = 5672, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rabbit_port: u16,
+    /// Broker user name, used when AMQP_URL is unset.
+    #[arg(long, env = "RABBIT_USERNAME", default_value = "guest")]
+    pub rabbit_username: String,
+    /// Broker password, used when AMQP_URL is unset. Never logged.
+    #[arg(
+        long,
+        env = "RABBIT_PASSWORD",
+        default_value = "guest",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub rabbit_password: String,
+    /// Broker virtual host, used when AMQP_URL is unset.
+    #[arg(long, env = "RABBIT_VHOST", default_value = "/")]
+    pub rabbit_vhost: String,
+    /// The work queue (a durable quorum queue; bad messages go to `<queue>.dead`).
+    #[arg(long, env = "QUEUE", default_value = "Orders")]
+    pub queue: String,
+}
+
+impl BrokerArgs {
+    /// The validated broker config.
+    pub fn to_config(&self) -> Result<BrokerConfig, ConfigError> {
+        let url = match &self.amqp_url {
+            Some(raw) => AmqpUrl::parse(raw)?,
+            None => AmqpUrl::from_parts(
+                &self.rabbit_host,
+                self.rabbit_port,
+                &self.rabbit_username,
+                &self.rabbit_password,
+                &self.rabbit_vhost,
+            )?,
+        };
+        Ok(BrokerConfig {
+            url,
+            queue: QueueName::parse(&self.queue)?,
+        })
     }
 }
 

@@ -3,18 +3,19 @@
 //! One supervisor loop keeps a consumer alive (connect, declare, `basic.qos(prefetch)`,
 //! `basic.consume`), reconnecting with backoff after a broker restart. Each delivery runs as its
 //! own task, so up to `prefetch` jobs run at once. A delivery that fails the checks of
-//! [`crate::job::parse_delivery`] is rejected without requeue, which dead-letters it.
+//! [`crate::pipeline::job::parse_delivery`] is rejected without requeue, which dead-letters it.
 //!
 //! Every outcome is one log line with `job_id=` and `outcome=acked|dead_lettered|requeued`.
 //! On SIGTERM the consumer is cancelled, deliveries not yet started are requeued, running jobs
 //! finish and are acked, and the process exits 0 within the grace time; if the grace runs out it
 //! exits 1 without acking, and the broker requeues what was unacked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -32,10 +33,11 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{self, Backoff};
-use crate::config::BrokerConfig;
-use crate::job::{now_ms, parse_delivery, Job};
+use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
+use crate::pipeline::broker::BrokerArgs;
+use crate::pipeline::broker::{self, Backoff};
+use crate::pipeline::job::{now_ms, parse_delivery, Job, MAX_WORK_MS};
 
 /// Settings of `warren worker`, validated.
 #[derive(Clone, Debug)]
@@ -368,7 +370,7 @@ async fn work_and_ack(
 fn loggable_id(delivery: &Delivery) -> String {
     let looks_like_id = |s: &str| {
         !s.is_empty()
-            && s.len() <= crate::job::MAX_ID_LEN
+            && s.len() <= crate::pipeline::job::MAX_ID_LEN
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
     };
@@ -380,5 +382,57 @@ fn loggable_id(delivery: &Delivery) -> String {
     match delivery.properties.message_id() {
         Some(id) if looks_like_id(id.as_str()) => id.to_string(),
         _ => "-".to_owned(),
+    }
+}
+
+/// How a worker works: shared by `warren worker` and the workers `warren autoscale` starts.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// How long one job takes, in ms (the seed's 5 s); a job's x-work-ms header overrides it.
+    #[arg(long, env = "WORK_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
+    pub work_ms: u64,
+    /// How many jobs run at once (the AMQP prefetch count).
+    #[arg(long, env = "PREFETCH", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub prefetch: u16,
+    /// After SIGTERM, how long jobs in flight may take to finish, in ms; then the worker exits
+    /// without acking them and the broker requeues them.
+    #[arg(long, env = "GRACE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub grace_ms: u64,
+}
+
+/// Options of `warren worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Broker and queue.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Work time, prefetch and drain grace.
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Port of /metrics, /healthz and /readyz (0 picks a free port and logs it).
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9100)]
+    pub metrics_port: u16,
+    /// Address the metrics port listens on.
+    #[arg(long, env = "METRICS_BIND", default_value = "0.0.0.0")]
+    pub metrics_bind: IpAddr,
+    /// Set by `warren autoscale`: drain and exit when this parent process is gone.
+    #[arg(long, env = "WARREN_PARENT_PID", hide = true)]
+    pub parent_pid: Option<u32>,
+}
+
+impl WorkerArgs {
+    /// The validated config.
+    pub fn to_config(&self) -> Result<WorkerConfig, ConfigError> {
+        Ok(WorkerConfig {
+            broker: self.broker.to_config()?,
+            work: Duration::from_millis(self.work.work_ms),
+            prefetch: self.work.prefetch,
+            metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
+            grace: Duration::from_millis(self.work.grace_ms),
+            parent_pid: self.parent_pid,
+        })
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Starts a private RabbitMQ node and (when installed) a private Prometheus, `warren web`, and
 //! `warren autoscale` with the shipped HPA manifest; drives a load that scales the workers up
-//! and, once it stops, back down; shows it live ([`crate::dashboard`]); and writes a report
-//! ([`crate::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
+//! and, once it stops, back down; shows it live ([`crate::lab::dashboard`]); and writes a report
+//! ([`crate::lab::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
 //!
 //! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::autoscale::{AutoscaleConfig, AutoscaleEvent};
 use crate::config::{BrokerConfig, ConfigError, QueueName};
-use crate::dashboard::{Dashboard, Decision, MetricReading, View};
-use crate::ledger::{quantile, Ledger};
-use crate::load::{LoadConfig, LoadStats, Pattern};
-use crate::metric_source::{parse_samples, MetricSource};
-use crate::pool::WorkerSpec;
-use crate::prometheus_node::{PrometheusNode, ScrapeTargets};
-use crate::rabbit_node::RabbitNode;
-use crate::report::{Sample, Totals};
-use crate::web::WebConfig;
+use crate::lab::dashboard::{Dashboard, Decision, MetricReading, View};
+use crate::lab::ledger::{quantile, Ledger};
+use crate::lab::load::{LoadConfig, LoadStats, Pattern};
+use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
+use crate::lab::rabbit_node::RabbitNode;
+use crate::lab::report::{Sample, Totals};
+use crate::pipeline::web::WebConfig;
+use crate::scaling::autoscale::{AutoscaleConfig, AutoscaleEvent};
+use crate::scaling::metric_source::{parse_samples, MetricSource};
+use crate::scaling::pool::WorkerSpec;
 
 /// The HPA manifest the cluster applies; the demo reads this very file.
 pub const DEFAULT_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml";
@@ -206,17 +206,17 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let web_config = WebConfig {
         listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), web_port),
         broker: broker.clone(),
-        publisher: crate::publisher::PublisherOptions::default(),
+        publisher: crate::pipeline::publisher::PublisherOptions::default(),
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 4096,
     };
-    let web = tokio::spawn(crate::web::run(web_config, web_stop.clone()));
+    let web = tokio::spawn(crate::pipeline::web::run(web_config, web_stop.clone()));
 
     // Prometheus, when installed.
     let autoscaler_port = free_port()?;
     let file_sd = work_dir.join("workers.json");
     let mut prometheus = None;
-    if let Some(executable) = crate::prometheus_node::find_prometheus() {
+    if let Some(executable) = crate::lab::prometheus_node::find_prometheus() {
         let targets = ScrapeTargets {
             rabbitmq: format!("127.0.0.1:{}", node.ports().prometheus),
             web: format!("127.0.0.1:{web_port}"),
@@ -274,7 +274,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let targets = metric_targets(&engine);
     let (events_tx, mut events) = mpsc::unbounded_channel::<AutoscaleEvent>();
     let autoscale_stop = CancellationToken::new();
-    let autoscale = tokio::spawn(crate::autoscale::run_with(
+    let autoscale = tokio::spawn(crate::scaling::autoscale::run_with(
         autoscale_config,
         autoscale_stop.clone(),
         Some(events_tx),
@@ -282,13 +282,15 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
 
     // The load.
     let web_url = format!("http://127.0.0.1:{web_port}");
-    let mut load_config =
-        LoadConfig::new(crate::load::generate_url(&web_url)?, config.pattern.clone());
+    let mut load_config = LoadConfig::new(
+        crate::lab::load::generate_url(&web_url)?,
+        config.pattern.clone(),
+    );
     load_config.speed = speed;
     let stats = Arc::new(LoadStats::default());
     let (accepted_tx, mut accepted_rx) = mpsc::unbounded_channel::<String>();
     let load_stop = CancellationToken::new();
-    let load = tokio::spawn(crate::load::run_with(
+    let load = tokio::spawn(crate::lab::load::run_with(
         load_config,
         load_stop.clone(),
         stats.clone(),
@@ -456,7 +458,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         worker_seconds: autoscale_summary.worker_seconds,
         duration_secs: started.elapsed().as_secs_f64(),
     };
-    let page = crate::report::write_report(&config.report_dir, &samples, &totals, &decisions)?;
+    let page = crate::lab::report::write_report(&config.report_dir, &samples, &totals, &decisions)?;
     let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
     println!(
         "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds",

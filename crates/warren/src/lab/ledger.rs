@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn outcome_lines_are_parsed_and_others_skipped() {
-        let line = "2026-01-01T00:00:00Z  INFO warren::worker: job done job_id=01ABC outcome=acked queue_wait_ms=12 work_ms=50 redelivered=false";
+        let line = "2026-01-01T00:00:00Z  INFO warren::pipeline::worker: job done job_id=01ABC outcome=acked queue_wait_ms=12 work_ms=50 redelivered=false";
         assert_eq!(
             parse_line(line),
             Some(OutcomeLine {
@@ -179,7 +179,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_line("INFO warren::worker: consuming queue=Orders"),
+            parse_line("INFO warren::pipeline::worker: consuming queue=Orders"),
             None
         );
     }

@@ -1,7 +1,7 @@
 //! `warren autoscale`: the Kubernetes HPA, on one machine.
 //!
 //! Reads the very autoscaling/v2 manifest the cluster gets, and every sync period (15 s, as the
-//! controller) reads its metrics ([`crate::metric_source`]), asks the engine
+//! controller) reads its metrics ([`crate::scaling::metric_source`]), asks the engine
 //! ([`warren_hpa::Autoscaler`], Kubernetes' algorithm) for a decision, and applies it to a
 //! [`WorkerPool`] of local `warren worker` processes. One log line per decision: metric values,
 //! proposals, the result and the controller's condition reasons.
@@ -13,12 +13,13 @@
 //! period by K): windows and policy periods of the manifest then pass K times faster, for demos
 //! and tests, while the manifest itself stays as written.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,9 +33,11 @@ use warren_hpa::{
 };
 
 use crate::config::ConfigError;
-use crate::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::metrics;
-use crate::pool::{WorkerPool, WorkerSpec};
+use crate::pipeline::broker::BrokerArgs;
+use crate::pipeline::worker::WorkArgs;
+use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
+use crate::scaling::pool::{WorkerPool, WorkerSpec};
 
 /// Settings of `warren autoscale`, validated.
 #[derive(Clone, Debug)]
@@ -360,7 +363,7 @@ fn describe(
     queries: &[SeriesQuery],
     values: &[Option<f64>],
     decision: &ScaleDecision,
-    status: &crate::pool::PoolStatus,
+    status: &crate::scaling::pool::PoolStatus,
     reasons: &str,
 ) -> String {
     let mut parts = Vec::new();
@@ -389,4 +392,113 @@ fn describe(
         decision.desired_replicas,
         decision.rescale
     )
+}
+
+/// Options of `warren autoscale`.
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// The autoscaling/v2 HorizontalPodAutoscaler manifest: the same file the cluster applies,
+    /// e.g. deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml.
+    #[arg(long, env = "HPA_FILE")]
+    pub hpa: PathBuf,
+    /// Broker and queue, passed to the workers.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Where the HPA's metrics are read: `broker` (the broker's prometheus plugin, no
+    /// Prometheus needed) or `prometheus` (the query prometheus-adapter runs).
+    #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
+    pub metric_source: String,
+    /// The broker's prometheus plugin, for `--metric-source broker`.
+    #[arg(
+        long,
+        env = "RABBIT_PROMETHEUS_URL",
+        default_value = "http://127.0.0.1:15692"
+    )]
+    pub rabbit_prometheus_url: String,
+    /// Prometheus, for `--metric-source prometheus`.
+    #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+    pub prometheus_url: String,
+    /// How often to read the metrics and decide (the controller's --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, env = "SYNC_PERIOD", default_value = "15s", value_parser = crate::config::parse_duration)]
+    pub sync_period: Duration,
+    /// Run the engine's clock this many times faster than the wall clock (windows and policy
+    /// periods pass faster; the sync period is divided too). For demos and tests.
+    #[arg(long, env = "SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    /// The workers' work time, prefetch and drain grace.
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Port of the autoscaler's own /metrics, /healthz and /readyz (0 picks a free port).
+    #[arg(long, env = "AUTOSCALER_METRICS_PORT", default_value_t = 9200)]
+    pub metrics_port: u16,
+    /// Address of the autoscaler's metrics port.
+    #[arg(long, env = "AUTOSCALER_METRICS_BIND", default_value = "127.0.0.1")]
+    pub metrics_bind: IpAddr,
+    /// Write each worker's log to DIR/worker-<n>.log instead of this process's stderr.
+    #[arg(long, env = "WORKER_LOG_DIR")]
+    pub worker_log_dir: Option<PathBuf>,
+    /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
+    #[arg(long, env = "PROMETHEUS_FILE_SD")]
+    pub prometheus_file_sd: Option<PathBuf>,
+}
+
+impl AutoscaleArgs {
+    /// The validated config; the manifest is read and checked here.
+    pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
+        let broker = self.broker.to_config()?;
+        let (hpa_yaml, _) = AutoscaleConfig::check_manifest(&self.hpa)?;
+        if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
+            return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
+        }
+        if self.sync_period < Duration::from_millis(100) {
+            return Err(ConfigError::new("SYNC_PERIOD must be at least 100ms"));
+        }
+        let source = match self.metric_source.as_str() {
+            "prometheus" => MetricSource::Prometheus {
+                url: http_url("PROMETHEUS_URL", &self.prometheus_url)?,
+            },
+            _ => MetricSource::Broker {
+                endpoint: http_url("RABBIT_PROMETHEUS_URL", &self.rabbit_prometheus_url)?,
+            },
+        };
+        let exe = std::env::current_exe().map_err(|e| {
+            ConfigError::new(format!(
+                "cannot find the warren executable to start workers: {e}"
+            ))
+        })?;
+        let env = vec![
+            ("AMQP_URL".to_owned(), broker.url.expose().to_owned()),
+            ("QUEUE".to_owned(), broker.queue.to_string()),
+            ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
+            ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
+            ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
+        ];
+        Ok(AutoscaleConfig {
+            hpa_path: self.hpa.clone(),
+            hpa_yaml,
+            worker: WorkerSpec {
+                exe,
+                env,
+                grace: Duration::from_millis(self.work.grace_ms),
+                log_dir: self.worker_log_dir.clone(),
+                file_sd: self.prometheus_file_sd.clone(),
+            },
+            source,
+            sync_period: self.sync_period,
+            speed: self.speed,
+            metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
+        })
+    }
+}
+
+/// Checks an http:// URL setting.
+fn http_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(raw.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::new(format!(
+            "{name} {raw:?} is not an http:// URL"
+        ))),
+    }
 }

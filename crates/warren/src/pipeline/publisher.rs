@@ -21,9 +21,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Backoff};
 use crate::config::BrokerConfig;
-use crate::job::{message_properties, now_ms, JobId, JobIdGenerator};
+use crate::pipeline::broker::{self, Backoff};
+use crate::pipeline::job::{message_properties, now_ms, JobId, JobIdGenerator};
 
 /// Why a job was not accepted; every variant means "answer 503, the client may retry".
 #[derive(Debug, thiserror::Error)]

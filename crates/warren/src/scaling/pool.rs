@@ -275,7 +275,7 @@ impl WorkerPool {
         let url = format!("http://127.0.0.1:{port}/metrics");
         match self.http.get(url).send().await {
             Ok(response) => match response.text().await {
-                Ok(text) => crate::metric_source::parse_samples(&text)
+                Ok(text) => crate::scaling::metric_source::parse_samples(&text)
                     .into_iter()
                     .find(|s| s.name == "jobs_in_flight")
                     .map_or(f64::INFINITY, |s| s.value),

@@ -4,7 +4,7 @@
 //! starts the [`Publisher`] and drains on shutdown: stop accepting, let in-flight requests finish
 //! (their publishes confirmed or answered 503), then close the AMQP connection.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Json, Router};
+use clap::Args;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,10 +25,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
-use crate::config::BrokerConfig;
-use crate::job::JobId;
+use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
-use crate::publisher::{PublishError, Publisher, PublisherOptions};
+use crate::pipeline::broker::BrokerArgs;
+use crate::pipeline::job::JobId;
+use crate::pipeline::publisher::{PublishError, Publisher, PublisherOptions};
 
 /// The most jobs one `/generate?count=N` call may ask for.
 pub const MAX_BATCH: u16 = 1000;
@@ -423,6 +425,57 @@ async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: Cancell
     }
     drop(listener);
     connections.shutdown().await;
+}
+
+/// Options of `warren web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Broker and queue.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// HTTP port (0 picks a free port and logs it).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// How long /generate waits for the broker's confirm before answering 503, in ms.
+    #[arg(long, env = "CONFIRM_TIMEOUT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub confirm_timeout_ms: u64,
+    /// Longest time any request may take before it is answered 503, in ms.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub request_timeout_ms: u64,
+    /// Most requests served at once; beyond it requests are answered 503 at once.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_concurrent_requests: u64,
+    /// AMQP channels (in confirm mode) that publishes are spread over.
+    #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub publish_channels: u64,
+}
+
+impl WebArgs {
+    /// The validated config.
+    pub fn to_config(&self) -> Result<WebConfig, ConfigError> {
+        if self.confirm_timeout_ms >= self.request_timeout_ms {
+            return Err(ConfigError::new(
+                "CONFIRM_TIMEOUT_MS must be shorter than REQUEST_TIMEOUT_MS",
+            ));
+        }
+        Ok(WebConfig {
+            listen: SocketAddr::new(self.bind, self.port),
+            broker: self.broker.to_config()?,
+            publisher: PublisherOptions {
+                confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
+                channels: usize::try_from(self.publish_channels).unwrap_or(4),
+            },
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_concurrent_requests: usize::try_from(self.max_concurrent_requests).unwrap_or(4096),
+        })
+    }
 }
 
 #[cfg(test)]

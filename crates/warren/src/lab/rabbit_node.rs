@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -406,7 +407,7 @@ impl Drop for RabbitNode {
 
 /// `warren broker`: runs a private node until `shutdown`, printing its addresses.
 pub async fn run_foreground(
-    args: crate::cli::BrokerNodeArgs,
+    args: BrokerNodeArgs,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let (dir, remove) = match args.dir {
@@ -462,4 +463,16 @@ impl RabbitNode {
             .stdin(Stdio::null());
         command
     }
+}
+
+/// Options of `warren broker`.
+#[derive(Debug, Args)]
+pub struct BrokerNodeArgs {
+    /// Data directory of the node; by default a fresh temporary one, removed at exit.
+    #[arg(long, env = "WARREN_BROKER_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also write AMQP_URL, RABBIT_PROMETHEUS_URL and RABBIT_MANAGEMENT_URL to this file, once
+    /// the node is up (for scripts).
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
 }

@@ -1,0 +1,26 @@
+//! The one-machine lab: everything needed to run, load and watch the system on one machine
+//! without a cluster: private broker and Prometheus nodes, the load generator, the demo, its
+//! live view and its report.
+//!
+//! May use [`crate::scaling`], [`crate::pipeline`] and the shared leaf modules. Nothing below
+//! it uses it.
+//!
+//! - [`rabbit_node`]: a private RabbitMQ node for `warren broker`, the demo and the tests.
+//! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
+//! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
+//! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
+//! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web,
+//!   autoscaler, load, live view, report.
+//! - [`dashboard`]: the demo's live terminal view.
+//! - [`report`]: the demo's report: time-series CSV, charts, HTML page; also `warren simulate`'s.
+//! - [`simulate`]: `warren simulate`, policies x scenarios in the simulator ([`warren_sim`]): a
+//!   table and a report.
+
+pub mod dashboard;
+pub mod demo;
+pub mod ledger;
+pub mod load;
+pub mod prometheus_node;
+pub mod rabbit_node;
+pub mod report;
+pub mod simulate;

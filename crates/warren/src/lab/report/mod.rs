@@ -1,0 +1,534 @@
+//! The demo's report: a time-series CSV, charts and an HTML page; the same charts and page for
+//! several simulated runs overlaid ([`write_comparison`], used by `warren simulate`).
+//!
+//! [`write_report`] writes, into one directory:
+//!
+//! - `timeseries.csv`: one row per [`Sample`], every field (read back with [`read_timeseries`]);
+//! - `totals.json`: the [`Totals`], for scripts and tests;
+//! - four SVG charts: queue depth, workers (current, ready, desired), arrival rate, queue wait p95;
+//! - `index.html`: one self-contained page with the totals, the charts and the autoscaler's
+//!   decisions.
+//!
+//! The report is drawn from samples alone, whatever produced them; one concern a file:
+//! - `timeseries`: the samples as CSV, written and read back;
+//! - `charts`: the SVG charts drawn from the samples;
+//! - `page`: the HTML page: the totals, the charts, the decisions.
+//!
+//! The charts are SVG so that nothing here needs a font: the SVG carries its text as `<text>`
+//! elements and the browser (or any SVG viewer) lays it out with its own fonts.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+mod charts;
+mod page;
+mod timeseries;
+
+use charts::charts;
+pub use charts::Series;
+use page::{charts_html, decisions_html, index_html, page_head, table_html};
+use timeseries::{parse_timeseries, timeseries_csv, CSV_HEADER};
+
+/// One sample of the demo's state, taken about once a second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Seconds since the demo started.
+    pub t_secs: f64,
+    /// Messages ready in the work queue.
+    pub queue_ready: f64,
+    /// Messages delivered and not yet acked.
+    pub queue_unacked: f64,
+    /// Jobs accepted (answered 200) per second by `/generate`, over the last interval.
+    pub arrival_rate: f64,
+    /// The load's target rate at this time (requests per second).
+    pub target_rate: f64,
+    /// Live worker processes.
+    pub workers_current: u32,
+    /// Workers whose `/readyz` answers 200.
+    pub workers_ready: u32,
+    /// The autoscaler's desired replica count.
+    pub workers_desired: u32,
+    /// Jobs acked so far, all workers together.
+    pub processed_total: u64,
+    /// 95th percentile of queue wait over the last interval, if any job finished in it.
+    pub queue_wait_p95_secs: Option<f64>,
+}
+
+/// The demo's totals, shown at the top of the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Jobs answered 200 by `/generate`.
+    pub accepted: u64,
+    /// Distinct accepted jobs acked by a worker.
+    pub processed: u64,
+    /// Accepted jobs never acked.
+    pub lost: u64,
+    /// Acks beyond the first for the same job.
+    pub duplicates: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Sum over workers of their lifetimes, in seconds.
+    pub worker_seconds: f64,
+    /// The demo's wall-clock duration, in seconds.
+    pub duration_secs: f64,
+}
+
+/// The time series' file name inside the report directory.
+pub const TIMESERIES_FILE: &str = "timeseries.csv";
+/// The totals' file name inside the report directory.
+pub const TOTALS_FILE: &str = "totals.json";
+/// The HTML page's file name inside the report directory.
+pub const INDEX_FILE: &str = "index.html";
+/// The charts' file names inside the report directory, in the order the page shows them.
+pub const CHART_FILES: [&str; 4] = [
+    "queue_depth.svg",
+    "workers.svg",
+    "arrival_rate.svg",
+    "queue_wait_p95.svg",
+];
+
+/// Writes the report into `dir` (created if missing) and returns the HTML page's path.
+///
+/// `decisions` are the autoscaler's decisions, one human-readable line each; the page shows them
+/// as text, never as markup.
+pub fn write_report(
+    dir: &Path,
+    samples: &[Sample],
+    totals: &Totals,
+    decisions: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+
+    write_file(&dir.join(TIMESERIES_FILE), &timeseries_csv(samples))?;
+    let totals_json = serde_json::to_string_pretty(totals).context("cannot encode the totals")?;
+    write_file(&dir.join(TOTALS_FILE), &totals_json)?;
+
+    let charts = charts(&[Series { label: "", samples }]);
+    write_charts(dir, &charts)?;
+
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    Ok(index)
+}
+
+fn write_charts(dir: &Path, charts: &[charts::Chart; 4]) -> anyhow::Result<()> {
+    for (chart, file) in charts.iter().zip(CHART_FILES) {
+        let svg = chart
+            .render()
+            .with_context(|| format!("cannot draw the chart {file}"))?;
+        write_file(&dir.join(file), &svg)?;
+    }
+    Ok(())
+}
+
+/// A table for the page: a header row and rows of cells, all text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// The column names.
+    pub columns: Vec<String>,
+    /// The rows, one cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Writes a report of several runs over one load into `dir`, with the demo's charts (every run
+/// overlaid), a `timeseries.csv` whose first column names the run, `totals_json` as
+/// `totals.json`, and a page with `title`, `summary`, the comparison `table` and the decisions.
+/// Returns the page's path.
+pub fn write_comparison(
+    dir: &Path,
+    title: &str,
+    summary: &str,
+    runs: &[Series<'_>],
+    totals_json: &str,
+    table: &Table,
+    decisions: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut csv = format!("run,{}\n", CSV_HEADER.join(","));
+    for run in runs {
+        for line in timeseries_csv(run.samples).lines().skip(1) {
+            let _ = writeln!(csv, "{},{line}", csv_field(run.label));
+        }
+    }
+    write_file(&dir.join(TIMESERIES_FILE), &csv)?;
+    write_file(&dir.join(TOTALS_FILE), totals_json)?;
+    let charts = charts(runs);
+    write_charts(dir, &charts)?;
+    let mut html = page_head(title, summary);
+    html.push_str(&table_html(table));
+    html.push_str(&charts_html(&charts));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &html)?;
+    Ok(index)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Reads a `timeseries.csv` written by [`write_report`] back into samples.
+pub fn read_timeseries(path: &Path) -> anyhow::Result<Vec<Sample>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_timeseries(&text)
+        .with_context(|| format!("{} is not a warren time series", path.display()))
+}
+
+fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page::format_duration;
+    use super::*;
+
+    /// A run that scales from one worker up to four and back, with a gap in the queue wait.
+    fn synthetic_series() -> Vec<Sample> {
+        (0..120u32)
+            .map(|i| {
+                let t = f64::from(i);
+                let up = i > 20 && i < 80;
+                let workers = if up { 1 + (i - 20).min(30) / 10 } else { 1 };
+                Sample {
+                    t_secs: t + 0.25,
+                    queue_ready: if up { f64::from(i % 17) * 1.5 } else { 0.0 },
+                    queue_unacked: f64::from(workers),
+                    arrival_rate: if up {
+                        2.0 + f64::from(i % 3) / 3.0
+                    } else {
+                        0.2
+                    },
+                    target_rate: if up { 2.0 } else { 0.2 },
+                    workers_current: workers,
+                    workers_ready: workers.saturating_sub(u32::from(i % 10 == 0)),
+                    workers_desired: if up { 4 } else { 1 },
+                    processed_total: u64::from(i) * 3,
+                    queue_wait_p95_secs: (i % 25 != 0).then(|| 0.1 + f64::from(i) / 7.0),
+                }
+            })
+            .collect()
+    }
+
+    fn totals() -> Totals {
+        Totals {
+            accepted: 361,
+            processed: 358,
+            lost: 0,
+            duplicates: 0,
+            dead_lettered: 3,
+            worker_seconds: 812.4,
+            duration_secs: 252.4,
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("warren-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Checks that `text` is well-formed XML as far as tags go: every element that opens closes,
+    /// in order, and attribute values are quoted. Enough to catch a broken writer without an XML
+    /// parser in the dependencies.
+    fn assert_well_formed_xml(text: &str) {
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('<') {
+            let after = &rest[start + 1..];
+            let end = after.find('>').expect("a tag that never closes");
+            let tag = &after[..end];
+            rest = &after[end + 1..];
+            if tag.starts_with('?') || tag.starts_with('!') {
+                continue;
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack.pop().expect("a closing tag with no opening one");
+                assert_eq!(open, name.trim(), "tags closed out of order");
+                continue;
+            }
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap_or_default();
+            assert!(!name.is_empty(), "a tag without a name: <{tag}>");
+            assert_eq!(
+                tag.matches('"').count() % 2,
+                0,
+                "an unbalanced quote in <{tag}>"
+            );
+            if !tag.ends_with('/') {
+                stack.push(name.to_string());
+            }
+        }
+        assert!(stack.is_empty(), "tags left open: {stack:?}");
+        assert!(text.trim_start().starts_with("<svg") || text.trim_start().starts_with("<?xml"));
+    }
+
+    #[test]
+    fn report_writes_every_file_and_returns_the_page() {
+        let dir = temp_dir("files");
+        let index =
+            write_report(&dir, &synthetic_series(), &totals(), &["one".into()]).expect("report");
+        assert_eq!(index, dir.join(INDEX_FILE));
+        for file in [INDEX_FILE, TIMESERIES_FILE, TOTALS_FILE]
+            .into_iter()
+            .chain(CHART_FILES)
+        {
+            let meta = std::fs::metadata(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(meta.len() > 0, "{file} is empty");
+        }
+        let totals_back: Totals =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(TOTALS_FILE)).expect("totals"))
+                .expect("totals json");
+        assert_eq!(totals_back, totals());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_csv_round_trips_every_sample() {
+        let dir = temp_dir("csv");
+        let mut samples = synthetic_series();
+        samples[3].arrival_rate = 1.0 / 3.0;
+        samples[4].queue_wait_p95_secs = Some(0.123_456_789_012_345_6);
+        write_report(&dir, &samples, &totals(), &[]).expect("report");
+        let back = read_timeseries(&dir.join(TIMESERIES_FILE)).expect("read back");
+        assert_eq!(back, samples);
+        let text = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
+        assert_eq!(text.lines().next(), Some(CSV_HEADER.join(",").as_str()));
+        assert_eq!(text.lines().count(), samples.len() + 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_timeseries_reader_names_the_bad_field() {
+        let text = format!("{}\n1,2,3,4,5,6,7,eight,9,\n", CSV_HEADER.join(","));
+        let err = parse_timeseries(&text)
+            .expect_err("not a number")
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("workers_desired"),
+            "{err}"
+        );
+        assert!(parse_timeseries("a,b\n").is_err());
+    }
+
+    #[test]
+    fn report_page_shows_totals_and_escapes_decisions() {
+        let dir = temp_dir("html");
+        let decisions = vec![
+            "t=30s 1 -> 4 ScaleUpStabilized queue_messages_ready=12 target 2".to_string(),
+            "<script>alert('x')</script> & more".to_string(),
+        ];
+        let index = write_report(&dir, &synthetic_series(), &totals(), &decisions).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        for needle in [
+            ">361<",
+            ">358<",
+            ">3<",
+            ">812<",
+            "4m 12s",
+            "accepted",
+            "processed",
+            "lost",
+            "duplicates",
+            "dead-lettered",
+            "worker-seconds",
+            "duration",
+            "No job lost",
+            "ScaleUpStabilized",
+        ] {
+            assert!(html.contains(needle), "the page lacks {needle:?}");
+        }
+        assert!(
+            !html.contains("<script>"),
+            "a decision line was not escaped"
+        );
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        for file in CHART_FILES {
+            assert!(
+                html.contains(&format!("src=\"{file}\"")),
+                "the page does not show {file}"
+            );
+        }
+        assert!(
+            !html.contains("src=\"/"),
+            "images must be referenced relatively"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_page_flags_lost_and_duplicate_jobs() {
+        let dir = temp_dir("flags");
+        let bad = Totals {
+            lost: 2,
+            duplicates: 1,
+            ..totals()
+        };
+        let index = write_report(&dir, &synthetic_series(), &bad, &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("verdict bad"));
+        assert!(html.contains("class=\"total bad\" id=\"total-lost\""));
+        assert!(html.contains("class=\"total bad\" id=\"total-duplicates\""));
+        assert!(!html.contains("No job lost"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_charts_are_well_formed_svg_with_titles_and_legends() {
+        let dir = temp_dir("svg");
+        write_report(&dir, &synthetic_series(), &totals(), &[]).expect("report");
+        let expected = [
+            ("queue_depth.svg", ["Queue depth", "messages", "unacked"]),
+            (
+                "workers.svg",
+                [
+                    "Workers: current vs desired",
+                    "workers",
+                    "desired (autoscaler)",
+                ],
+            ),
+            (
+                "arrival_rate.svg",
+                ["Arrival rate", "jobs per second", "target rate"],
+            ),
+            (
+                "queue_wait_p95.svg",
+                ["Queue wait p95", "seconds", "p95 of time in queue"],
+            ),
+        ];
+        for (file, texts) in expected {
+            let svg = std::fs::read_to_string(dir.join(file)).expect("svg");
+            assert_well_formed_xml(&svg);
+            assert!(
+                svg.contains("time since start (s)"),
+                "{file} lacks its x axis label"
+            );
+            for text in texts {
+                assert!(svg.contains(text), "{file} lacks {text:?}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_without_samples_still_writes_a_page() {
+        let dir = temp_dir("empty");
+        let index =
+            write_report(&dir.join("nested"), &[], &Totals::default(), &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("No decision was recorded"));
+        for file in CHART_FILES {
+            let svg = std::fs::read_to_string(dir.join("nested").join(file)).expect("svg");
+            assert_well_formed_xml(&svg);
+        }
+        assert_eq!(
+            read_timeseries(&dir.join("nested").join(TIMESERIES_FILE)).expect("csv"),
+            vec![]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_survives_values_that_are_not_numbers() {
+        let dir = temp_dir("nan");
+        let mut samples = synthetic_series();
+        samples[5].queue_ready = f64::NAN;
+        samples[6].arrival_rate = f64::INFINITY;
+        samples[7].queue_wait_p95_secs = Some(f64::NAN);
+        write_report(&dir, &samples, &totals(), &[]).expect("report");
+        for file in CHART_FILES {
+            let svg = std::fs::read_to_string(dir.join(file)).expect("svg");
+            assert_well_formed_xml(&svg);
+            assert!(
+                !svg.contains("NaN") && !svg.contains("inf"),
+                "{file} has a non-number"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_comparison_overlays_every_run_with_one_table() {
+        let dir = temp_dir("comparison");
+        let a = synthetic_series();
+        let b: Vec<Sample> = a
+            .iter()
+            .map(|s| Sample {
+                workers_desired: s.workers_desired + 1,
+                ..s.clone()
+            })
+            .collect();
+        let runs = [
+            Series {
+                label: "shipped",
+                samples: &a,
+            },
+            Series {
+                label: "seed, v2",
+                samples: &b,
+            },
+        ];
+        let table = Table {
+            columns: vec!["policy".into(), "wait p95 s".into()],
+            rows: vec![
+                vec!["shipped".into(), "24.5".into()],
+                vec!["seed, v2".into(), "<40>".into()],
+            ],
+        };
+        let index = write_comparison(
+            &dir,
+            "warren simulate: demo",
+            "two policies",
+            &runs,
+            "{\"runs\": []}",
+            &table,
+            &["shipped: t=0.0s decision".into()],
+        )
+        .expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("<h1>warren simulate: demo</h1>"));
+        assert!(html.contains("<td>&lt;40&gt;</td>"), "cells are escaped");
+        assert!(html.contains("shipped: t=0.0s decision"));
+        let csv = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
+        assert_eq!(csv.lines().count(), 1 + a.len() + b.len());
+        assert!(csv.starts_with("run,t_secs,"));
+        assert!(
+            csv.contains("\n\"seed, v2\",0.25,"),
+            "a label with a comma is quoted"
+        );
+        let workers = std::fs::read_to_string(dir.join("workers.svg")).expect("svg");
+        assert_well_formed_xml(&workers);
+        for legend in ["shipped: desired", "seed, v2: current"] {
+            assert!(workers.contains(legend), "workers.svg lacks {legend:?}");
+        }
+        let rates = std::fs::read_to_string(dir.join("arrival_rate.svg")).expect("svg");
+        assert!(rates.contains("seed, v2: processed per second"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(TOTALS_FILE)).expect("totals"),
+            "{\"runs\": []}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_durations_read_as_minutes_and_seconds() {
+        assert_eq!(format_duration(7.4), "7s");
+        assert_eq!(format_duration(252.4), "4m 12s");
+        assert_eq!(format_duration(3725.0), "1h 02m 05s");
+        assert_eq!(format_duration(f64::NAN), "unknown");
+    }
+}

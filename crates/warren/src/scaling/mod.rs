@@ -1,0 +1,12 @@
+//! The scaling loop: the Kubernetes HPA algorithm (`warren-hpa`) reading the queue's metrics and
+//! sizing a local pool of workers, as the cluster's controller sizes a Deployment.
+//!
+//! May use [`crate::pipeline`] and the shared leaf modules; never [`crate::lab`].
+//!
+//! - [`metric_source`]: reads the HPA's metrics from the broker or from Prometheus.
+//! - [`pool`]: the local scale target, a pool of `warren worker` processes with drain-aware scale-down.
+//! - [`autoscale`]: `warren autoscale`, the HPA engine driving the pool.
+
+pub mod autoscale;
+pub mod metric_source;
+pub mod pool;
