@@ -215,6 +215,12 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, WAIT_MAX_MICROS, 3).expect("valid histogram bounds")
 }
 
+/// The per-sample histogram is cleared at every sample, thousands of times a run: milliseconds
+/// to 2 significant digits keep it a few thousand counts, where the totals' one has 60,000.
+fn interval_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, WAIT_MAX_MICROS / 1000, 2).expect("valid histogram bounds")
+}
+
 impl<'a> Sim<'a> {
     fn new(
         scenario: &'a Scenario,
@@ -255,7 +261,7 @@ impl<'a> Sim<'a> {
             keda_cached: None,
             keda_last_active: None,
             waits: histogram(),
-            interval_waits: histogram(),
+            interval_waits: interval_histogram(),
             totals: Totals {
                 scenario: scenario.description.clone(),
                 policy: policy.name().to_owned(),
@@ -583,7 +589,7 @@ impl<'a> Sim<'a> {
         let wait = job.started - job.message.arrived;
         let micros = (wait * 1e6).round() as u64;
         self.waits.saturating_record(micros);
-        self.interval_waits.saturating_record(micros);
+        self.interval_waits.saturating_record(micros / 1000);
         self.totals.wait_max_secs = self.totals.wait_max_secs.max(wait);
         match state {
             State::Ready => self.free.push_back((index, generation)),
@@ -820,7 +826,7 @@ impl<'a> Sim<'a> {
             }
         };
         let p95 = (!self.interval_waits.is_empty())
-            .then(|| self.interval_waits.value_at_quantile(0.95) as f64 / 1e6);
+            .then(|| self.interval_waits.value_at_quantile(0.95) as f64 / 1e3);
         self.interval_waits.reset();
         self.samples.push(Sample {
             t_secs: self.now,
