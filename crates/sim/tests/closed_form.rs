@@ -110,6 +110,20 @@ fn drain_interrupts_no_job_and_no_drain_interrupts_some() {
             + outcome.totals.jobs_unfinished,
         outcome.totals.jobs_arrived
     );
+
+    // Stopping idle workers first, as WorkerPool does, interrupts fewer jobs than a ReplicaSet,
+    // which does not look at the jobs in hand.
+    let idle_first = Scenario::from_yaml(&format!(
+        "description: i\nslo_secs: 10\n{base}workers: {{ drain: false, victim_order: idle_first }}\n"
+    ))
+    .expect("valid");
+    let idle = run(&idle_first, &policy).expect("runs");
+    assert!(
+        idle.totals.jobs_interrupted < outcome.totals.jobs_interrupted,
+        "idle first {} vs replicaset {}",
+        idle.totals.jobs_interrupted,
+        outcome.totals.jobs_interrupted
+    );
 }
 
 #[test]
