@@ -358,10 +358,16 @@ struct ScaledObject {
 #[serde(deny_unknown_fields)]
 struct Metadata {
     name: String,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     namespace: Option<String>,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
 }
@@ -388,6 +394,8 @@ struct ScaledObjectSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Advanced {
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     restore_to_original_replica_count: Option<bool>,
     #[serde(default)]
@@ -408,9 +416,13 @@ struct HpaConfig {
 struct Trigger {
     #[serde(rename = "type")]
     type_: String,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     name: Option<String>,
     metadata: RabbitMetadata,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     authentication_ref: Option<Value>,
     #[serde(default)]
@@ -436,10 +448,16 @@ struct RabbitMetadata {
     activation_value: Option<String>,
     #[serde(default)]
     exclude_unacknowledged: Option<String>,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     host: Option<String>,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     host_from_env: Option<String>,
+    // Accepted as KEDA has it; it changes nothing the simulator models.
+    #[allow(dead_code)]
     #[serde(default)]
     vhost_name: Option<String>,
 }
@@ -453,11 +471,6 @@ impl ScaledObject {
                 self.api_version, self.kind
             ));
         }
-        let _ = (
-            &self.metadata.namespace,
-            &self.metadata.labels,
-            &self.metadata.annotations,
-        );
         let spec = self.spec;
         let [trigger] = &spec.triggers[..] else {
             return err(format!(
@@ -471,9 +484,7 @@ impl ScaledObject {
                 trigger.type_
             ));
         }
-        let _ = (&trigger.name, &trigger.authentication_ref);
         let m = &trigger.metadata;
-        let _ = (&m.host, &m.host_from_env, &m.vhost_name);
         let number = |field: &str, v: &Option<String>| -> Result<Option<f64>, PolicyError> {
             v.as_ref()
                 .map(|s| {
@@ -562,10 +573,6 @@ impl ScaledObject {
             .advanced
             .as_ref()
             .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
-        let _ = spec
-            .advanced
-            .as_ref()
-            .map(|a| a.restore_to_original_replica_count);
         let hpa_name = hpa_config
             .and_then(|c| c.name.clone())
             .unwrap_or_else(|| format!("keda-hpa-{}", self.metadata.name));
