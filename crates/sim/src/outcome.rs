@@ -9,7 +9,7 @@ pub struct Totals {
     pub scenario: String,
     /// The policy's name.
     pub policy: String,
-    /// Simulated seconds.
+    /// Simulated seconds (less than the scenario's with `end_when_settled`).
     pub duration_secs: f64,
     /// Jobs that arrived.
     pub jobs_arrived: u64,

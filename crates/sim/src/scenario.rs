@@ -29,8 +29,12 @@ impl From<warren_strict::Error> for ScenarioError {
 pub struct Scenario {
     /// One line: what this scenario stands for.
     pub description: String,
-    /// How long to simulate, in seconds.
+    /// How long to simulate, in seconds (at most, with `end_when_settled`).
     pub duration_secs: f64,
+    /// End at the first sample after the load is over with the queue empty and the workers back
+    /// at the policy's minimum, as `warren demo` does.
+    #[serde(default)]
+    pub end_when_settled: bool,
     /// The seed of every random draw; the same seed gives the same run, bit for bit.
     #[serde(default)]
     pub seed: u64,

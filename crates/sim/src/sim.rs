@@ -426,6 +426,12 @@ impl<'a> Sim<'a> {
             }
             Event::Sample => {
                 self.sample();
+                if self.scenario.end_when_settled && self.settled() {
+                    // As `warren demo` stops: the load over, the queue empty, the pool back
+                    // at its minimum.
+                    self.end = self.now;
+                    return;
+                }
                 let next = self.now + self.scenario.sample_interval();
                 self.schedule(next.min(self.end), Event::Sample);
                 if self.now >= self.end {
@@ -434,6 +440,23 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// No more arrivals, nothing ready or in hand, no worker stopping, and the pool at the
+    /// policy's minimum.
+    fn settled(&self) -> bool {
+        let bursts_over = self
+            .scenario
+            .arrivals
+            .bursts
+            .iter()
+            .all(|b| b.at_secs <= self.now);
+        self.next_arrival.is_none()
+            && bursts_over
+            && self.queue.is_empty()
+            && self.unacked == 0
+            && self.current == self.controller.min
+            && self.workers.iter().all(|w| w.state != State::Stopping)
     }
 
     fn live(&self) -> Signals {
@@ -846,6 +869,7 @@ impl<'a> Sim<'a> {
 
     fn finish(mut self, metric_names: Vec<String>) -> RunOutcome {
         let end = self.end;
+        self.totals.duration_secs = end;
         for w in &self.workers {
             if w.state != State::Gone {
                 self.totals.worker_seconds += end - w.created;

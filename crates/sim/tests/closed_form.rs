@@ -249,3 +249,21 @@ fn policy_with_formula(hpa: &str, factory: warren_sim::FormulaFactory) -> Policy
     PolicySpec::from_hpa_yaml_with_formulas("needed", hpa, vec![(0, factory)])
         .expect("valid with a formula")
 }
+
+#[test]
+fn the_demo_scenario_ends_when_the_pool_is_back_at_its_minimum() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/demo.yaml"
+    ))
+    .expect("the demo scenario");
+    let demo = Scenario::from_yaml(&text).expect("valid");
+    let policy = PolicySpec::from_hpa_yaml("shipped", SHIPPED_HPA).expect("valid");
+    let outcome = run(&demo, &policy).expect("runs");
+    let t = &outcome.totals;
+    assert!(t.duration_secs < demo.duration_secs, "{}", t.duration_secs);
+    assert!(t.duration_secs > 75.0);
+    assert_eq!((t.jobs_done, t.jobs_unfinished), (t.jobs_arrived, 0));
+    let last = outcome.samples.last().expect("samples");
+    assert_eq!((last.t_secs, last.workers_current), (t.duration_secs, 1));
+}
