@@ -228,6 +228,10 @@ pub struct ReplicaOverrides {
     pub max: Option<u32>,
 }
 
+/// The most jobs one run may have: each may wait in memory at once (24 bytes each).
+pub const MAX_JOBS: f64 = 50_000_000.0;
+/// The most samples one run's time series may have.
+pub const MAX_SAMPLES: f64 = 1_000_000.0;
 /// The longest simulated run: 30 days, as the longest pattern.
 pub const MAX_DURATION_SECS: f64 = warren_pattern::MAX_PATTERN_SECS;
 
@@ -253,7 +257,24 @@ impl Scenario {
                 return bad("sample_secs", "must be at least 0.01");
             }
         }
-        self.pattern()?;
+        if self.duration_secs / self.sample_interval() > MAX_SAMPLES {
+            return bad(
+                "sample_secs",
+                &format!("gives more than {MAX_SAMPLES} samples; take a longer interval"),
+            );
+        }
+        let pattern_jobs = self.pattern()?.map_or(0.0, |p| p.integral(p.duration()));
+        let burst_jobs: f64 = self.arrivals.bursts.iter().map(|b| f64::from(b.jobs)).sum();
+        if pattern_jobs + burst_jobs > MAX_JOBS {
+            return bad(
+                "arrivals",
+                &format!(
+                    "asks for {:.0} jobs; a run takes at most {MAX_JOBS} (every one may wait in \
+                     memory at once)",
+                    pattern_jobs + burst_jobs
+                ),
+            );
+        }
         for (i, burst) in self.arrivals.bursts.iter().enumerate() {
             if !(burst.at_secs.is_finite() && burst.at_secs >= 0.0) {
                 return bad(

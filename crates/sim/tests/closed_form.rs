@@ -267,3 +267,19 @@ fn the_demo_scenario_ends_when_the_pool_is_back_at_its_minimum() {
     let last = outcome.samples.last().expect("samples");
     assert_eq!((last.t_secs, last.workers_current), (t.duration_secs, 1));
 }
+
+#[test]
+fn a_scenario_too_big_for_memory_is_refused() {
+    let err = Scenario::from_yaml(
+        "description: x\nduration_secs: 86400\nslo_secs: 1\narrivals: { pattern: constant, rate: 1000 }\nwork: { distribution: fixed, secs: 1 }\n",
+    )
+    .expect_err("86 million jobs")
+    .to_string();
+    assert!(err.starts_with("arrivals: asks for 86400000 jobs"), "{err}");
+    let err = Scenario::from_yaml(
+        "description: x\nduration_secs: 86400\nslo_secs: 1\nsample_secs: 0.01\narrivals: {}\nwork: { distribution: fixed, secs: 1 }\n",
+    )
+    .expect_err("8.6 million samples")
+    .to_string();
+    assert!(err.starts_with("sample_secs: gives more than"), "{err}");
+}
