@@ -238,6 +238,12 @@ fn simulate_refuses_bad_values_and_policies_with_one_line_and_exit_2() {
     ]);
     assert_one_line_exit_2(&out, &["hpa.yaml", "spec.maxReplicas"]);
 
+    let out = simulate(&["--hpa", &hpa, "--no-report"]);
+    assert_one_line_exit_2(
+        &out,
+        &["the following required arguments were not provided: --scenario <FILE>"],
+    );
+
     let out = simulate(&["--scenario", &scenario, "--no-report"]);
     assert_one_line_exit_2(&out, &["at least one --hpa FILE or --scaledobject FILE"]);
 
