@@ -251,16 +251,29 @@ fn run_color(index: usize) -> RGBColor {
 }
 
 /// Jobs processed per second between one sample and the previous one.
+/// Jobs processed per second over the last [`RATE_WINDOW_SECS`] (or since the first sample):
+/// workers that started together finish together, so a per-sample rate is a comb of spikes.
 fn processed_rates(samples: &[Sample]) -> Vec<Option<(f64, f64)>> {
+    let mut start = 0;
     samples
-        .windows(2)
-        .map(|w| {
-            let dt = w[1].t_secs - w[0].t_secs;
-            let done = w[1].processed_total.saturating_sub(w[0].processed_total) as f64;
-            (dt > 0.0).then(|| (w[1].t_secs, done / dt))
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, s)| {
+            while start + 1 < i && samples[start + 1].t_secs <= s.t_secs - RATE_WINDOW_SECS {
+                start += 1;
+            }
+            let from = &samples[start];
+            let dt = s.t_secs - from.t_secs;
+            let done = s.processed_total.saturating_sub(from.processed_total) as f64;
+            (dt > 0.0).then(|| (s.t_secs, done / dt))
         })
         .collect()
 }
+
+/// The window of the processed rate, in seconds.
+const RATE_WINDOW_SECS: f64 = 10.0;
+const GREY_LINE: RGBColor = RGBColor(110, 110, 110);
 
 /// The charts of [`CHART_FILES`], in order, for one run or several overlaid.
 pub(super) fn charts(runs: &[Series<'_>]) -> [Chart; 4] {
@@ -387,11 +400,16 @@ pub(super) fn workers_chart(runs: &[Series<'_>]) -> Chart {
 
 pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
     let mut lines = Vec::new();
-    // Compared runs share their arrivals; the first run's stand for all.
+    // Compared runs share their arrivals; the first run's stand for all, in grey so that the
+    // runs' colours stay theirs.
+    let (arrival_color, target_color) = match runs {
+        [_] => (BLUE_LINE, ORANGE_LINE),
+        _ => (GREY_LINE, GREY_LINE),
+    };
     if let Some(first) = runs.first() {
         lines.push(Line::new(
             "accepted (200) per second",
-            BLUE_LINE,
+            arrival_color,
             false,
             first
                 .samples
@@ -401,7 +419,7 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
         ));
         lines.push(Line::new(
             "load's target rate",
-            ORANGE_LINE,
+            target_color,
             true,
             first
                 .samples
@@ -413,7 +431,7 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
     match runs {
         [one] => lines.push(
             Line::new(
-                "processed (acked) per second",
+                "processed (acked) per second, 10 s mean",
                 GREEN_LINE,
                 false,
                 processed_rates(one.samples),
@@ -425,11 +443,11 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
                 lines.push(
                     Line::new(
                         format!("{}: processed per second", run.label),
-                        run_color(i + 2),
+                        run_color(i),
                         false,
                         processed_rates(run.samples),
                     )
-                    .width(1),
+                    .width(2),
                 );
             }
         }
@@ -438,7 +456,7 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
         title: "Arrival rate and processed rate",
         y_desc: "jobs per second",
         caption: "Jobs accepted per second by /generate, against the rate the load aimed at \
-                  (dashed), and jobs acked per second by the workers.",
+                  (dashed), and jobs acked per second by the workers over the last 10 s.",
         whole_numbers: false,
         lines,
     }
