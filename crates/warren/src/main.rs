@@ -59,6 +59,13 @@ fn main() -> ExitCode {
             warren::telemetry::init(filter);
             run(true, |shutdown| warren::lab::load::run(config, shutdown))
         }
+        Command::Simulate(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            // Pure computation: no runtime, no signal handler.
+            warren::lab::simulate::run(config)
+        }
         Command::Broker(args) => {
             warren::telemetry::init(filter);
             run(false, |shutdown| {

@@ -137,7 +137,10 @@ impl DemoArgs {
             pattern: demo_pattern(self.rate, self.duration)?,
             work: Duration::from_millis(self.work_ms),
             via_prometheus: self.metric_source == "prometheus",
-            report_dir: self.report_dir.clone().unwrap_or_else(default_report_dir),
+            report_dir: self
+                .report_dir
+                .clone()
+                .unwrap_or_else(|| default_report_dir("demo")),
             interactive: !self.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cooldown: self.cooldown,
         })
@@ -155,14 +158,15 @@ pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError>
     Pattern::parse_csv(&csv, None).map_err(|e| ConfigError::new(e.to_string()))
 }
 
-fn default_report_dir() -> PathBuf {
+/// `reports/<kind>-<UTC date>-<UTC time>`.
+pub(crate) fn default_report_dir(kind: &str) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
     PathBuf::from(format!(
-        "reports/demo-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        "reports/{kind}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
         rest / 3600,
         rest % 3600 / 60,
         rest % 60

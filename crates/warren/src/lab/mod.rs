@@ -12,7 +12,9 @@
 //! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web,
 //!   autoscaler, load, live view, report.
 //! - [`dashboard`]: the demo's live terminal view.
-//! - [`report`]: the demo's report: time-series CSV, charts, HTML page.
+//! - [`report`]: the demo's report: time-series CSV, charts, HTML page; also `warren simulate`'s.
+//! - [`simulate`]: `warren simulate`, policies x scenarios in the simulator ([`warren_sim`]): a
+//!   table and a report.
 
 pub mod dashboard;
 pub mod demo;
@@ -21,3 +23,4 @@ pub mod load;
 pub mod prometheus_node;
 pub mod rabbit_node;
 pub mod report;
+pub mod simulate;
