@@ -275,7 +275,7 @@ async fn supervise(shared: Arc<Shared>) {
 
 async fn open_link(shared: &Shared) -> Result<Link, broker::BrokerError> {
     let connection = broker::connect(&shared.config, "web").await?;
-    broker::declare_topology(&connection, &shared.config.queue).await?;
+    broker::declare_topology(&connection, &shared.config).await?;
     let mut channels = Vec::with_capacity(shared.options.channels);
     for _ in 0..shared.options.channels.max(1) {
         let channel = connection.create_channel().await?;
