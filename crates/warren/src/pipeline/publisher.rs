@@ -159,13 +159,32 @@ impl Publisher {
         match tokio::time::timeout(bound, self.publish_on(&link, &id)).await {
             Ok(Ok(())) => Ok(id),
             Ok(Err(e)) => {
-                if matches!(e, PublishError::Broken(_)) {
-                    self.shared.broken.notify_one();
+                match e {
+                    PublishError::Broken(_) => self.shared.broken.notify_one(),
+                    PublishError::Nacked => self.renew(&link),
+                    _ => {}
                 }
                 Err(e)
             }
-            Err(_) => Err(PublishError::NotConfirmed(bound)),
+            Err(_) => {
+                self.renew(&link);
+                Err(PublishError::NotConfirmed(bound))
+            }
         }
+    }
+
+    /// Replaces a link that missed a confirm or got a nack. After a cluster node is lost, the
+    /// quorum queue's client on a channel may still address the old leader: RabbitMQ's client
+    /// then nacks, or resends only after 10 s, while a new connection finds the new leader at
+    /// once.
+    fn renew(&self, link: &Arc<Link>) {
+        if link.connection.status().connected() {
+            let link = link.clone();
+            tokio::spawn(async move {
+                let _ = link.connection.close(200, "renewing the link".into()).await;
+            });
+        }
+        self.shared.broken.notify_one();
     }
 
     /// Publishes `count` jobs at once; all confirmed, or the error and those that were.
