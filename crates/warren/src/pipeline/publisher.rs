@@ -176,8 +176,12 @@ impl Publisher {
     /// Replaces a link that missed a confirm or got a nack. After a cluster node is lost, the
     /// quorum queue's client on a channel may still address the old leader: RabbitMQ's client
     /// then nacks, or resends only after 10 s, while a new connection finds the new leader at
-    /// once.
+    /// once. A connection the broker blocked (a resource alarm) is kept: any new one would
+    /// be blocked too.
     fn renew(&self, link: &Arc<Link>) {
+        if link.connection.status().blocked() {
+            return;
+        }
         if link.connection.status().connected() {
             let link = link.clone();
             tokio::spawn(async move {
