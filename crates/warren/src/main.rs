@@ -68,8 +68,12 @@ fn main() -> ExitCode {
         }
         Command::Broker(args) => {
             warren::telemetry::init(filter);
-            run(false, |shutdown| {
-                warren::lab::rabbit_node::run_foreground(args, shutdown)
+            run(false, |shutdown| async move {
+                if args.nodes > 1 {
+                    warren::lab::rabbit_cluster::run_foreground(args, shutdown).await
+                } else {
+                    warren::lab::rabbit_node::run_foreground(args, shutdown).await
+                }
             })
         }
     };

@@ -208,10 +208,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         node = RabbitNode::start(work_dir.join("rabbitmq"), true) => node?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let broker = BrokerConfig {
-        url: node.amqp_url(),
-        queue: config.queue.clone(),
-    };
+    let broker = BrokerConfig::new(node.amqp_url(), config.queue.clone());
 
     // warren web, in this process.
     let web_port = free_port()?;

@@ -6,6 +6,8 @@
 //! it uses it.
 //!
 //! - [`rabbit_node`]: a private RabbitMQ node for `warren broker`, the demo and the tests.
+//! - [`rabbit_cluster`]: several private nodes as one cluster, for `warren broker --nodes 3`
+//!   and the node-loss test.
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
 //! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
 //! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
@@ -21,6 +23,7 @@ pub mod demo;
 pub mod ledger;
 pub mod load;
 pub mod prometheus_node;
+pub mod rabbit_cluster;
 pub mod rabbit_node;
 pub mod report;
 pub mod simulate;
