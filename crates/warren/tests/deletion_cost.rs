@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Connection;
 use support::*;
 use warren::pipeline::job::{message_properties, now_ms, JobIdGenerator};
@@ -174,22 +175,53 @@ fn worker_with_cost(
     )
 }
 
-/// Publishes `n` jobs to `queue` as `warren web` would; returns their ids.
+/// Publishes `n` jobs to `queue` as `warren web` would, all before waiting for the confirms
+/// (so they are queued faster than a worker takes them); returns their ids.
 async fn publish_jobs(connection: &Connection, queue: &str, n: usize) -> Vec<String> {
     let ids = JobIdGenerator::new();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let mut published = Vec::new();
+    let mut confirms = Vec::new();
     for _ in 0..n {
         let id = ids.next_id();
-        publish_raw(
-            connection,
-            queue,
-            id.as_str().as_bytes(),
-            message_properties(&id, now_ms()),
-        )
-        .await;
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                id.as_str().as_bytes(),
+                message_properties(&id, now_ms()),
+            )
+            .await
+            .unwrap();
+        confirms.push(confirm);
         published.push(id.as_str().to_owned());
     }
+    for confirm in confirms {
+        assert!(confirm.await.unwrap().is_ack());
+    }
+    let _ = channel.close(200, "".into()).await;
     published
+}
+
+/// The time of day of a log line (its RFC 3339 timestamp), in seconds.
+fn logged_at(line: &str) -> f64 {
+    let time = &line[11..26]; // HH:MM:SS.ffffff
+    let h: f64 = time[0..2].parse().unwrap();
+    let m: f64 = time[3..5].parse().unwrap();
+    let s: f64 = time[6..].parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+/// The first log line that contains every needle.
+fn line_with<'a>(log: &'a str, needles: &[&str]) -> &'a str {
+    log.lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .unwrap_or_else(|| panic!("no log line with {needles:?}:\n{log}"))
 }
 
 async fn wait_acked(worker: &Warren, ids: &[String], timeout: Duration) {
@@ -251,12 +283,24 @@ async fn the_worker_patches_its_pod_cheap_when_idle_and_dear_when_busy() {
         );
         assert_eq!(r.body.as_object().unwrap().len(), 1);
     }
-    // Busy is written only after the job has run for the debounce time, idle only after the
-    // worker has been idle for it: so 1.5 s of work lie between the two (less a sample period).
+    // Busy is written only once the job has run for the debounce time, and while it still
+    // runs; idle only once the worker has been idle for the debounce time after the job.
     assert!(requests[1].at - published >= Duration::from_millis(300));
-    let busy_for = requests[2].at - requests[1].at;
-    assert!(busy_for >= Duration::from_millis(1400), "{busy_for:?}");
-    assert_eq!(count(&worker.log_text(), "pod-deletion-cost patched"), 3);
+    let log = worker.log_text();
+    let done = logged_at(line_with(&log, &["job done", &ids[0]]));
+    let busy = logged_at(line_with(&log, &["pod-deletion-cost patched", "cost=100"]));
+    let idle_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("pod-deletion-cost patched") && l.contains("cost=0"))
+        .collect();
+    assert_eq!(idle_lines.len(), 2, "{log}");
+    let idle = logged_at(idle_lines[1]);
+    assert!(busy < done, "busy written while the job ran: {log}");
+    assert!(
+        idle - done >= 0.3,
+        "idle written 300 ms after the job at the earliest: {log}"
+    );
+    assert_eq!(count(&log, "pod-deletion-cost patched"), 3);
     delete_queues(&connection, &queue).await;
 }
 
@@ -264,7 +308,8 @@ async fn the_worker_patches_its_pod_cheap_when_idle_and_dear_when_busy() {
 async fn short_jobs_and_short_gaps_between_jobs_make_no_calls() {
     let queue = unique_queue("cost-debounce");
     let (fake, kubeconfig) = fake_api_server(Answer::Ok).await;
-    let worker = worker_with_cost(&queue, 100, 1000, &kubeconfig);
+    // The default debounce, 2 s.
+    let worker = worker_with_cost(&queue, 250, 2000, &kubeconfig);
     worker.wait_ready("/readyz", Duration::from_secs(15)).await;
     wait_requests(&fake, 1, Duration::from_secs(10), &worker).await;
     assert_eq!(fake.costs(), ["0"]);
@@ -273,15 +318,15 @@ async fn short_jobs_and_short_gaps_between_jobs_make_no_calls() {
     let connection = amqp(&broker_url()).await;
     let ids = publish_jobs(&connection, &queue, 1).await;
     wait_acked(&worker, &ids, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(fake.costs(), ["0"], "a 100 ms job must not be written");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(fake.costs(), ["0"], "a 250 ms job must not be written");
 
-    // 30 jobs back to back (3 s of steady load): one busy patch, one idle patch after, none per
+    // 20 jobs back to back (5 s of steady load): one busy patch, one idle patch after, none per
     // job, though the worker is idle for a moment between any two jobs.
-    let ids = publish_jobs(&connection, &queue, 30).await;
+    let ids = publish_jobs(&connection, &queue, 20).await;
     wait_acked(&worker, &ids, Duration::from_secs(30)).await;
     wait_requests(&fake, 3, Duration::from_secs(10), &worker).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert_eq!(fake.costs(), ["0", "100", "0"]);
     delete_queues(&connection, &queue).await;
 }
