@@ -120,6 +120,11 @@ async fn fake_api_server(answer: Answer) -> (Fake, tempfile_path::TempPath) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (fake, kubeconfig_for(port))
+}
+
+/// A kubeconfig file whose cluster is `http://127.0.0.1:<port>`, no credentials.
+fn kubeconfig_for(port: u16) -> tempfile_path::TempPath {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
          clusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n\
@@ -128,7 +133,7 @@ async fn fake_api_server(answer: Answer) -> (Fake, tempfile_path::TempPath) {
     );
     let path = tempfile_path::TempPath::new("kubeconfig");
     std::fs::write(&path.0, kubeconfig).unwrap();
-    (fake, path)
+    path
 }
 
 /// A file path removed on drop.
@@ -248,6 +253,13 @@ fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Log lines at warning or error level, whoever wrote them (the kube client too).
+fn problems(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count()
+}
+
 #[tokio::test]
 async fn the_worker_patches_its_pod_cheap_when_idle_and_dear_when_busy() {
     let queue = unique_queue("cost-values");
@@ -344,6 +356,7 @@ async fn a_forbidden_patch_is_logged_once_and_the_jobs_still_get_done() {
     wait_requests(&fake, 3, Duration::from_secs(15), &worker).await;
     let log = worker.log_text();
     assert_eq!(count(&log, "pod-deletion-cost patch failed"), 1, "{log}");
+    assert_eq!(problems(&log), 1, "one warning, nothing else: {log}");
     assert!(log.contains("403"), "the warning says why: {log}");
     assert_eq!(count(&log, "pod-deletion-cost patched"), 0, "{log}");
     // The retries do back off: not one per sample.
@@ -378,10 +391,27 @@ async fn an_api_server_that_never_answers_times_out_once_and_the_jobs_still_get_
     wait_requests(&fake, 2, Duration::from_secs(15), &worker).await;
     let ids = publish_jobs(&connection, &queue, 2).await;
     wait_acked(&worker, &ids, Duration::from_secs(10)).await;
-    assert_eq!(
-        count(&worker.log_text(), "pod-deletion-cost patch failed"),
-        1
-    );
+    let log = worker.log_text();
+    assert_eq!(count(&log, "pod-deletion-cost patch failed"), 1, "{log}");
+    assert_eq!(problems(&log), 1, "one warning, nothing else: {log}");
+    delete_queues(&connection, &queue).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_logged_once_and_the_jobs_still_get_done() {
+    let queue = unique_queue("cost-refused");
+    // Nothing listens there: every patch is refused at connect.
+    let kubeconfig = kubeconfig_for(free_port());
+    let worker = worker_with_cost(&queue, 200, 200, &kubeconfig);
+    worker.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let connection = amqp(&broker_url()).await;
+    let ids = publish_jobs(&connection, &queue, 5).await;
+    wait_acked(&worker, &ids, Duration::from_secs(15)).await;
+    // Attempts at about 0.2 s, 1.2 s and 3.2 s after the start.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let log = worker.log_text();
+    assert_eq!(count(&log, "pod-deletion-cost patch failed"), 1, "{log}");
+    assert_eq!(problems(&log), 1, "one warning, nothing else: {log}");
     delete_queues(&connection, &queue).await;
 }
 
