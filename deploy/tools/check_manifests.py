@@ -47,7 +47,7 @@ QUERIES_MD = os.path.join(DEPLOY, "queries.md")
 
 NAMESPACE = "warren"
 SECRET_NAME = "warren-rabbitmq"
-SECRET_KEYS = {"username", "password", "amqp-url"}
+SECRET_KEYS = {"username", "password", "amqp-url", "erlang-cookie"}
 ADAPTER_QUERY = 'sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)'
 
 failures: list[str] = []
@@ -713,6 +713,18 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
     else:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, set(), "Prometheus API"))
     expectations.append(("warren-web", 3000, None, {scraper, "outside the pod network"}, "web (/generate, /metrics)"))
+    # The broker's nodes talk to each other (epmd, inter-node links), and to nobody else.
+    if "rabbitmq" in workloads:
+        ns, labels, named = workloads["rabbitmq"]
+        peer = Source("rabbitmq", ns, labels, ns_labels[ns])
+        for port, what in ((4369, "epmd"), (25672, "inter-node links")):
+            others = who("rabbitmq", port)
+            if not allowed(policies, ns, labels, port, named, peer):
+                fail(f"{label}: {what} rabbitmq:{port} is not reachable from the other broker nodes")
+            elif others:
+                fail(f"{label}: {what} rabbitmq:{port} is reachable from {sorted(others)}")
+            else:
+                ok(f"{label}: {what} rabbitmq:{port} reachable from the broker's nodes only")
     for target, port, at_most, at_least, what in expectations:
         if target not in workloads:
             fail(f"{label}: workload {target} missing")
@@ -724,6 +736,88 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
             fail(f"{label}: {what} {target}:{port} is not reachable from {sorted(at_least - got)}")
         else:
             ok(f"{label}: {what} {target}:{port} reachable from {sorted(got) or 'nobody'}")
+
+
+# The broker cluster -----------------------------------------------------------
+
+BROKER_NODES = 3
+
+
+def check_broker_cluster(objs: list[dict], label: str) -> None:
+    """Three nodes that survive losing one: replicas, quorum size, disruption budget,
+    spreading, peer discovery with its RBAC, the shared cookie."""
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o.get("kind"), {})[o["metadata"]["name"]] = o
+    sts = by_kind.get("StatefulSet", {}).get("rabbitmq")
+    if sts is None:
+        fail(f"{label}: StatefulSet rabbitmq missing")
+        return
+    problems = []
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    if spec.get("replicas") != BROKER_NODES:
+        problems.append(f"replicas is {spec.get('replicas')}, not {BROKER_NODES}")
+    if spec.get("podManagementPolicy") != "Parallel":
+        problems.append("podManagementPolicy is not Parallel (a full restart could wait forever)")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    terms = [t.get("podAffinityTerm", t) for t in
+             anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+             + anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])]
+    if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+               and selector_matches(t.get("labelSelector"), pod_labels(sts)) for t in terms):
+        problems.append("no pod anti-affinity on kubernetes.io/hostname for its own pods")
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values()
+            if selector_matches(p["spec"].get("selector"), pod_labels(sts))]
+    if len(pdbs) != 1 or pdbs[0]["spec"].get("maxUnavailable") != 1:
+        problems.append("not exactly one PodDisruptionBudget with maxUnavailable: 1")
+    headless = by_kind.get("Service", {}).get(spec.get("serviceName"), {}).get("spec", {})
+    if headless.get("clusterIP") != "None" or not headless.get("publishNotReadyAddresses"):
+        problems.append(f"serviceName {spec.get('serviceName')} is not a headless Service publishing not-ready pods")
+    env = {}
+    for c in pod["containers"]:
+        env.update(env_map(c))
+    if env.get("RABBITMQ_USE_LONGNAME", {}).get("value") != "true" or \
+            spec.get("serviceName", "?") not in env.get("RABBITMQ_NODENAME", {}).get("value", ""):
+        problems.append("node names are not long names under the headless Service")
+    sa = pod.get("serviceAccountName")
+    if sa not in by_kind.get("ServiceAccount", {}):
+        problems.append(f"serviceAccountName {sa!r} is not rendered")
+    bound = [rb for rb in by_kind.get("RoleBinding", {}).values()
+             if any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in rb.get("subjects", []))]
+    roles = [by_kind.get("Role", {}).get(rb["roleRef"]["name"]) for rb in bound if rb["roleRef"]["kind"] == "Role"]
+    rules = [r for role in roles if role for r in role.get("rules", [])]
+    if not any("endpoints" in r.get("resources", []) and "get" in r.get("verbs", []) for r in rules):
+        problems.append("its ServiceAccount may not get endpoints (peer discovery)")
+    for r in rules:
+        extra = set(r.get("verbs", [])) - {"get"}
+        if extra or set(r.get("resources", [])) - {"endpoints"}:
+            problems.append(f"its Role grants more than get on endpoints: {r}")
+    conf_maps = [o for o in by_kind.get("ConfigMap", {}).values() if o["metadata"]["name"].startswith("rabbitmq-config")]
+    data = conf_maps[0].get("data", {}) if conf_maps else {}
+    if "cluster_formation.peer_discovery_backend = k8s" not in data.get("rabbitmq.conf", ""):
+        problems.append("rabbitmq.conf does not use the k8s peer discovery backend")
+    if "rabbitmq_peer_discovery_k8s" not in data.get("enabled_plugins", ""):
+        problems.append("enabled_plugins lacks rabbitmq_peer_discovery_k8s")
+    cookie = [v for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == SECRET_NAME
+              and any(i.get("key") == "erlang-cookie" for i in v["secret"].get("items", []))]
+    if not cookie:
+        problems.append("no shared Erlang cookie from Secret " + SECRET_NAME)
+    for name in ("warren-web", "warren-worker"):
+        d = by_kind.get("Deployment", {}).get(name)
+        if d is None:
+            continue
+        size = {}
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            size.update(env_map(c))
+        value = size.get("QUORUM_GROUP_SIZE", {}).get("value")
+        if value != str(BROKER_NODES):
+            problems.append(f"{name} sets QUORUM_GROUP_SIZE {value!r}, not {BROKER_NODES}")
+    for p in problems:
+        fail(f"{label}: broker cluster: {p}")
+    if not problems:
+        ok(f"{label}: broker cluster of {BROKER_NODES} (Parallel), quorum size {BROKER_NODES}, PDB maxUnavailable 1, "
+           f"anti-affinity, k8s peer discovery with get on endpoints only, shared cookie")
 
 
 # HPA and its KEDA equivalent ------------------------------------------------
@@ -1085,6 +1179,7 @@ def cmd_policy(args) -> None:
         check_credentials(objs, label)
         check_warren_apps(objs, label)
         check_network(objs, label, args.overlay)
+        check_broker_cluster(objs, label)
         check_hpa(objs, label, args.overlay)
         check_deletion_cost(objs, label)
         if args.overlay == OPERATOR_OVERLAY:

@@ -51,11 +51,14 @@ pub enum Command {
     /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
     Worker(WorkerArgs),
     /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
-    Autoscale(AutoscaleArgs),
+    Autoscale(Box<AutoscaleArgs>),
     /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
     Load(LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C.
     Broker(BrokerNodeArgs),
+    /// Predict what HPA manifests or KEDA ScaledObjects do to queue wait, workers and cost under
+    /// scenario files, with the autoscaler's own engine, in simulated time: a table, a report.
+    Simulate(crate::lab::simulate::SimulateArgs),
 }
 
 /// Parses the command line; on a bad value prints one line and exits with code 2.
@@ -69,9 +72,21 @@ pub fn parse() -> Cli {
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
                 _ => {
+                    // The message is the first paragraph: for a missing argument, its first
+                    // line says "not provided:" and the next lines name the arguments.
                     let rendered = e.render().to_string();
-                    let line = rendered.lines().next().unwrap_or("invalid arguments");
-                    let line = line.strip_prefix("error: ").unwrap_or(line);
+                    let paragraph: Vec<&str> = rendered
+                        .lines()
+                        .map(str::trim)
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    let line = paragraph.join(" ");
+                    let line = line.strip_prefix("error: ").unwrap_or(&line);
+                    let line = if line.is_empty() {
+                        "invalid arguments"
+                    } else {
+                        line
+                    };
                     exit_config_error(&ConfigError::new(line));
                 }
             }

@@ -59,10 +59,21 @@ fn main() -> ExitCode {
             warren::telemetry::init(filter);
             run(true, |shutdown| warren::lab::load::run(config, shutdown))
         }
+        Command::Simulate(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            // Pure computation: no runtime, no signal handler.
+            warren::lab::simulate::run(config)
+        }
         Command::Broker(args) => {
             warren::telemetry::init(filter);
-            run(false, |shutdown| {
-                warren::lab::rabbit_node::run_foreground(args, shutdown)
+            run(false, |shutdown| async move {
+                if args.nodes > 1 {
+                    warren::lab::rabbit_cluster::run_foreground(args, shutdown).await
+                } else {
+                    warren::lab::rabbit_node::run_foreground(args, shutdown).await
+                }
             })
         }
     };

@@ -21,10 +21,7 @@ const LIMITS: HttpLimits = HttpLimits {
 };
 
 fn state_for(url: AmqpUrl, queue: &str) -> AppState {
-    let broker = BrokerConfig {
-        url,
-        queue: QueueName::parse(queue).unwrap(),
-    };
+    let broker = BrokerConfig::new(url, QueueName::parse(queue).unwrap());
     let (publisher, _task) = Publisher::start(broker, PublisherOptions::default());
     let mut registry = Registry::default();
     let metrics = WebMetrics::register(&mut registry);

@@ -159,13 +159,36 @@ impl Publisher {
         match tokio::time::timeout(bound, self.publish_on(&link, &id)).await {
             Ok(Ok(())) => Ok(id),
             Ok(Err(e)) => {
-                if matches!(e, PublishError::Broken(_)) {
-                    self.shared.broken.notify_one();
+                match e {
+                    PublishError::Broken(_) => self.shared.broken.notify_one(),
+                    PublishError::Nacked => self.renew(&link),
+                    _ => {}
                 }
                 Err(e)
             }
-            Err(_) => Err(PublishError::NotConfirmed(bound)),
+            Err(_) => {
+                self.renew(&link);
+                Err(PublishError::NotConfirmed(bound))
+            }
         }
+    }
+
+    /// Replaces a link that missed a confirm or got a nack. After a cluster node is lost, the
+    /// quorum queue's client on a channel may still address the old leader: RabbitMQ's client
+    /// then nacks, or resends only after 10 s, while a new connection finds the new leader at
+    /// once. A connection the broker blocked (a resource alarm) is kept: any new one would
+    /// be blocked too.
+    fn renew(&self, link: &Arc<Link>) {
+        if link.connection.status().blocked() {
+            return;
+        }
+        if link.connection.status().connected() {
+            let link = link.clone();
+            tokio::spawn(async move {
+                let _ = link.connection.close(200, "renewing the link".into()).await;
+            });
+        }
+        self.shared.broken.notify_one();
     }
 
     /// Publishes `count` jobs at once; all confirmed, or the error and those that were.
@@ -275,7 +298,7 @@ async fn supervise(shared: Arc<Shared>) {
 
 async fn open_link(shared: &Shared) -> Result<Link, broker::BrokerError> {
     let connection = broker::connect(&shared.config, "web").await?;
-    broker::declare_topology(&connection, &shared.config.queue).await?;
+    broker::declare_topology(&connection, &shared.config).await?;
     let mut channels = Vec::with_capacity(shared.options.channels);
     for _ in 0..shared.options.channels.max(1) {
         let channel = connection.create_channel().await?;

@@ -234,7 +234,7 @@ async fn open_consumer(
     config: &WorkerConfig,
 ) -> Result<(Connection, Channel, Consumer), broker::BrokerError> {
     let connection = broker::connect(&config.broker, "worker").await?;
-    broker::declare_topology(&connection, &config.broker.queue).await?;
+    broker::declare_topology(&connection, &config.broker).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())

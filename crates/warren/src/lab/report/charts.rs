@@ -1,5 +1,5 @@
-//! The report's SVG charts, drawn from the samples: queue depth, workers, arrival rate,
-//! queue wait p95.
+//! The report's SVG charts, drawn from the samples of one run or of several overlaid: queue
+//! depth, workers, arrival and processed rate, queue wait p95.
 
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -30,7 +30,7 @@ pub(super) struct Chart {
 /// One line of a chart.
 struct Line {
     /// The legend's text.
-    label: &'static str,
+    label: String,
     color: RGBColor,
     /// Dashed lines are the wanted values (desired workers, the load's target), solid the
     /// observed ones.
@@ -46,7 +46,7 @@ struct Line {
 
 impl Line {
     fn new(
-        label: &'static str,
+        label: impl Into<String>,
         color: RGBColor,
         dashed: bool,
         points: Vec<Option<(f64, f64)>>,
@@ -68,7 +68,7 @@ impl Line {
         }
         runs.retain(|r| !r.is_empty());
         Line {
-            label,
+            label: label.into(),
             color,
             dashed,
             width: 2,
@@ -86,7 +86,12 @@ impl Line {
     }
 
     /// A count drawn as steps: it holds its value until the next sample, as a replica count does.
-    fn steps(label: &'static str, color: RGBColor, dashed: bool, points: Vec<(f64, f64)>) -> Self {
+    fn steps(
+        label: impl Into<String>,
+        color: RGBColor,
+        dashed: bool,
+        points: Vec<(f64, f64)>,
+    ) -> Self {
         let mut stepped = Vec::with_capacity(points.len() * 2);
         for (i, &(x, y)) in points.iter().enumerate() {
             if let Some(&(_, prev_y)) = i.checked_sub(1).and_then(|p| points.get(p)) {
@@ -186,7 +191,7 @@ impl Chart {
                 };
                 if i == 0 {
                     let dashed = line.dashed;
-                    annotation.label(line.label).legend(move |(x, y)| {
+                    annotation.label(line.label.as_str()).legend(move |(x, y)| {
                         let ends = vec![(x, y), (x + 24, y)];
                         if dashed {
                             DashedPathElement::new(ends, 7, 4, style).into_dyn()
@@ -222,42 +227,166 @@ fn format_axis(v: f64) -> String {
     }
 }
 
-pub(super) fn queue_depth_chart(samples: &[Sample]) -> Chart {
+/// One run's samples, and its name in the legends (empty for a single run).
+#[derive(Clone, Copy, Debug)]
+pub struct Series<'a> {
+    /// The run's name, e.g. the policy's.
+    pub label: &'a str,
+    /// Its samples.
+    pub samples: &'a [Sample],
+}
+
+/// One colour per compared run.
+const RUN_COLORS: [RGBColor; 6] = [
+    BLUE_LINE,
+    ORANGE_LINE,
+    GREEN_LINE,
+    RED_LINE,
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn run_color(index: usize) -> RGBColor {
+    RUN_COLORS[index % RUN_COLORS.len()]
+}
+
+/// Jobs processed per second between one sample and the previous one.
+/// Jobs processed per second over the last [`RATE_WINDOW_SECS`] (or since the first sample):
+/// workers that started together finish together, so a per-sample rate is a comb of spikes.
+fn processed_rates(samples: &[Sample]) -> Vec<Option<(f64, f64)>> {
+    let mut start = 0;
+    samples
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, s)| {
+            while start + 1 < i && samples[start + 1].t_secs <= s.t_secs - RATE_WINDOW_SECS {
+                start += 1;
+            }
+            let from = &samples[start];
+            let dt = s.t_secs - from.t_secs;
+            let done = s.processed_total.saturating_sub(from.processed_total) as f64;
+            (dt > 0.0).then(|| (s.t_secs, done / dt))
+        })
+        .collect()
+}
+
+/// The window of the processed rate, in seconds.
+const RATE_WINDOW_SECS: f64 = 10.0;
+const GREY_LINE: RGBColor = RGBColor(110, 110, 110);
+
+/// The charts of [`CHART_FILES`], in order, for one run or several overlaid.
+pub(super) fn charts(runs: &[Series<'_>]) -> [Chart; 4] {
+    [
+        queue_depth_chart(runs),
+        workers_chart(runs),
+        arrival_rate_chart(runs),
+        queue_wait_chart(runs),
+    ]
+}
+
+pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
+    let points = |samples: &[Sample], f: fn(&Sample) -> f64| {
+        samples.iter().map(|s| Some((s.t_secs, f(s)))).collect()
+    };
+    let lines = match runs {
+        [one] => vec![
+            Line::new(
+                "ready",
+                BLUE_LINE,
+                false,
+                points(one.samples, |s| s.queue_ready),
+            ),
+            Line::new(
+                "unacked (being worked on)",
+                ORANGE_LINE,
+                false,
+                points(one.samples, |s| s.queue_unacked),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::new(
+                        format!("{}: ready", run.label),
+                        run_color(i),
+                        false,
+                        points(run.samples, |s| s.queue_ready),
+                    ),
+                    Line::new(
+                        format!("{}: unacked", run.label),
+                        run_color(i),
+                        true,
+                        points(run.samples, |s| s.queue_unacked),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
+    };
     Chart {
         title: "Queue depth",
         y_desc: "messages",
         caption: "Messages waiting in the work queue (ready) and delivered to a worker, \
                   not yet acked (unacked).",
         whole_numbers: false,
-        lines: vec![
-            Line::new(
-                "ready",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_ready)))
-                    .collect(),
-            ),
-            Line::new(
-                "unacked (being worked on)",
-                ORANGE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_unacked)))
-                    .collect(),
-            ),
-        ],
+        lines,
     }
 }
 
-pub(super) fn workers_chart(samples: &[Sample]) -> Chart {
-    let series = |f: fn(&Sample) -> u32| {
+pub(super) fn workers_chart(runs: &[Series<'_>]) -> Chart {
+    let series = |samples: &[Sample], f: fn(&Sample) -> u32| {
         samples
             .iter()
             .map(|s| (s.t_secs, f64::from(f(s))))
             .collect()
+    };
+    let lines = match runs {
+        [one] => vec![
+            Line::steps(
+                "current (live)",
+                LIGHT_BLUE_LINE,
+                false,
+                series(one.samples, |s| s.workers_current),
+            )
+            .width(5),
+            Line::steps(
+                "ready",
+                GREEN_LINE,
+                false,
+                series(one.samples, |s| s.workers_ready),
+            ),
+            Line::steps(
+                "desired (autoscaler)",
+                RED_LINE,
+                true,
+                series(one.samples, |s| s.workers_desired),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::steps(
+                        format!("{}: current", run.label),
+                        run_color(i),
+                        false,
+                        series(run.samples, |s| s.workers_current),
+                    )
+                    .width(3),
+                    Line::steps(
+                        format!("{}: desired", run.label),
+                        run_color(i),
+                        true,
+                        series(run.samples, |s| s.workers_desired),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
     };
     Chart {
         title: "Workers: current vs desired",
@@ -265,71 +394,102 @@ pub(super) fn workers_chart(samples: &[Sample]) -> Chart {
         caption: "The autoscaler's desired count (dashed), the live workers following it, \
                   and those of them answering /readyz.",
         whole_numbers: true,
-        lines: vec![
-            Line::steps(
-                "current (live)",
-                LIGHT_BLUE_LINE,
-                false,
-                series(|s| s.workers_current),
-            )
-            .width(5),
-            Line::steps("ready", GREEN_LINE, false, series(|s| s.workers_ready)),
-            Line::steps(
-                "desired (autoscaler)",
-                RED_LINE,
-                true,
-                series(|s| s.workers_desired),
-            ),
-        ],
+        lines,
     }
 }
 
-pub(super) fn arrival_rate_chart(samples: &[Sample]) -> Chart {
+pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
+    let mut lines = Vec::new();
+    // Compared runs share their arrivals; the first run's stand for all, in grey so that the
+    // runs' colours stay theirs.
+    let (arrival_color, target_color) = match runs {
+        [_] => (BLUE_LINE, ORANGE_LINE),
+        _ => (GREY_LINE, GREY_LINE),
+    };
+    if let Some(first) = runs.first() {
+        lines.push(Line::new(
+            "accepted (200) per second",
+            arrival_color,
+            false,
+            first
+                .samples
+                .iter()
+                .map(|s| Some((s.t_secs, s.arrival_rate)))
+                .collect(),
+        ));
+        lines.push(Line::new(
+            "load's target rate",
+            target_color,
+            true,
+            first
+                .samples
+                .iter()
+                .map(|s| Some((s.t_secs, s.target_rate)))
+                .collect(),
+        ));
+    }
+    match runs {
+        [one] => lines.push(
+            Line::new(
+                "processed (acked) per second, 10 s mean",
+                GREEN_LINE,
+                false,
+                processed_rates(one.samples),
+            )
+            .width(1),
+        ),
+        _ => {
+            for (i, run) in runs.iter().enumerate() {
+                lines.push(
+                    Line::new(
+                        format!("{}: processed per second", run.label),
+                        run_color(i),
+                        false,
+                        processed_rates(run.samples),
+                    )
+                    .width(2),
+                );
+            }
+        }
+    }
     Chart {
-        title: "Arrival rate",
+        title: "Arrival rate and processed rate",
         y_desc: "jobs per second",
         caption: "Jobs accepted per second by /generate, against the rate the load aimed at \
-                  (dashed).",
+                  (dashed), and jobs acked per second by the workers over the last 10 s.",
         whole_numbers: false,
-        lines: vec![
-            Line::new(
-                "accepted (200) per second",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.arrival_rate)))
-                    .collect(),
-            ),
-            Line::new(
-                "load's target rate",
-                ORANGE_LINE,
-                true,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.target_rate)))
-                    .collect(),
-            ),
-        ],
+        lines,
     }
 }
 
-pub(super) fn queue_wait_chart(samples: &[Sample]) -> Chart {
+pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
+    let lines = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let label = if runs.len() == 1 {
+                "p95 of time in queue".to_owned()
+            } else {
+                format!("{}: p95 of time in queue", run.label)
+            };
+            Line::new(
+                label,
+                run_color(i),
+                false,
+                run.samples
+                    .iter()
+                    .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
+                    .collect(),
+            )
+            .dots()
+        })
+        .collect();
     Chart {
         title: "Queue wait p95",
         y_desc: "seconds",
         caption: "How long 95% of the jobs that finished in each interval had waited in the \
                   queue; a gap is an interval in which no job finished.",
         whole_numbers: false,
-        lines: vec![Line::new(
-            "p95 of time in queue",
-            BLUE_LINE,
-            false,
-            samples
-                .iter()
-                .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
-                .collect(),
-        )
-        .dots()],
+        lines,
     }
 }

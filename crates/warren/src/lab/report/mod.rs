@@ -1,4 +1,5 @@
-//! The demo's report: a time-series CSV, charts and an HTML page.
+//! The demo's report: a time-series CSV, charts and an HTML page; the same charts and page for
+//! several simulated runs overlaid ([`write_comparison`], used by `warren simulate`).
 //!
 //! [`write_report`] writes, into one directory:
 //!
@@ -16,6 +17,7 @@
 //! The charts are SVG so that nothing here needs a font: the SVG carries its text as `<text>`
 //! elements and the browser (or any SVG viewer) lays it out with its own fonts.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -25,9 +27,10 @@ mod charts;
 mod page;
 mod timeseries;
 
-use charts::{arrival_rate_chart, queue_depth_chart, queue_wait_chart, workers_chart};
-use page::index_html;
-use timeseries::{parse_timeseries, timeseries_csv};
+use charts::charts;
+pub use charts::Series;
+use page::{charts_html, decisions_html, index_html, page_head, table_html};
+use timeseries::{parse_timeseries, timeseries_csv, CSV_HEADER};
 
 /// One sample of the demo's state, taken about once a second.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -104,22 +107,75 @@ pub fn write_report(
     let totals_json = serde_json::to_string_pretty(totals).context("cannot encode the totals")?;
     write_file(&dir.join(TOTALS_FILE), &totals_json)?;
 
-    let charts = [
-        queue_depth_chart(samples),
-        workers_chart(samples),
-        arrival_rate_chart(samples),
-        queue_wait_chart(samples),
-    ];
+    let charts = charts(&[Series { label: "", samples }]);
+    write_charts(dir, &charts)?;
+
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    Ok(index)
+}
+
+fn write_charts(dir: &Path, charts: &[charts::Chart; 4]) -> anyhow::Result<()> {
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let svg = chart
             .render()
             .with_context(|| format!("cannot draw the chart {file}"))?;
         write_file(&dir.join(file), &svg)?;
     }
+    Ok(())
+}
 
+/// A table for the page: a header row and rows of cells, all text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// The column names.
+    pub columns: Vec<String>,
+    /// The rows, one cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Writes a report of several runs over one load into `dir`, with the demo's charts (every run
+/// overlaid), a `timeseries.csv` whose first column names the run, `totals_json` as
+/// `totals.json`, and a page with `title`, `summary`, the comparison `table` and the decisions.
+/// Returns the page's path.
+pub fn write_comparison(
+    dir: &Path,
+    title: &str,
+    summary: &str,
+    runs: &[Series<'_>],
+    totals_json: &str,
+    table: &Table,
+    decisions: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut csv = format!("run,{}\n", CSV_HEADER.join(","));
+    for run in runs {
+        for line in timeseries_csv(run.samples).lines().skip(1) {
+            let _ = writeln!(csv, "{},{line}", csv_field(run.label));
+        }
+    }
+    write_file(&dir.join(TIMESERIES_FILE), &csv)?;
+    write_file(&dir.join(TOTALS_FILE), totals_json)?;
+    let charts = charts(runs);
+    write_charts(dir, &charts)?;
+    let mut html = page_head(title, summary);
+    html.push_str(&table_html(table));
+    html.push_str(&charts_html(&charts));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
     let index = dir.join(INDEX_FILE);
-    write_file(&index, &index_html(samples, totals, decisions, &charts))?;
+    write_file(&index, &html)?;
     Ok(index)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Reads a `timeseries.csv` written by [`write_report`] back into samples.
@@ -137,7 +193,6 @@ fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::page::format_duration;
-    use super::timeseries::CSV_HEADER;
     use super::*;
 
     /// A run that scales from one worker up to four and back, with a gap in the queue wait.
@@ -403,6 +458,69 @@ mod tests {
                 "{file} has a non-number"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_comparison_overlays_every_run_with_one_table() {
+        let dir = temp_dir("comparison");
+        let a = synthetic_series();
+        let b: Vec<Sample> = a
+            .iter()
+            .map(|s| Sample {
+                workers_desired: s.workers_desired + 1,
+                ..s.clone()
+            })
+            .collect();
+        let runs = [
+            Series {
+                label: "shipped",
+                samples: &a,
+            },
+            Series {
+                label: "seed, v2",
+                samples: &b,
+            },
+        ];
+        let table = Table {
+            columns: vec!["policy".into(), "wait p95 s".into()],
+            rows: vec![
+                vec!["shipped".into(), "24.5".into()],
+                vec!["seed, v2".into(), "<40>".into()],
+            ],
+        };
+        let index = write_comparison(
+            &dir,
+            "warren simulate: demo",
+            "two policies",
+            &runs,
+            "{\"runs\": []}",
+            &table,
+            &["shipped: t=0.0s decision".into()],
+        )
+        .expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("<h1>warren simulate: demo</h1>"));
+        assert!(html.contains("<td>&lt;40&gt;</td>"), "cells are escaped");
+        assert!(html.contains("shipped: t=0.0s decision"));
+        let csv = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
+        assert_eq!(csv.lines().count(), 1 + a.len() + b.len());
+        assert!(csv.starts_with("run,t_secs,"));
+        assert!(
+            csv.contains("\n\"seed, v2\",0.25,"),
+            "a label with a comma is quoted"
+        );
+        let workers = std::fs::read_to_string(dir.join("workers.svg")).expect("svg");
+        assert_well_formed_xml(&workers);
+        for legend in ["shipped: desired", "seed, v2: current"] {
+            assert!(workers.contains(legend), "workers.svg lacks {legend:?}");
+        }
+        let rates = std::fs::read_to_string(dir.join("arrival_rate.svg")).expect("svg");
+        assert!(rates.contains("seed, v2: processed per second"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(TOTALS_FILE)).expect("totals"),
+            "{\"runs\": []}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,10 +1,10 @@
-//! The report's HTML page: one self-contained file with the totals, the charts and the
-//! autoscaler's decisions.
+//! The report's HTML page: one self-contained file with the totals (or a comparison table), the
+//! charts and the autoscaler's decisions.
 
 use std::fmt::Write as _;
 
 use super::charts::{Chart, CHART_SIZE};
-use super::{Sample, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE};
+use super::{Sample, Table, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1000px; padding: 0 1rem; color: #1d2127; background: #fafbfc; }
@@ -25,6 +25,9 @@ figcaption { color: #5a6270; font-size: 0.9rem; padding: 0.3rem 0.5rem 0; }
 ol.decisions { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 0.8rem 0.8rem 0.8rem 3rem; }
 ol.decisions li { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.85rem; margin: 0.2rem 0; white-space: pre-wrap; word-break: break-word; }
 .empty { color: #5a6270; font-style: italic; }
+table.comparison { border-collapse: collapse; background: #fff; margin: 1rem 0 2rem; font-size: 0.9rem; }
+table.comparison th, table.comparison td { border: 1px solid #dde1e6; padding: 0.3rem 0.6rem; text-align: right; font-variant-numeric: tabular-nums; }
+table.comparison th:first-child, table.comparison td:first-child { text-align: left; }
 "#;
 
 pub(super) fn index_html(
@@ -33,15 +36,7 @@ pub(super) fn index_html(
     decisions: &[String],
     charts: &[Chart; 4],
 ) -> String {
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>warren demo report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>warren demo report</h1>\n<p class=\"sub\">{}</p>\n",
-        escape(&run_summary(samples, totals))
-    );
+    let mut html = page_head("warren demo report", &run_summary(samples, totals));
 
     if totals.lost > 0 || totals.duplicates > 0 {
         let _ = writeln!(
@@ -88,6 +83,27 @@ pub(super) fn index_html(
     }
     html.push_str("</section>\n<h2>Charts</h2>\n");
 
+    html.push_str(&charts_html(charts));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// The page's head, its title and the sentence under it.
+pub(super) fn page_head(title: &str, summary: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>{title}</h1>\n<p class=\"sub\">{summary}</p>\n",
+        title = escape(title),
+        summary = escape(summary)
+    )
+}
+
+/// The charts as figures, then the links to the data files.
+pub(super) fn charts_html(charts: &[Chart; 4]) -> String {
+    let mut html = String::new();
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let _ = writeln!(
             html,
@@ -104,8 +120,12 @@ pub(super) fn index_html(
         "<p>Every sample: <a href=\"{TIMESERIES_FILE}\">{TIMESERIES_FILE}</a>; \
          the totals: <a href=\"{TOTALS_FILE}\">{TOTALS_FILE}</a>.</p>"
     );
+    html
+}
 
-    let _ = writeln!(html, "<h2>Autoscaler decisions ({})</h2>", decisions.len());
+/// The autoscaler's decisions, as text.
+pub(super) fn decisions_html(decisions: &[String]) -> String {
+    let mut html = format!("<h2>Autoscaler decisions ({})</h2>\n", decisions.len());
     if decisions.is_empty() {
         html.push_str("<p class=\"empty\">No decision was recorded.</p>\n");
     } else {
@@ -115,7 +135,24 @@ pub(super) fn index_html(
         }
         html.push_str("</ol>\n");
     }
-    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// A table of text cells.
+pub(super) fn table_html(table: &Table) -> String {
+    let mut html = String::from("<table class=\"comparison\" id=\"comparison\">\n<tr>");
+    for column in &table.columns {
+        let _ = write!(html, "<th>{}</th>", escape(column));
+    }
+    html.push_str("</tr>\n");
+    for row in &table.rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{}</td>", escape(cell));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n<h2>Charts</h2>\n");
     html
 }
 
