@@ -129,6 +129,9 @@ pub struct Workers {
     pub drain_grace_secs: Option<f64>,
     /// Which workers go first on scale-down.
     pub victim_order: VictimOrder,
+    /// With `victim_order: deletion_cost`, how long idle or busy must last before the worker
+    /// writes it to its pod's annotation (`POD_DELETION_COST_DEBOUNCE_MS`, 2 s).
+    pub deletion_cost_debounce_secs: f64,
     /// Workers running (and ready) at the start; by default the policy's minimum.
     pub initial: Option<u32>,
 }
@@ -142,6 +145,7 @@ impl Default for Workers {
             drain: true,
             drain_grace_secs: None,
             victim_order: VictimOrder::IdleFirst,
+            deletion_cost_debounce_secs: 2.0,
             initial: None,
         }
     }
@@ -157,6 +161,11 @@ pub enum VictimOrder {
     /// As a Deployment's ReplicaSet: not ready first, then ready for the shortest time, then the
     /// youngest; jobs in hand do not count.
     Replicaset,
+    /// As a ReplicaSet whose workers run with `--pod-deletion-cost`: not ready first, then the
+    /// lower `controller.kubernetes.io/pod-deletion-cost` (0 idle, 100 busy, as each worker last
+    /// wrote it: a state is written once it has lasted `deletion_cost_debounce_secs`), then the
+    /// ReplicaSet's own order.
+    DeletionCost,
 }
 
 /// The queue.

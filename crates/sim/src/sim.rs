@@ -142,6 +142,29 @@ struct Worker {
     order: u64,
     in_hand: u32,
     jobs: Vec<Option<Job>>,
+    /// The busy state the pod's deletion-cost annotation last got (false: idle, cost 0, also
+    /// what a pod without the annotation counts as).
+    annotated_busy: bool,
+    /// When `in_hand` last went from 0 to more or back.
+    busy_changed: f64,
+}
+
+impl Worker {
+    /// Whether the pod's annotation says busy at `now`: the current state once it has lasted
+    /// `debounce`, else the one written before (`warren worker --pod-deletion-cost`).
+    fn annotated_busy_at(&self, now: f64, debounce: f64) -> bool {
+        if now - self.busy_changed >= debounce {
+            self.in_hand > 0
+        } else {
+            self.annotated_busy
+        }
+    }
+
+    /// To call just before `in_hand` crosses 0: settles what the previous state wrote.
+    fn busy_changes(&mut self, now: f64, debounce: f64) {
+        self.annotated_busy = self.annotated_busy_at(now, debounce);
+        self.busy_changed = now;
+    }
 }
 
 struct Sim<'a> {
@@ -499,6 +522,8 @@ impl<'a> Sim<'a> {
                     order: 0,
                     in_hand: 0,
                     jobs: vec![None; prefetch],
+                    annotated_busy: false,
+                    busy_changed: 0.0,
                 });
                 self.workers.len() - 1
             }
@@ -508,6 +533,8 @@ impl<'a> Sim<'a> {
         w.created = self.now;
         w.order = order;
         w.in_hand = 0;
+        w.annotated_busy = false;
+        w.busy_changed = self.now;
         self.current += 1;
         let running = self
             .workers
@@ -564,6 +591,7 @@ impl<'a> Sim<'a> {
                 self.totals.jobs_redelivered += 1;
             }
             let now = self.now;
+            let debounce = self.scenario.workers.deletion_cost_debounce_secs;
             let w = &mut self.workers[index as usize];
             let Some(slot) = w.jobs.iter().position(Option::is_none) else {
                 // A token never outnumbers the free slots; put the message back if it did.
@@ -574,6 +602,9 @@ impl<'a> Sim<'a> {
                 message,
                 started: now,
             });
+            if w.in_hand == 0 {
+                w.busy_changes(now, debounce);
+            }
             w.in_hand += 1;
             self.unacked += 1;
             self.running += 1;
@@ -595,6 +626,7 @@ impl<'a> Sim<'a> {
     }
 
     fn complete(&mut self, index: u32, generation: u32, slot: u32) {
+        let (now, debounce) = (self.now, self.scenario.workers.deletion_cost_debounce_secs);
         let w = &mut self.workers[index as usize];
         if w.generation != generation {
             return; // the job was interrupted and requeued
@@ -602,6 +634,9 @@ impl<'a> Sim<'a> {
         let Some(job) = w.jobs[slot as usize].take() else {
             return;
         };
+        if w.in_hand == 1 {
+            w.busy_changes(now, debounce);
+        }
         w.in_hand -= 1;
         let state = w.state;
         let idle = w.in_hand == 0;
@@ -624,10 +659,14 @@ impl<'a> Sim<'a> {
     /// The jobs in hand go back to the head of the queue, or to the dead letters past the limit.
     fn interrupt(&mut self, index: u32) {
         let limit = self.scenario.queue.delivery_limit;
+        let (now, debounce) = (self.now, self.scenario.workers.deletion_cost_debounce_secs);
         let w = &mut self.workers[index as usize];
         let mut returned = Vec::new();
         for job in w.jobs.iter_mut().filter_map(Option::take) {
             returned.push(job.message);
+        }
+        if w.in_hand > 0 {
+            w.busy_changes(now, debounce);
         }
         w.in_hand = 0;
         for message in returned.into_iter().rev() {
@@ -678,26 +717,36 @@ impl<'a> Sim<'a> {
             }
             return;
         }
-        let mut candidates: Vec<(bool, f64, u64, u32)> = self
+        let debounce = self.scenario.workers.deletion_cost_debounce_secs;
+        let mut candidates: Vec<(bool, bool, f64, u64, u32)> = self
             .workers
             .iter()
             .enumerate()
             .filter(|(_, w)| matches!(w.state, State::Starting | State::Ready))
             .map(|(i, w)| {
                 let ready = w.state == State::Ready;
-                let second = match self.scenario.workers.victim_order {
-                    VictimOrder::IdleFirst => f64::from(w.in_hand),
+                let (costly, second) = match self.scenario.workers.victim_order {
+                    VictimOrder::IdleFirst => (false, f64::from(w.in_hand)),
                     // Ready for the shortest time first: the latest `ready_since`.
-                    VictimOrder::Replicaset => -w.ready_since,
+                    VictimOrder::Replicaset => (false, -w.ready_since),
+                    VictimOrder::DeletionCost => {
+                        (w.annotated_busy_at(self.now, debounce), -w.ready_since)
+                    }
                 };
-                (ready, second, w.order, i as u32)
+                (ready, costly, second, w.order, i as u32)
             })
             .collect();
-        // Not ready first, then the order's second key, then the youngest.
-        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(b.2.cmp(&a.2)));
+        // Not ready first, then the lower deletion cost, then the order's second key, then the
+        // youngest.
+        candidates.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then(b.3.cmp(&a.3))
+        });
         let drain = self.scenario.workers.drain;
         let grace = self.scenario.workers.drain_grace_secs;
-        for &(_, _, _, index) in candidates.iter().take((from - target) as usize) {
+        for &(_, _, _, _, index) in candidates.iter().take((from - target) as usize) {
             let w = &self.workers[index as usize];
             if w.state == State::Starting || w.in_hand == 0 {
                 self.remove(index);

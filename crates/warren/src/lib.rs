@@ -16,7 +16,7 @@
 //! - [`pipeline`]: the production pipeline: a job on the wire ([`pipeline::job`]), the AMQP
 //!   connection and topology ([`pipeline::broker`]), confirmed publishes
 //!   ([`pipeline::publisher`]), `warren web` ([`pipeline::web`]), `warren worker`
-//!   ([`pipeline::worker`]).
+//!   ([`pipeline::worker`]) and its pod's deletion cost ([`pipeline::deletion_cost`]).
 //! - Shared leaves, below all three, using none of them:
 //!   - [`config`]: typed configuration shared by the subcommands ([`config::AmqpUrl`] redacts
 //!     secrets).

@@ -9,8 +9,10 @@
 //! - [`publisher`]: publishes jobs with confirms over a self-healing connection.
 //! - [`web`]: `warren web`, the HTTP surface (`GET /generate`, `/metrics`, probes).
 //! - [`worker`]: `warren worker`, the consumer that does the jobs and drains on SIGTERM.
+//! - [`deletion_cost`]: the worker's opt-in pod-deletion-cost annotation (idle pods go first).
 
 pub mod broker;
+pub mod deletion_cost;
 pub mod job;
 pub mod publisher;
 pub mod web;

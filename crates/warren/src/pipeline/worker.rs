@@ -37,6 +37,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::broker::{self, Backoff};
+use crate::pipeline::deletion_cost::{self, DeletionCostArgs, DeletionCostConfig};
 use crate::pipeline::job::{now_ms, parse_delivery, Job, MAX_WORK_MS};
 
 /// Settings of `warren worker`, validated.
@@ -54,6 +55,8 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Drain and exit when this process (the pool that started us) is gone.
     pub parent_pid: Option<u32>,
+    /// Keep the pod's deletion cost in step with idle/busy (`None`: off, no client is built).
+    pub deletion_cost: Option<DeletionCostConfig>,
 }
 
 /// The worker's metrics.
@@ -130,6 +133,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
 
     if let Some(parent) = config.parent_pid {
         tokio::spawn(drain_when_orphaned(parent, shutdown.clone()));
+    }
+    if let Some(cost) = config.deletion_cost.clone() {
+        let in_flight = worker_metrics.in_flight.clone();
+        tokio::spawn(deletion_cost::run(cost, in_flight, shutdown.clone()));
     }
     let jobs = TaskTracker::new();
     let mut backoff = Backoff::default();
@@ -421,6 +428,9 @@ pub struct WorkerArgs {
     /// Set by `warren autoscale`: drain and exit when this parent process is gone.
     #[arg(long, env = "WARREN_PARENT_PID", hide = true)]
     pub parent_pid: Option<u32>,
+    /// Idle workers go first: the pod-deletion-cost annotation.
+    #[command(flatten)]
+    pub deletion_cost: DeletionCostArgs,
 }
 
 impl WorkerArgs {
@@ -433,6 +443,7 @@ impl WorkerArgs {
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
             grace: Duration::from_millis(self.work.grace_ms),
             parent_pid: self.parent_pid,
+            deletion_cost: self.deletion_cost.to_config()?,
         })
     }
 }
