@@ -281,7 +281,7 @@ impl Window {
         entry.jobs.send_modify(|j| {
             j.confirmed.extend(ids);
             j.awaited += awaited;
-            j.unknown += may_run - awaited;
+            j.unknown += may_run.saturating_sub(awaited);
         });
         for confirm in late {
             let entry = entry.clone();
