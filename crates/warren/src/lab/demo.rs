@@ -219,6 +219,8 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         publisher: crate::pipeline::publisher::PublisherOptions::default(),
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 4096,
+        idempotency_window: Duration::from_secs(600),
+        idempotency_max_jobs: 100_000,
     };
     let web = tokio::spawn(crate::pipeline::web::run(web_config, web_stop.clone()));
 
