@@ -313,7 +313,7 @@ fn a_sync_reads_the_broker_s_last_refresh_half_a_refresh_old_by_default() {
         7.0
     );
     let err = Scenario::from_yaml(&format!(
-        "description: x\nslo_secs: 1\n{base}metrics: {{ broker_refresh_secs: 1, broker_phase_secs: 1 }}\n"
+        "description: x\nduration_secs: 60\nslo_secs: 1\n{base}metrics: {{ broker_refresh_secs: 1, broker_phase_secs: 1 }}\n"
     ))
     .expect_err("a phase of a whole refresh")
     .to_string();
