@@ -32,14 +32,7 @@ fn the_simulator_matches_the_live_demo_at_speed_10() {
     let done = Command::new("python3")
         .arg("bench/fidelity")
         .args(["--speed", "10", "--warren", env!("CARGO_BIN_EXE_warren")])
-        .args([
-            "--desired-share",
-            "0.7",
-            "--wait-rel",
-            "0.35",
-            "--cost-rel",
-            "0.15",
-        ])
+        .arg("--bracket")
         .arg("--out")
         .arg(&out)
         .current_dir(workspace_root())
