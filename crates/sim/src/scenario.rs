@@ -203,6 +203,10 @@ pub struct MetricPipeline {
     /// How often the broker refreshes the queue's counts that its plugin exposes (a quorum queue
     /// ticks every 1 s); 0 reads them live.
     pub broker_refresh_secs: f64,
+    /// When the broker's first refresh comes, in `[0, broker_refresh_secs)`. The broker's tick
+    /// is not in step with the HPA's sync: by default half a refresh, so a sync reads counts
+    /// half a refresh old, the mean lag of the live system (bench/fidelity measures it).
+    pub broker_phase_secs: Option<f64>,
     /// Broker, or Prometheus then the adapter.
     pub source: MetricSource,
     /// Prometheus' scrape interval, with `source: prometheus`.
@@ -217,6 +221,7 @@ impl Default for MetricPipeline {
     fn default() -> Self {
         MetricPipeline {
             broker_refresh_secs: 1.0,
+            broker_phase_secs: None,
             source: MetricSource::Broker,
             scrape_interval_secs: 15.0,
             sync_period_secs: 15.0,
@@ -316,6 +321,17 @@ impl Scenario {
         let m = &self.metrics;
         if !(m.broker_refresh_secs.is_finite() && m.broker_refresh_secs >= 0.0) {
             return bad("metrics.broker_refresh_secs", "must be 0 or more");
+        }
+        if let Some(phase) = m.broker_phase_secs {
+            if !(phase.is_finite()
+                && phase >= 0.0
+                && (phase < m.broker_refresh_secs || phase == 0.0))
+            {
+                return bad(
+                    "metrics.broker_phase_secs",
+                    "must be 0 or more and below broker_refresh_secs",
+                );
+            }
         }
         if !(m.scrape_interval_secs.is_finite() && m.scrape_interval_secs >= 0.1) {
             return bad("metrics.scrape_interval_secs", "must be at least 0.1");

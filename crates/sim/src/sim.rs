@@ -314,7 +314,10 @@ impl<'a> Sim<'a> {
         sim.desired = initial;
         let ticks = &scenario.metrics;
         if ticks.broker_refresh_secs > 0.0 {
-            sim.schedule(0.0, Event::BrokerTick);
+            let phase = ticks
+                .broker_phase_secs
+                .unwrap_or(ticks.broker_refresh_secs / 2.0);
+            sim.schedule(phase, Event::BrokerTick);
         }
         if sim.controller.engine.is_some() {
             if ticks.source == MetricSource::Prometheus && sim.controller.keda.is_none() {

@@ -283,3 +283,39 @@ fn a_scenario_too_big_for_memory_is_refused() {
     .to_string();
     assert!(err.starts_with("sample_secs: gives more than"), "{err}");
 }
+
+#[test]
+fn a_sync_reads_the_broker_s_last_refresh_half_a_refresh_old_by_default() {
+    // 1 job/s (the first at 1 s) onto one worker that keeps the first for good: at each sync
+    // the ready count is the arrivals up to the broker's last refresh, less that one.
+    let base = "arrivals: { pattern: constant, rate: 1 }\nwork: { distribution: fixed, secs: 1000 }\nreplicas: { min: 1, max: 1 }\n";
+    let policy = PolicySpec::from_hpa_yaml("shipped", SHIPPED_HPA).expect("valid");
+    let read_at_15 = |metrics: &str| {
+        let outcome =
+            run(&scenario(&format!("{base}metrics: {metrics}\n")), &policy).expect("runs");
+        let sync = outcome
+            .decisions
+            .iter()
+            .find(|d| d.at_secs == 15.0)
+            .expect("sync at 15 s");
+        sync.metric_values[0].expect("a value")
+    };
+    // Refreshes at 0, 10, 20 ...: the sync at 15 s sees the 10 jobs of t <= 10 s.
+    assert_eq!(
+        read_at_15("{ broker_refresh_secs: 10, broker_phase_secs: 0 }"),
+        9.0
+    );
+    // By default at 5, 15, 25 ...: the refresh at 15 s comes before the sync.
+    assert_eq!(read_at_15("{ broker_refresh_secs: 10 }"), 14.0);
+    // Refreshes at 8, 18 ...: 8 jobs.
+    assert_eq!(
+        read_at_15("{ broker_refresh_secs: 10, broker_phase_secs: 8 }"),
+        7.0
+    );
+    let err = Scenario::from_yaml(&format!(
+        "description: x\nduration_secs: 60\nslo_secs: 1\n{base}metrics: {{ broker_refresh_secs: 1, broker_phase_secs: 1 }}\n"
+    ))
+    .expect_err("a phase of a whole refresh")
+    .to_string();
+    assert!(err.starts_with("metrics.broker_phase_secs: "), "{err}");
+}
