@@ -9,7 +9,8 @@ Runs inside the project's .venv (deploy/tools/requirements.txt):
       Prometheus Operator objects against its CRDs' models, strictly.
   check_manifests.py policy   --overlay NAME RENDERED.yaml
       Security, credentials, probes, resources, NetworkPolicy reachability, the
-      one HPA file and the KEDA equivalent of it.
+      one HPA file and the KEDA equivalent of it, the worker's pod-deletion-cost
+      RBAC and egress.
   check_manifests.py prometheus-files RENDERED.yaml OUTDIR
       Writes each ConfigMap holding a prometheus.yml into OUTDIR/<name>/.
   check_manifests.py self-test --k8s-version V ... --keda-schemas DIR RENDERED.yaml ...
@@ -46,7 +47,7 @@ QUERIES_MD = os.path.join(DEPLOY, "queries.md")
 
 NAMESPACE = "warren"
 SECRET_NAME = "warren-rabbitmq"
-SECRET_KEYS = {"username", "password", "amqp-url"}
+SECRET_KEYS = {"username", "password", "amqp-url", "erlang-cookie"}
 ADAPTER_QUERY = 'sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)'
 
 failures: list[str] = []
@@ -712,6 +713,18 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
     else:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, set(), "Prometheus API"))
     expectations.append(("warren-web", 3000, None, {scraper, "outside the pod network"}, "web (/generate, /metrics)"))
+    # The broker's nodes talk to each other (epmd, inter-node links), and to nobody else.
+    if "rabbitmq" in workloads:
+        ns, labels, named = workloads["rabbitmq"]
+        peer = Source("rabbitmq", ns, labels, ns_labels[ns])
+        for port, what in ((4369, "epmd"), (25672, "inter-node links")):
+            others = who("rabbitmq", port)
+            if not allowed(policies, ns, labels, port, named, peer):
+                fail(f"{label}: {what} rabbitmq:{port} is not reachable from the other broker nodes")
+            elif others:
+                fail(f"{label}: {what} rabbitmq:{port} is reachable from {sorted(others)}")
+            else:
+                ok(f"{label}: {what} rabbitmq:{port} reachable from the broker's nodes only")
     for target, port, at_most, at_least, what in expectations:
         if target not in workloads:
             fail(f"{label}: workload {target} missing")
@@ -723,6 +736,88 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
             fail(f"{label}: {what} {target}:{port} is not reachable from {sorted(at_least - got)}")
         else:
             ok(f"{label}: {what} {target}:{port} reachable from {sorted(got) or 'nobody'}")
+
+
+# The broker cluster -----------------------------------------------------------
+
+BROKER_NODES = 3
+
+
+def check_broker_cluster(objs: list[dict], label: str) -> None:
+    """Three nodes that survive losing one: replicas, quorum size, disruption budget,
+    spreading, peer discovery with its RBAC, the shared cookie."""
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o.get("kind"), {})[o["metadata"]["name"]] = o
+    sts = by_kind.get("StatefulSet", {}).get("rabbitmq")
+    if sts is None:
+        fail(f"{label}: StatefulSet rabbitmq missing")
+        return
+    problems = []
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    if spec.get("replicas") != BROKER_NODES:
+        problems.append(f"replicas is {spec.get('replicas')}, not {BROKER_NODES}")
+    if spec.get("podManagementPolicy") != "Parallel":
+        problems.append("podManagementPolicy is not Parallel (a full restart could wait forever)")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    terms = [t.get("podAffinityTerm", t) for t in
+             anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+             + anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])]
+    if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+               and selector_matches(t.get("labelSelector"), pod_labels(sts)) for t in terms):
+        problems.append("no pod anti-affinity on kubernetes.io/hostname for its own pods")
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values()
+            if selector_matches(p["spec"].get("selector"), pod_labels(sts))]
+    if len(pdbs) != 1 or pdbs[0]["spec"].get("maxUnavailable") != 1:
+        problems.append("not exactly one PodDisruptionBudget with maxUnavailable: 1")
+    headless = by_kind.get("Service", {}).get(spec.get("serviceName"), {}).get("spec", {})
+    if headless.get("clusterIP") != "None" or not headless.get("publishNotReadyAddresses"):
+        problems.append(f"serviceName {spec.get('serviceName')} is not a headless Service publishing not-ready pods")
+    env = {}
+    for c in pod["containers"]:
+        env.update(env_map(c))
+    if env.get("RABBITMQ_USE_LONGNAME", {}).get("value") != "true" or \
+            spec.get("serviceName", "?") not in env.get("RABBITMQ_NODENAME", {}).get("value", ""):
+        problems.append("node names are not long names under the headless Service")
+    sa = pod.get("serviceAccountName")
+    if sa not in by_kind.get("ServiceAccount", {}):
+        problems.append(f"serviceAccountName {sa!r} is not rendered")
+    bound = [rb for rb in by_kind.get("RoleBinding", {}).values()
+             if any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in rb.get("subjects", []))]
+    roles = [by_kind.get("Role", {}).get(rb["roleRef"]["name"]) for rb in bound if rb["roleRef"]["kind"] == "Role"]
+    rules = [r for role in roles if role for r in role.get("rules", [])]
+    if not any("endpoints" in r.get("resources", []) and "get" in r.get("verbs", []) for r in rules):
+        problems.append("its ServiceAccount may not get endpoints (peer discovery)")
+    for r in rules:
+        extra = set(r.get("verbs", [])) - {"get"}
+        if extra or set(r.get("resources", [])) - {"endpoints"}:
+            problems.append(f"its Role grants more than get on endpoints: {r}")
+    conf_maps = [o for o in by_kind.get("ConfigMap", {}).values() if o["metadata"]["name"].startswith("rabbitmq-config")]
+    data = conf_maps[0].get("data", {}) if conf_maps else {}
+    if "cluster_formation.peer_discovery_backend = k8s" not in data.get("rabbitmq.conf", ""):
+        problems.append("rabbitmq.conf does not use the k8s peer discovery backend")
+    if "rabbitmq_peer_discovery_k8s" not in data.get("enabled_plugins", ""):
+        problems.append("enabled_plugins lacks rabbitmq_peer_discovery_k8s")
+    cookie = [v for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == SECRET_NAME
+              and any(i.get("key") == "erlang-cookie" for i in v["secret"].get("items", []))]
+    if not cookie:
+        problems.append("no shared Erlang cookie from Secret " + SECRET_NAME)
+    for name in ("warren-web", "warren-worker"):
+        d = by_kind.get("Deployment", {}).get(name)
+        if d is None:
+            continue
+        size = {}
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            size.update(env_map(c))
+        value = size.get("QUORUM_GROUP_SIZE", {}).get("value")
+        if value != str(BROKER_NODES):
+            problems.append(f"{name} sets QUORUM_GROUP_SIZE {value!r}, not {BROKER_NODES}")
+    for p in problems:
+        fail(f"{label}: broker cluster: {p}")
+    if not problems:
+        ok(f"{label}: broker cluster of {BROKER_NODES} (Parallel), quorum size {BROKER_NODES}, PDB maxUnavailable 1, "
+           f"anti-affinity, k8s peer discovery with get on endpoints only, shared cookie")
 
 
 # HPA and its KEDA equivalent ------------------------------------------------
@@ -958,6 +1053,118 @@ def check_namespaces(objs: list[dict], label: str) -> None:
         ok(f"{label}: every namespaced object is in namespace {NAMESPACE}{extra}")
 
 
+# Idle workers go first: the worker's pod-deletion-cost RBAC, env and egress ----
+
+COST_ROLE_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+
+
+def egress_allowed(policies: list[dict], src_ns: str, src_labels: dict, dest: Source, port: int,
+                   protocol: str = "TCP") -> bool:
+    """Whether a pod may open `port` to `dest` under the Egress policies that select it."""
+    selecting = [
+        p for p in policies
+        if p["metadata"].get("namespace") == src_ns
+        and "Egress" in p["spec"].get("policyTypes", [])
+        and (p["spec"].get("podSelector") == {} or selector_matches(p["spec"].get("podSelector"), src_labels))
+    ]
+    if not selecting:
+        return True
+    for p in selecting:
+        for rule in p["spec"].get("egress", []) or []:
+            ports = rule.get("ports")
+            if ports and not any(r.get("protocol", "TCP") == protocol and
+                                 (r.get("port") is None or r["port"] <= port <= r.get("endPort", r["port"]))
+                                 for r in ports):
+                continue
+            peers = rule.get("to")
+            if not peers or any(peer_allows(peer, dest, src_ns) for peer in peers):
+                return True
+    return False
+
+
+def check_deletion_cost(objs: list[dict], label: str) -> None:
+    """The worker patches its own pod's deletion cost: the Downward API gives it its name and
+    namespace, its own ServiceAccount's token is mounted, that account may `patch` pods in the
+    namespace and do nothing else, and its egress reaches DNS, the broker and the API server only."""
+    deps = {o["metadata"]["name"]: o for o in objs if o.get("kind") == "Deployment"}
+    worker = deps.get("warren-worker")
+    if not worker:
+        return
+    spec = pod_spec(worker)
+    env = env_map(spec["containers"][0])
+    problems = []
+    if env.get("POD_DELETION_COST", {}).get("value") != "true":
+        problems.append("worker env POD_DELETION_COST is not \"true\"")
+    for var, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        got = env.get(var, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if got != field:
+            problems.append(f"worker env {var} is not from the Downward API ({field})")
+    sa = spec.get("serviceAccountName")
+    if not sa or sa == "default":
+        problems.append("worker has no ServiceAccount of its own")
+    elif not any(o.get("kind") == "ServiceAccount" and o["metadata"]["name"] == sa for o in objs):
+        problems.append(f"worker's ServiceAccount {sa} is not rendered")
+    if spec.get("automountServiceAccountToken") is not True:
+        problems.append("worker does not mount its ServiceAccount token")
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+             for o in objs if o.get("kind") in ("Role", "ClusterRole")}
+    bound = []
+    for b in (o for o in objs if o.get("kind") in ("RoleBinding", "ClusterRoleBinding")):
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa
+                   and s.get("namespace", b["metadata"].get("namespace")) == NAMESPACE
+                   for s in b.get("subjects", [])):
+            continue
+        rr = b["roleRef"]
+        key = (rr["kind"], b["metadata"].get("namespace") if rr["kind"] == "Role" else None, rr["name"])
+        if b["kind"] != "RoleBinding" or rr["kind"] != "Role" or b["metadata"].get("namespace") != NAMESPACE:
+            problems.append(f"{ref(b)} grants the worker more than its namespace")
+        elif key not in roles:
+            problems.append(f"{ref(b)} refers to {rr['kind']} {rr['name']}, which is not rendered")
+        elif roles[key].get("rules") != COST_ROLE_RULES:
+            problems.append(f"{ref(roles[key])} bound to the worker allows {roles[key].get('rules')}, "
+                            f"not only {COST_ROLE_RULES}")
+        else:
+            bound.append(ref(roles[key]))
+    if not bound:
+        problems.append("no Role lets the worker patch pods")
+    for p in problems:
+        fail(f"{label}: pod-deletion-cost: {p}")
+
+    policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+    labels = pod_labels(worker)
+    ns_labels = {"kubernetes.io/metadata.name": NAMESPACE}
+    workload_labels = {o["metadata"]["name"]: pod_labels(o) for o in objs if pod_spec(o) is not None}
+    api_server = Source("the API server (outside the pod network)", None, {}, {})
+    kube_dns = Source("kube-dns", "kube-system", {"k8s-app": "kube-dns"},
+                      {"kubernetes.io/metadata.name": "kube-system"})
+    expect = [
+        (kube_dns, 53, "UDP", True, "DNS"),
+        (kube_dns, 53, "TCP", True, "DNS over TCP"),
+        (api_server, 443, "TCP", True, "API server"),
+        (api_server, 6443, "TCP", True, "API server"),
+        (api_server, 80, "TCP", False, "plain HTTP outside"),
+    ]
+    if "rabbitmq" in workload_labels:
+        rabbit = Source("rabbitmq", NAMESPACE, workload_labels["rabbitmq"], ns_labels)
+        expect += [(rabbit, 5672, "TCP", True, "AMQP"), (rabbit, 15672, "TCP", False, "management UI")]
+    # Not prometheus-adapter:6443: whether an ipBlock also admits pod addresses is up to the
+    # network plugin, and the API server rule is an ipBlock on that port.
+    for other, port in (("warren-web", 3000), ("prometheus", 9090)):
+        if other in workload_labels:
+            expect.append((Source(other, NAMESPACE, workload_labels[other], ns_labels), port, "TCP", False, other))
+    bad = 0
+    for dest, port, proto, want, what in expect:
+        got = egress_allowed(policies, NAMESPACE, labels, dest, port, proto)
+        if got != want:
+            bad += 1
+            fail(f"{label}: worker egress to {dest.name}:{port}/{proto} ({what}) is "
+                 f"{'allowed' if got else 'denied'}, must be {'allowed' if want else 'denied'}")
+    if not problems and not bad:
+        allowed_to = sorted({f"{d.name}:{port}/{proto}" for d, port, proto, want, _ in expect if want})
+        ok(f"{label}: pod-deletion-cost on: POD_NAME/POD_NAMESPACE from the Downward API, ServiceAccount {sa} "
+           f"may only {', '.join(bound)} (patch pods), worker egress only to {', '.join(allowed_to)}")
+
+
 def cmd_policy(args) -> None:
     for path in args.rendered:
         label = os.path.basename(path)
@@ -972,7 +1179,9 @@ def cmd_policy(args) -> None:
         check_credentials(objs, label)
         check_warren_apps(objs, label)
         check_network(objs, label, args.overlay)
+        check_broker_cluster(objs, label)
         check_hpa(objs, label, args.overlay)
+        check_deletion_cost(objs, label)
         if args.overlay == OPERATOR_OVERLAY:
             check_operator(objs, label)
 

@@ -53,10 +53,10 @@ struct Target {
 
 impl Target {
     fn config(&self) -> anyhow::Result<BrokerConfig> {
-        Ok(BrokerConfig {
-            url: AmqpUrl::parse(&self.url).map_err(|e| anyhow::anyhow!("{}", e.0))?,
-            queue: QueueName::parse(&self.queue).map_err(|e| anyhow::anyhow!("{}", e.0))?,
-        })
+        Ok(BrokerConfig::new(
+            AmqpUrl::parse(&self.url).map_err(|e| anyhow::anyhow!("{}", e.0))?,
+            QueueName::parse(&self.queue).map_err(|e| anyhow::anyhow!("{}", e.0))?,
+        ))
     }
 }
 
@@ -182,7 +182,7 @@ async fn publish(config: &BrokerConfig, shape: Shape, budget: Budget) -> anyhow:
         window,
     } = shape;
     let setup = warren::pipeline::broker::connect(config, "bench-setup").await?;
-    warren::pipeline::broker::declare_topology(&setup, &config.queue).await?;
+    warren::pipeline::broker::declare_topology(&setup, config).await?;
     let mut connections_open = Vec::with_capacity(connections);
     let mut links = Vec::with_capacity(connections * channels);
     for _ in 0..connections {
@@ -275,7 +275,7 @@ async fn consume(
     idle_timeout: Duration,
 ) -> anyhow::Result<()> {
     let connection: Connection = warren::pipeline::broker::connect(config, "bench-consume").await?;
-    warren::pipeline::broker::declare_topology(&connection, &config.queue).await?;
+    warren::pipeline::broker::declare_topology(&connection, config).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())

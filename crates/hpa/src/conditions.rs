@@ -5,7 +5,7 @@ use std::fmt;
 use crate::time::Timestamp;
 
 /// The kind of a condition, as in `status.conditions[].type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ConditionType {
     /// Whether the autoscaler can fetch and update the scale target (and is not held back).
     AbleToScale,
@@ -13,6 +13,9 @@ pub enum ConditionType {
     ScalingActive,
     /// Whether the desired count was clamped by the bounds or the scaling rate.
     ScalingLimited,
+    /// Whether the controller itself took the target to zero replicas, and so may take it back
+    /// up (HPAScaleToZero; absent while the gate is off).
+    ScaledToZero,
 }
 
 impl ConditionType {
@@ -22,6 +25,7 @@ impl ConditionType {
             ConditionType::AbleToScale => "AbleToScale",
             ConditionType::ScalingActive => "ScalingActive",
             ConditionType::ScalingLimited => "ScalingLimited",
+            ConditionType::ScaledToZero => "ScaledToZero",
         }
     }
 }
@@ -33,7 +37,7 @@ impl fmt::Display for ConditionType {
 }
 
 /// A condition's status, as in Kubernetes' `ConditionStatus`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ConditionStatus {
     /// The condition holds.
     True,
@@ -55,9 +59,11 @@ impl ConditionStatus {
 }
 
 /// One status condition with the controller's reason string and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
     /// Which condition this is.
+    #[serde(rename = "type")]
     pub type_: ConditionType,
     /// Whether it holds.
     pub status: ConditionStatus,
@@ -167,6 +173,12 @@ mod tests {
         );
         assert_eq!(list[0].last_transition_time, t2);
     }
+}
+
+/// Removes the condition of type `type_`, if present. Mirrors the controller's removal of
+/// `ScaledToZero` while HPAScaleToZero is off.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: ConditionType) {
+    conditions.retain(|c| c.type_ != type_);
 }
 
 /// A condition a controller step wants set; [`set_condition_in_list`] applies it with a time.

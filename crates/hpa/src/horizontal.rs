@@ -5,15 +5,18 @@
 use std::time::Duration;
 
 use k8s_openapi::api::autoscaling::v2::{
-    HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, MetricSpec, MetricTarget,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerStatus,
+    MetricSpec, MetricTarget,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
-use crate::conditions::{Condition, ConditionChange, ConditionStatus, ConditionType};
+use crate::conditions::{
+    remove_condition, Condition, ConditionChange, ConditionStatus, ConditionType,
+};
 use crate::manifest::{self, ManifestError};
 use crate::normalization::{
     normalize_desired_replicas, normalize_desired_replicas_with_behaviors,
-    record_initial_recommendation, store_scale_event, TimestampedRecommendation,
+    record_initial_recommendation, store_scale_event, ScaleUpLimit, TimestampedRecommendation,
     TimestampedScaleEvent, DEFAULT_DOWNSCALE_STABILIZATION_WINDOW,
 };
 use crate::quantity;
@@ -25,37 +28,148 @@ use crate::replica_calculator::{
 };
 use crate::time::Timestamp;
 
-/// The controller-wide settings (kube-controller-manager flags), with their defaults.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The kube-controller-manager feature gates the HPA controller reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FeatureGates {
+    /// `HPAScaleToZero`: a target the controller took to 0 (condition `ScaledToZero` True) is
+    /// still evaluated, from its Object and External metrics, and brought back up. While off,
+    /// a target at 0 replicas means autoscaling is disabled, and the `ScaledToZero` condition is
+    /// removed. Alpha (off) 1.16 to 1.36, beta (on) from 1.37.
+    #[serde(rename = "HPAScaleToZero")]
+    pub hpa_scale_to_zero: bool,
+    /// `HPAConfigurableTolerance`: `behavior.scaleUp.tolerance` and
+    /// `behavior.scaleDown.tolerance` are read; while off, the controller-wide tolerance
+    /// applies in both directions. Alpha (off) 1.33 and 1.34, beta (on) from 1.35.
+    #[serde(rename = "HPAConfigurableTolerance")]
+    pub hpa_configurable_tolerance: bool,
+}
+
+/// The controller-wide settings of one Kubernetes release line: the kube-controller-manager
+/// flags, the feature gates, and the release's fixed rules.
+///
+/// | setting | 1.33 | 1.35 | 1.37 | development |
+/// |---|---|---|---|---|
+/// | `HPAScaleToZero` | off | off | on | on |
+/// | `HPAConfigurableTolerance` | off | on | on | on |
+/// | Succeeded pods ignored | no | no | no | yes |
+///
+/// The flags have the same defaults on every line: tolerance 0.1, downscale stabilization
+/// 5 min, CPU initialization 5 min, initial readiness delay 30 s, legacy scale-up limit
+/// `max(2 × current, 4)`. [`ControllerConfig::default`] is the newest stable line, 1.37.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ControllerConfig {
-    /// `--horizontal-pod-autoscaler-tolerance`: used in a direction whose rules set none.
+    /// `--horizontal-pod-autoscaler-tolerance`: used in a direction whose rules set none (in
+    /// both while HPAConfigurableTolerance is off).
     pub tolerance: f64,
     /// `--horizontal-pod-autoscaler-downscale-stabilization`: the legacy window, and the
     /// behavior scale-down window when the manifest sets none.
+    #[serde(with = "seconds")]
     pub downscale_stabilization_window: Duration,
     /// `--horizontal-pod-autoscaler-cpu-initialization-period`.
+    #[serde(with = "seconds")]
     pub cpu_initialization_period: Duration,
     /// `--horizontal-pod-autoscaler-initial-readiness-delay`.
+    #[serde(with = "seconds")]
     pub delay_of_initial_readiness_status: Duration,
+    /// The legacy path's scale-up limit (no `behavior`).
+    pub scale_up_limit: ScaleUpLimit,
+    /// The feature gates.
+    pub feature_gates: FeatureGates,
+    /// Whether pods in phase Succeeded are left out like Failed ones (development line,
+    /// kubernetes PR 141302); before, they counted as pods without metrics.
+    pub ignore_succeeded_pods: bool,
+}
+
+/// Durations as whole or fractional seconds, as the controller's flags are written.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for ControllerConfig {
+    /// The newest stable release line's defaults: [`ControllerConfig::kubernetes_1_37`].
     fn default() -> Self {
+        Self::kubernetes_1_37()
+    }
+}
+
+impl ControllerConfig {
+    /// Kubernetes 1.33: both gates alpha and off.
+    pub fn kubernetes_1_33() -> Self {
         ControllerConfig {
             tolerance: DEFAULT_TOLERANCE,
             downscale_stabilization_window: DEFAULT_DOWNSCALE_STABILIZATION_WINDOW,
             cpu_initialization_period: DEFAULT_CPU_INITIALIZATION_PERIOD,
             delay_of_initial_readiness_status: DEFAULT_DELAY_OF_INITIAL_READINESS_STATUS,
+            scale_up_limit: ScaleUpLimit::default(),
+            feature_gates: FeatureGates {
+                hpa_scale_to_zero: false,
+                hpa_configurable_tolerance: false,
+            },
+            ignore_succeeded_pods: false,
         }
     }
-}
 
-impl ControllerConfig {
-    fn replica_calculator(&self) -> ReplicaCalculator {
+    /// Kubernetes 1.35: HPAConfigurableTolerance beta and on; HPAScaleToZero alpha and off.
+    pub fn kubernetes_1_35() -> Self {
+        let mut config = Self::kubernetes_1_33();
+        config.feature_gates.hpa_configurable_tolerance = true;
+        config
+    }
+
+    /// Kubernetes 1.37: both gates on (HPAScaleToZero beta).
+    pub fn kubernetes_1_37() -> Self {
+        let mut config = Self::kubernetes_1_35();
+        config.feature_gates.hpa_scale_to_zero = true;
+        config
+    }
+
+    /// Kubernetes' development line (master after 1.37): 1.37, and pods in phase Succeeded
+    /// are ignored.
+    pub fn development() -> Self {
+        let mut config = Self::kubernetes_1_37();
+        config.ignore_succeeded_pods = true;
+        config
+    }
+
+    /// The settings of a release line named `1.33`, `1.35`, `1.37` or `development`; also
+    /// `1.34` (as 1.33) and `1.36` (as 1.35), which differ in nothing modelled here.
+    pub fn for_release(release: &str) -> Option<Self> {
+        match release {
+            "1.33" | "1.34" => Some(Self::kubernetes_1_33()),
+            "1.35" | "1.36" => Some(Self::kubernetes_1_35()),
+            "1.37" => Some(Self::kubernetes_1_37()),
+            "development" | "master" => Some(Self::development()),
+            _ => None,
+        }
+    }
+
+    /// The per-metric calculator these settings give.
+    pub fn replica_calculator(&self) -> ReplicaCalculator {
         ReplicaCalculator {
             cpu_initialization_period: self.cpu_initialization_period,
             delay_of_initial_readiness_status: self.delay_of_initial_readiness_status,
+            ignore_succeeded_pods: self.ignore_succeeded_pods,
         }
+    }
+
+    /// The tolerances for `behavior` under these settings: the manifest's per-direction
+    /// tolerances while HPAConfigurableTolerance is on, the controller-wide one otherwise.
+    pub fn tolerances(&self, behavior: Option<&HorizontalPodAutoscalerBehavior>) -> Tolerances {
+        let behavior = behavior.filter(|_| self.feature_gates.hpa_configurable_tolerance);
+        tolerances_for_hpa(behavior, self.tolerance)
     }
 }
 
@@ -677,7 +791,8 @@ pub struct ScaleDecision {
     /// Each metric's result, in the order of `spec.metrics` (empty when no metric was read).
     pub metrics: Vec<Result<MetricProposal, MetricFailure>>,
     /// The status conditions after this evaluation (AbleToScale, ScalingActive,
-    /// ScalingLimited), as `kubectl describe hpa` would show them.
+    /// ScalingLimited, and ScaledToZero with HPAScaleToZero), as `kubectl describe hpa` would
+    /// show them.
     pub conditions: Vec<Condition>,
     /// The error the controller would log for this evaluation, if any.
     pub error: Option<String>,
@@ -690,21 +805,102 @@ impl ScaleDecision {
     }
 }
 
-/// What the controller remembers about one autoscaler between evaluations.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the controller remembers about one autoscaler between evaluations: what a cluster keeps
+/// in the HPA's status (conditions, last scale time, desired count) and in the controller's
+/// memory (recommendations, scale events). Plain data, serializable, so that a driver can
+/// store it and resume with [`Autoscaler::from_state`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoscalerState {
     /// Unstabilized recommendations, for the stabilization windows.
+    #[serde(default)]
     pub recommendations: Vec<TimestampedRecommendation>,
     /// Scale-ups, for the scale-up rate limits (recorded only with `behavior`).
+    #[serde(default)]
     pub scale_up_events: Vec<TimestampedScaleEvent>,
     /// Scale-downs, for the scale-down rate limits (recorded only with `behavior`).
+    #[serde(default)]
     pub scale_down_events: Vec<TimestampedScaleEvent>,
     /// The status conditions.
+    #[serde(default)]
     pub conditions: Vec<Condition>,
     /// When the target was last rescaled.
+    #[serde(default)]
     pub last_scale_time: Option<Timestamp>,
     /// The desired replica count last reported in the status.
+    #[serde(default)]
     pub desired_replicas: i32,
+}
+
+impl AutoscalerState {
+    /// The state a controller starts from when it reads an HPA's `status`: its conditions
+    /// (those of a type this crate knows), last scale time and desired count, with no history
+    /// (the controller keeps recommendations and scale events in memory only). Times are read
+    /// as since the Unix epoch, so evaluations must then use the same epoch.
+    pub fn from_status(status: &HorizontalPodAutoscalerStatus) -> Self {
+        let time = |t: Option<&Time>| t.map(|t| Timestamp::from_nanos(t.0.as_nanosecond()));
+        let conditions = status
+            .conditions
+            .iter()
+            .flatten()
+            .filter_map(|c| {
+                let type_ = match c.type_.as_str() {
+                    "AbleToScale" => ConditionType::AbleToScale,
+                    "ScalingActive" => ConditionType::ScalingActive,
+                    "ScalingLimited" => ConditionType::ScalingLimited,
+                    "ScaledToZero" => ConditionType::ScaledToZero,
+                    _ => return None,
+                };
+                let status = match c.status.as_str() {
+                    "True" => ConditionStatus::True,
+                    "False" => ConditionStatus::False,
+                    _ => ConditionStatus::Unknown,
+                };
+                Some(Condition {
+                    type_,
+                    status,
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                    last_transition_time: time(c.last_transition_time.as_ref()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        AutoscalerState {
+            conditions,
+            last_scale_time: time(status.last_scale_time.as_ref()),
+            desired_replicas: status.desired_replicas,
+            ..AutoscalerState::default()
+        }
+    }
+
+    /// Whether the status carries `ScaledToZero` True: the controller itself took the target
+    /// to zero. Mirrors `getScaledToZeroConditionStatus`.
+    pub fn scaled_to_zero(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| c.type_ == ConditionType::ScaledToZero && c.status == ConditionStatus::True)
+    }
+}
+
+/// Whether any metric is of type Object or External, the metrics that can be read with no
+/// pod running. Mirrors `hasObjectOrExternalMetrics`.
+pub fn has_object_or_external_metrics(specs: &[MetricSpec]) -> bool {
+    specs
+        .iter()
+        .any(|m| m.type_ == "Object" || m.type_ == "External")
+}
+
+/// Whether a target at 0 replicas is evaluated from its metrics (`true`) or left alone with
+/// `ScalingActive` False, reason `ScalingDisabled` (`false`): only when the controller took it
+/// to zero (`scaled_to_zero_condition`, which needs HPAScaleToZero) and either an Object or
+/// External metric can wake it (`can_scale_from_zero`) or `minReplicas` has since been raised
+/// above 0. Mirrors `shouldComputeMetricsForZeroReplicas`.
+pub fn should_compute_metrics_for_zero_replicas(
+    min_replicas: i32,
+    scaled_to_zero_condition: bool,
+    can_scale_from_zero: bool,
+) -> bool {
+    (min_replicas != 0 && scaled_to_zero_condition) || can_scale_from_zero
 }
 
 /// One HorizontalPodAutoscaler and the controller's memory of it: feed it the target and the
@@ -717,12 +913,16 @@ pub struct Autoscaler {
 }
 
 impl Autoscaler {
-    /// Parses, defaults and validates a manifest, with the controller's default settings.
+    /// Parses (strictly), defaults and validates a manifest, with the newest stable release's
+    /// settings ([`ControllerConfig::default`]).
     pub fn from_yaml(yaml: &str) -> Result<Self, ManifestError> {
-        Ok(Self::with_config(
-            manifest::parse_manifest(yaml)?,
-            ControllerConfig::default(),
-        ))
+        Self::from_yaml_with(yaml, ControllerConfig::default())
+    }
+
+    /// [`Autoscaler::from_yaml`] with the given controller settings; validation follows their
+    /// HPAScaleToZero gate.
+    pub fn from_yaml_with(yaml: &str, config: ControllerConfig) -> Result<Self, ManifestError> {
+        Self::new(manifest::read_manifest(yaml)?, config)
     }
 
     /// Defaults and validates an already-parsed object.
@@ -730,15 +930,19 @@ impl Autoscaler {
         hpa: HorizontalPodAutoscaler,
         config: ControllerConfig,
     ) -> Result<Self, ManifestError> {
-        Ok(Self::with_config(manifest::prepare(hpa)?, config))
+        let hpa = manifest::prepare_with(hpa, config.feature_gates.hpa_scale_to_zero)?;
+        Ok(Self::from_state(hpa, config, AutoscalerState::default()))
     }
 
-    fn with_config(hpa: HorizontalPodAutoscaler, config: ControllerConfig) -> Self {
-        Autoscaler {
-            hpa,
-            config,
-            state: AutoscalerState::default(),
-        }
+    /// An autoscaler for an object as the API server stores it, resuming from `state`: no
+    /// defaults are applied and nothing is validated, as the controller reconciles whatever is
+    /// stored, including objects that older API versions accepted.
+    pub fn from_state(
+        hpa: HorizontalPodAutoscaler,
+        config: ControllerConfig,
+        state: AutoscalerState,
+    ) -> Self {
+        Autoscaler { hpa, config, state }
     }
 
     /// The defaulted manifest.
@@ -756,9 +960,27 @@ impl Autoscaler {
         &self.config
     }
 
-    /// The remembered recommendations, scale events and conditions.
+    /// The remembered recommendations, scale events and conditions: store them to resume
+    /// later with [`Autoscaler::from_state`].
     pub fn state(&self) -> &AutoscalerState {
         &self.state
+    }
+
+    /// An autoscaler for an object as the API server stores it, status included, as the
+    /// controller meets it on its first reconcile: [`Autoscaler::from_state`] with
+    /// [`AutoscalerState::from_status`] (Unix-epoch times).
+    pub fn from_object(hpa: HorizontalPodAutoscaler, config: ControllerConfig) -> Self {
+        let state = hpa
+            .status
+            .as_ref()
+            .map(AutoscalerState::from_status)
+            .unwrap_or_default();
+        Self::from_state(hpa, config, state)
+    }
+
+    /// Replaces the remembered state, as a controller does when it reads the HPA's status.
+    pub fn set_state(&mut self, state: AutoscalerState) {
+        self.state = state;
     }
 
     /// One reconcile at `now`: `target` is the scale target as it is now and `observations`
@@ -773,6 +995,7 @@ impl Autoscaler {
         observations: &[MetricObservation],
     ) -> ScaleDecision {
         let spec = &self.hpa.spec;
+        let config = &self.config;
         let state = &mut self.state;
         let current_replicas = target.spec_replicas;
         ConditionChange::new(
@@ -784,15 +1007,27 @@ impl Autoscaler {
         .apply(&mut state.conditions, now);
         record_initial_recommendation(&mut state.recommendations, current_replicas, now);
 
+        let scale_to_zero_enabled = config.feature_gates.hpa_scale_to_zero;
+        let metric_specs = spec.metrics.as_deref().unwrap_or_default();
+        let has_object_or_external = has_object_or_external_metrics(metric_specs);
+        let scaled_to_zero_condition = scale_to_zero_enabled && state.scaled_to_zero();
+        let can_scale_from_zero = scaled_to_zero_condition && has_object_or_external;
+
         let min_replicas = spec.min_replicas.unwrap_or(1);
         let max_replicas = spec.max_replicas;
         let mut metrics = Vec::new();
         let mut error = None;
         let mut reason = None;
-        let desired_replicas;
+        let mut desired_replicas;
         let rescale;
 
-        if current_replicas == 0 && min_replicas != 0 {
+        if current_replicas == 0
+            && !should_compute_metrics_for_zero_replicas(
+                min_replicas,
+                scaled_to_zero_condition,
+                can_scale_from_zero,
+            )
+        {
             desired_replicas = 0;
             rescale = false;
             ConditionChange::new(
@@ -802,11 +1037,14 @@ impl Autoscaler {
                 "scaling is disabled since the replica count of the target is zero",
             )
             .apply(&mut state.conditions, now);
-        } else if current_replicas > max_replicas {
+            if !scale_to_zero_enabled {
+                remove_condition(&mut state.conditions, ConditionType::ScaledToZero);
+            }
+        } else if current_replicas != 0 && current_replicas > max_replicas {
             reason = Some("Current number of replicas above Spec.MaxReplicas".to_string());
             desired_replicas = max_replicas;
             rescale = desired_replicas != current_replicas;
-        } else if current_replicas < min_replicas {
+        } else if current_replicas != 0 && current_replicas < min_replicas {
             reason = Some("Current number of replicas below Spec.MinReplicas".to_string());
             desired_replicas = min_replicas;
             rescale = desired_replicas != current_replicas;
@@ -815,16 +1053,12 @@ impl Autoscaler {
                 spec_replicas: current_replicas,
                 status_replicas: target.status_replicas,
                 pods: &target.pods,
-                tolerances: tolerances_for_hpa(spec.behavior.as_ref(), self.config.tolerance),
-                calculator: self.config.replica_calculator(),
+                tolerances: config.tolerances(spec.behavior.as_ref()),
+                calculator: config.replica_calculator(),
                 namespace: self.hpa.metadata.namespace.as_deref().unwrap_or("default"),
                 now,
             };
-            let outcome = compute_replicas_for_metrics(
-                spec.metrics.as_deref().unwrap_or_default(),
-                observations,
-                &ctx,
-            );
+            let outcome = compute_replicas_for_metrics(metric_specs, observations, &ctx);
             outcome.scaling_active.apply(&mut state.conditions, now);
             metrics = outcome.metrics;
             error = outcome.error;
@@ -853,7 +1087,8 @@ impl Autoscaler {
                     prenormalized,
                     min_replicas,
                     max_replicas,
-                    self.config.downscale_stabilization_window,
+                    config.downscale_stabilization_window,
+                    config.scale_up_limit,
                     now,
                 ),
                 Some(behavior) => normalize_desired_replicas_with_behaviors(
@@ -865,13 +1100,24 @@ impl Autoscaler {
                     prenormalized,
                     min_replicas,
                     max_replicas,
-                    self.config.downscale_stabilization_window,
+                    config.downscale_stabilization_window,
                     now,
                 ),
             };
             normalized.able_to_scale.apply(&mut state.conditions, now);
             normalized.scaling_limited.apply(&mut state.conditions, now);
             desired_replicas = normalized.desired_replicas;
+            // Waking a target the controller took to zero, after minReplicas was raised.
+            if current_replicas == 0
+                && min_replicas != 0
+                && scaled_to_zero_condition
+                && desired_replicas < min_replicas
+            {
+                desired_replicas = min_replicas;
+                if reason.is_none() {
+                    reason = Some("Current number of replicas below Spec.MinReplicas".to_string());
+                }
+            }
             rescale = desired_replicas != current_replicas;
         }
 
@@ -885,6 +1131,18 @@ impl Autoscaler {
                 ),
             )
             .apply(&mut state.conditions, now);
+            // Set on every rescale so that it is never stale; removed while the gate is off.
+            if scale_to_zero_enabled {
+                scaled_to_zero_change(
+                    current_replicas,
+                    desired_replicas,
+                    min_replicas,
+                    has_object_or_external,
+                )
+                .apply(&mut state.conditions, now);
+            } else {
+                remove_condition(&mut state.conditions, ConditionType::ScaledToZero);
+            }
             store_scale_event(
                 spec.behavior.as_ref(),
                 &mut state.scale_up_events,
@@ -909,5 +1167,32 @@ impl Autoscaler {
             conditions: state.conditions.clone(),
             error,
         }
+    }
+}
+
+/// The `ScaledToZero` condition after a rescale (HPAScaleToZero on): True when the controller
+/// takes the target from above 0 to 0 with `minReplicas` 0 and an Object or External metric
+/// to wake it, otherwise False with reason `NotScaledToZero`.
+pub fn scaled_to_zero_change(
+    current_replicas: i32,
+    desired_replicas: i32,
+    min_replicas: i32,
+    has_object_or_external: bool,
+) -> ConditionChange {
+    if current_replicas > 0 && desired_replicas == 0 && min_replicas == 0 && has_object_or_external
+    {
+        ConditionChange::new(
+            ConditionType::ScaledToZero,
+            ConditionStatus::True,
+            "ScaledToZero",
+            "the HPA controller scaled the workload to zero",
+        )
+    } else {
+        ConditionChange::new(
+            ConditionType::ScaledToZero,
+            ConditionStatus::False,
+            "NotScaledToZero",
+            "the HPA controller did not scale the workload to zero",
+        )
     }
 }

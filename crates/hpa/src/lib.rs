@@ -1,15 +1,17 @@
 //! Kubernetes' autoscaling/v2 HorizontalPodAutoscaler decision logic, as a pure library.
 //!
 //! Given the very `HorizontalPodAutoscaler` manifest a cluster would get, this crate reaches the
-//! decisions the Kubernetes HPA controller (release line 1.33 and later) would reach: the same
-//! API defaults and validation, the same per-metric formulas, tolerances, stabilization windows,
-//! rate limits, histories and status conditions. It does no I/O and reads no clock: time is a
+//! decisions the Kubernetes HPA controller would reach: the same API defaults and validation,
+//! the same per-metric formulas, tolerances, stabilization windows, rate limits, histories and
+//! status conditions. What differs by release (feature gates, flags) is a [`ControllerConfig`],
+//! one constructor per release line; the default is Kubernetes 1.37. It does no I/O and reads no clock: time is a
 //! [`Timestamp`] the caller passes in, so a simulation can replay hours in milliseconds.
 //!
 //! # Using it
 //!
-//! 1. Build an [`Autoscaler`] from the manifest with [`Autoscaler::from_yaml`] (parse, apply the
-//!    API defaults, validate; errors name the field, e.g. `spec.maxReplicas`).
+//! 1. Build an [`Autoscaler`] from the manifest with [`Autoscaler::from_yaml`] (parse strictly,
+//!    apply the API defaults, validate; errors name the field, e.g. `spec.maxReplicas`), or
+//!    [`Autoscaler::from_yaml_with`] for another release's [`ControllerConfig`].
 //! 2. At each tick (the controller syncs every 15 s), read each metric listed by
 //!    [`Autoscaler::metric_specs`] and call [`Autoscaler::evaluate`] with the time, the scale
 //!    target ([`ScaleTarget::workers`] for `current` live and `ready` ready workers) and one
@@ -21,6 +23,8 @@
 //!    is valid).
 //! 3. When the [`ScaleDecision`] says `rescale`, set the worker count to `desired_replicas`.
 //!    Its `conditions` and per-metric `metrics` say why.
+//! 4. To survive a restart, store [`Autoscaler::state`] (serde data) and resume with
+//!    [`Autoscaler::from_state`], as the controller resumes from the HPA's status.
 //!
 //! ```
 //! use warren_hpa::{Autoscaler, ConditionType, MetricObservation, ScaleTarget, Timestamp};
@@ -102,10 +106,10 @@ pub mod validation;
 
 pub use conditions::{Condition, ConditionChange, ConditionStatus, ConditionType};
 pub use horizontal::{
-    Autoscaler, AutoscalerState, ControllerConfig, CurrentMetricValue, MetricFailure,
+    Autoscaler, AutoscalerState, ControllerConfig, CurrentMetricValue, FeatureGates, MetricFailure,
     MetricObservation, MetricProposal, ScaleDecision, ScaleTarget,
 };
-pub use manifest::{parse_manifest, ManifestError};
+pub use manifest::{parse_manifest, read_manifest, ManifestError};
 pub use replica_calculator::{Pod, PodMetric, PodMetricsInfo, Tolerances};
 pub use time::Timestamp;
 pub use validation::FieldError;

@@ -20,8 +20,30 @@ pub const SCALE_UP_LIMIT_MINIMUM: f64 = 4.0;
 /// The controller's default `--horizontal-pod-autoscaler-downscale-stabilization`.
 pub const DEFAULT_DOWNSCALE_STABILIZATION_WINDOW: Duration = Duration::from_secs(300);
 
+/// The legacy path's scale-up limit, `max(factor × current, minimum)`: the controller's
+/// package variables `scaleUpLimitFactor` and `scaleUpLimitMinimum` (2 and 4; Kubernetes' own
+/// tests set other values).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleUpLimit {
+    /// How many times the current count one rescale may reach.
+    pub factor: f64,
+    /// The limit when the factor gives less.
+    pub minimum: f64,
+}
+
+impl Default for ScaleUpLimit {
+    fn default() -> Self {
+        ScaleUpLimit {
+            factor: SCALE_UP_LIMIT_FACTOR,
+            minimum: SCALE_UP_LIMIT_MINIMUM,
+        }
+    }
+}
+
 /// A metric proposal remembered for stabilization.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimestampedRecommendation {
     /// The unstabilized replica count the metrics proposed.
     pub recommendation: i32,
@@ -30,7 +52,8 @@ pub struct TimestampedRecommendation {
 }
 
 /// A rescale remembered for the rate limits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimestampedScaleEvent {
     /// How many replicas were added (scale-up history) or removed (scale-down history).
     pub replica_change: i32,
@@ -146,15 +169,16 @@ fn store_recommendation(
     }
 }
 
-/// The legacy bounds: at least `min_replicas`, at most `max_replicas` and the scale-up limit of
-/// `max(2 × current, 4)`. Mirrors `convertDesiredReplicasWithRules`.
+/// The legacy bounds: at least `min_replicas`, at most `max_replicas` and the scale-up limit
+/// (`max(2 × current, 4)` by default). Mirrors `convertDesiredReplicasWithRules`.
 pub fn convert_desired_replicas_with_rules(
     current_replicas: i32,
     desired_replicas: i32,
     hpa_min_replicas: i32,
     hpa_max_replicas: i32,
+    limit: ScaleUpLimit,
 ) -> Limited {
-    let scale_up_limit = calculate_scale_up_limit(current_replicas);
+    let scale_up_limit = calculate_scale_up_limit(current_replicas, limit);
     let (maximum_allowed, (reason, message)) = if hpa_max_replicas > scale_up_limit {
         (scale_up_limit, SCALE_UP_LIMIT)
     } else {
@@ -170,9 +194,9 @@ pub fn convert_desired_replicas_with_rules(
     Limited::within_range(desired_replicas)
 }
 
-/// `max(2 × current, 4)`. Mirrors `calculateScaleUpLimit`.
-pub fn calculate_scale_up_limit(current_replicas: i32) -> i32 {
-    (SCALE_UP_LIMIT_FACTOR * f64::from(current_replicas)).max(SCALE_UP_LIMIT_MINIMUM) as i32
+/// `max(factor × current, minimum)`. Mirrors `calculateScaleUpLimit`.
+pub fn calculate_scale_up_limit(current_replicas: i32, limit: ScaleUpLimit) -> i32 {
+    (limit.factor * f64::from(current_replicas)).max(limit.minimum) as i32
 }
 
 /// Everything the behavior normalization needs. Mirrors `NormalizationArg` (without the key: the
@@ -530,6 +554,7 @@ pub fn normalize_desired_replicas(
     min_replicas: i32,
     max_replicas: i32,
     downscale_stabilisation_window: Duration,
+    scale_up_limit: ScaleUpLimit,
     now: Timestamp,
 ) -> Normalized {
     let stabilized = stabilize_recommendation(
@@ -549,6 +574,7 @@ pub fn normalize_desired_replicas(
         stabilized,
         min_replicas,
         max_replicas,
+        scale_up_limit,
     );
     Normalized {
         desired_replicas: limited.replicas,

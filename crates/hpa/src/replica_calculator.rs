@@ -247,7 +247,8 @@ pub struct GroupedPods {
     pub ignored_pods: BTreeSet<String>,
 }
 
-/// Splits pods into ready, unready, missing and ignored. For CPU, a pod still inside the
+/// Splits pods into ready, unready, missing and ignored (deleting and failed pods, and with
+/// `ignore_succeeded_pods` succeeded ones too). For CPU, a pod still inside the
 /// initialization period counts only when ready and sampled a full window after becoming ready;
 /// after it, an unready pod is left out only when it never became ready within
 /// `delay_of_initial_readiness_status` of starting. Mirrors `groupPods`.
@@ -257,11 +258,14 @@ pub fn group_pods(
     resource: &str,
     cpu_initialization_period: Duration,
     delay_of_initial_readiness_status: Duration,
+    ignore_succeeded_pods: bool,
     now: Timestamp,
 ) -> GroupedPods {
     let mut grouped = GroupedPods::default();
     for pod in pods {
-        if pod.deleting || pod.phase == PodPhase::Failed {
+        let terminal = pod.phase == PodPhase::Failed
+            || (ignore_succeeded_pods && pod.phase == PodPhase::Succeeded);
+        if pod.deleting || terminal {
             grouped.ignored_pods.insert(pod.name.clone());
             continue;
         }
@@ -423,13 +427,17 @@ fn ceil_replicas(x: f64) -> i32 {
     x.ceil() as i32
 }
 
-/// The per-metric calculations, with the controller's two timing settings.
+/// The per-metric calculations, with the controller's two timing settings and its release's
+/// pod filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaCalculator {
     /// How long after a pod starts its CPU samples are treated with suspicion.
     pub cpu_initialization_period: Duration,
     /// How long after start an unready pod is still considered never to have been ready.
     pub delay_of_initial_readiness_status: Duration,
+    /// Whether pods in phase Succeeded are ignored like Failed ones (Kubernetes' development
+    /// line, PR 141302); before, they counted as missing.
+    pub ignore_succeeded_pods: bool,
 }
 
 impl Default for ReplicaCalculator {
@@ -437,6 +445,7 @@ impl Default for ReplicaCalculator {
         ReplicaCalculator {
             cpu_initialization_period: DEFAULT_CPU_INITIALIZATION_PERIOD,
             delay_of_initial_readiness_status: DEFAULT_DELAY_OF_INITIAL_READINESS_STATUS,
+            ignore_succeeded_pods: true,
         }
     }
 }
@@ -660,6 +669,7 @@ impl ReplicaCalculator {
             resource,
             self.cpu_initialization_period,
             self.delay_of_initial_readiness_status,
+            self.ignore_succeeded_pods,
             now,
         )
     }
@@ -722,8 +732,21 @@ pub fn get_object_per_pod_metric_replicas(
     }
     MetricReplicas {
         replica_count,
-        usage: (usage as f64 / f64::from(status_replicas)).ceil() as i64,
+        usage: get_per_pod_usage(usage, status_replicas),
     }
+}
+
+/// The usage per replica reported for an AverageValue target: `ceil(usage / status_replicas)`,
+/// 0 when no replica exists (a target scaled to zero), and `i64::MAX` for a total that
+/// saturated, whatever the count. Mirrors `getPerPodUsage`.
+pub fn get_per_pod_usage(usage: i64, status_replicas: i32) -> i64 {
+    if usage as f64 >= i64::MAX as f64 {
+        return i64::MAX;
+    }
+    if status_replicas == 0 {
+        return 0;
+    }
+    (usage as f64 / f64::from(status_replicas)).ceil() as i64
 }
 
 /// Replicas for an External metric `Value` target: the values of every matching series are
@@ -780,13 +803,8 @@ pub fn get_external_per_pod_metric_replicas(
             wanted as i32
         };
     }
-    let per_pod = if usage as f64 >= i64::MAX as f64 {
-        i64::MAX
-    } else {
-        (usage as f64 / f64::from(status_replicas)).ceil() as i64
-    };
     MetricReplicas {
         replica_count,
-        usage: per_pod,
+        usage: get_per_pod_usage(usage, status_replicas),
     }
 }

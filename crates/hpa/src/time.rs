@@ -8,7 +8,22 @@ use std::time::Duration;
 ///
 /// Stored as signed nanoseconds so that "now minus a window" stays exact even near the epoch,
 /// where the controller's cut-offs would otherwise be clamped and change which samples count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized as its nanoseconds since the epoch.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp {
     nanos: i128,
 }
@@ -32,6 +47,11 @@ impl Timestamp {
     /// The timestamp `millis` milliseconds after the epoch.
     pub fn from_millis(millis: u64) -> Self {
         Self::from_duration(Duration::from_millis(millis))
+    }
+
+    /// The timestamp `nanos` nanoseconds after the epoch (before it when negative).
+    pub fn from_nanos(nanos: i128) -> Self {
+        Timestamp { nanos }
     }
 
     /// Signed nanoseconds since the epoch (negative before it).

@@ -128,16 +128,29 @@ impl Errors {
 /// `AverageValue`). The controller silently reads another field when they disagree, so a
 /// manifest that relies on that is refused here rather than scaled on a number its author did
 /// not mean.
+///
+/// This is the API server with HPAScaleToZero on (minReplicas may be 0);
+/// [`validate_horizontal_pod_autoscaler_with`] takes the gate.
 pub fn validate_horizontal_pod_autoscaler(hpa: &HorizontalPodAutoscaler) -> Vec<FieldError> {
+    validate_horizontal_pod_autoscaler_with(hpa, true)
+}
+
+/// [`validate_horizontal_pod_autoscaler`] with the HPAScaleToZero gate given: while it is off,
+/// `minReplicas` must be at least 1.
+pub fn validate_horizontal_pod_autoscaler_with(
+    hpa: &HorizontalPodAutoscaler,
+    scale_to_zero: bool,
+) -> Vec<FieldError> {
     let mut errs = Errors(Vec::new());
     let spec = &hpa.spec;
     // HPAScaleToZero: minReplicas may be 0 (and then needs an Object or External metric).
+    let lower_bound = if scale_to_zero { 0 } else { 1 };
     if let Some(min) = spec.min_replicas {
-        if min < 0 {
+        if min < lower_bound {
             errs.invalid(
                 "spec.minReplicas",
                 min,
-                "must be greater than or equal to 0",
+                format!("must be greater than or equal to {lower_bound}"),
             );
         }
     }

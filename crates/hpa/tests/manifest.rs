@@ -257,3 +257,111 @@ fn every_error_is_reported_at_once() {
         ]
     );
 }
+
+fn parse_error(yaml: &str) -> String {
+    match parse_manifest(yaml) {
+        Err(ManifestError::Parse(e)) => e.to_string(),
+        Err(other) => panic!("expected a parse error, got {other}"),
+        Ok(_) => panic!("expected a parse error, the manifest was accepted"),
+    }
+}
+
+#[test]
+fn a_misspelled_stabilization_window_names_its_path_and_the_field_meant() {
+    let spec = format!(
+        "  maxReplicas: 5\n{EXTERNAL}  behavior:\n    scaleDown:\n      stabilizationWindowSecond: 60\n"
+    );
+    assert_eq!(
+        parse_error(&manifest(&spec)),
+        "spec.behavior.scaleDown.stabilizationWindowSecond: unknown field (did you mean stabilizationWindowSeconds?)"
+    );
+}
+
+#[test]
+fn a_misspelled_max_replicas_is_named_rather_than_reported_as_zero() {
+    assert_eq!(
+        parse_error(&manifest(&format!("  maxReplica: 10\n{EXTERNAL}"))),
+        "spec.maxReplica: unknown field (did you mean maxReplicas?)"
+    );
+}
+
+#[test]
+fn a_misspelled_metric_field_is_named() {
+    let spec = "  maxReplicas: 5\n  metrics:\n  - type: External\n    external:\n      metric:\n        name: q\n      target:\n        type: AverageValue\n        averageValu: \"30\"\n";
+    assert_eq!(
+        parse_error(&manifest(spec)),
+        "spec.metrics[0].external.target.averageValu: unknown field (did you mean averageValue?)"
+    );
+}
+
+#[test]
+fn a_misspelled_field_of_a_nested_list_item_names_its_index() {
+    let spec = format!("  maxReplicas: 5\n{EXTERNAL}  - type: External\n    external:\n      metric:\n        nme: other\n      target:\n        type: Value\n        value: \"1\"\n");
+    let message = parse_error(&manifest(&spec));
+    assert!(
+        message
+            .starts_with("spec.metrics[1].external.metric.nme: unknown field (did you mean name?)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_field_and_the_type_expected() {
+    assert_eq!(
+        parse_error(&manifest(&format!("  maxReplicas: \"ten\"\n{EXTERNAL}"))),
+        r#"spec.maxReplicas: invalid type: string "ten", expected i32"#
+    );
+}
+
+#[test]
+fn an_unknown_top_level_field_is_named() {
+    let yaml =
+        manifest(&format!("  maxReplicas: 5\n{EXTERNAL}")).replace("spec:", "specs: {}\nspec:");
+    assert_eq!(
+        parse_error(&yaml),
+        "specs: unknown field (did you mean spec?)"
+    );
+}
+
+#[test]
+fn the_shipped_overlay_manifest_parses_strictly() {
+    let yaml = include_str!("../../../deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    parse_manifest(yaml).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn status_and_metadata_of_a_stored_object_are_known_fields() {
+    let yaml = format!(
+        "{}status:\n  currentReplicas: 2\n  desiredReplicas: 3\n  conditions:\n  - type: ScaledToZero\n    status: \"False\"\n    reason: NotScaledToZero\n    lastTransitionTime: \"2026-12-01T00:00:00Z\"\n",
+        manifest(&format!("  maxReplicas: 5\n{EXTERNAL}"))
+    )
+    .replace("  name: workers\n", "  name: workers\n  labels:\n    app: worker\n  resourceVersion: \"7\"\n");
+    parse_manifest(&yaml).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn quantities_may_be_written_as_numbers_as_kubectl_takes_them() {
+    let spec = "  maxReplicas: 5\n  metrics:\n  - type: External\n    external:\n      metric:\n        name: q\n      target:\n        type: AverageValue\n        averageValue: 30\n  behavior:\n    scaleUp:\n      tolerance: 0.05\n";
+    let hpa = parse_manifest(&manifest(spec)).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = hpa.spec.metrics.unwrap_or_default();
+    let target = metrics[0].external.as_ref().map(|e| e.target.clone());
+    assert_eq!(
+        target.and_then(|t| t.average_value).map(|q| q.0),
+        Some("30".to_string())
+    );
+    let up = hpa.spec.behavior.and_then(|b| b.scale_up);
+    assert_eq!(
+        up.and_then(|u| u.tolerance).map(|q| q.0),
+        Some("0.05".to_string())
+    );
+}
+
+#[test]
+fn another_kind_says_which_kind_was_expected() {
+    let yaml =
+        manifest("  maxReplicas: 5\n").replace("kind: HorizontalPodAutoscaler", "kind: Deployment");
+    assert_eq!(
+        parse_error(&yaml),
+        r#"invalid value: string "Deployment", expected HorizontalPodAutoscaler"#
+    );
+}

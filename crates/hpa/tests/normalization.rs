@@ -133,37 +133,40 @@ fn disabled_select_policy_keeps_the_current_count_both_ways() {
 // TestConvertDesiredReplicasWithRules.
 #[test]
 fn convert_with_rules_keeps_prenormalized_replicas_within_range() {
-    let got = convert_desired_replicas_with_rules(5, 7, 3, 8);
+    let got = convert_desired_replicas_with_rules(5, 7, 3, 8, ScaleUpLimit::default());
     assert_eq!((got.replicas, got.reason), (7, "DesiredWithinRange"));
 }
 
 #[test]
 fn convert_with_rules_raises_to_min_replicas() {
-    let got = convert_desired_replicas_with_rules(3, 1, 2, 8);
+    let got = convert_desired_replicas_with_rules(3, 1, 2, 8, ScaleUpLimit::default());
     assert_eq!((got.replicas, got.reason), (2, "TooFewReplicas"));
 }
 
 #[test]
 fn convert_with_rules_allows_zero_when_min_replicas_is_zero() {
-    let got = convert_desired_replicas_with_rules(1, 0, 0, 10);
+    let got = convert_desired_replicas_with_rules(1, 0, 0, 10, ScaleUpLimit::default());
     assert_eq!((got.replicas, got.reason), (0, "DesiredWithinRange"));
 }
 
 #[test]
 fn convert_with_rules_caps_at_max_replicas_below_scale_up_limit() {
-    let got = convert_desired_replicas_with_rules(20, 1000, 1, 10);
+    let got = convert_desired_replicas_with_rules(20, 1000, 1, 10, ScaleUpLimit::default());
     assert_eq!((got.replicas, got.reason), (10, "TooManyReplicas"));
 }
 
 #[test]
 fn convert_with_rules_caps_at_scale_up_limit_below_max_replicas() {
-    let got = convert_desired_replicas_with_rules(3, 1000, 1, 2000);
+    let got = convert_desired_replicas_with_rules(3, 1000, 1, 2000, ScaleUpLimit::default());
     assert_eq!(
         (got.replicas, got.reason),
-        (calculate_scale_up_limit(3), "ScaleUpLimit")
+        (
+            calculate_scale_up_limit(3, ScaleUpLimit::default()),
+            "ScaleUpLimit"
+        )
     );
-    assert_eq!(calculate_scale_up_limit(3), 6);
-    assert_eq!(calculate_scale_up_limit(1), 4);
+    assert_eq!(calculate_scale_up_limit(3, ScaleUpLimit::default()), 6);
+    assert_eq!(calculate_scale_up_limit(1, ScaleUpLimit::default()), 4);
 }
 
 // TestNormalizeDesiredReplicas: legacy stabilization over a 5-minute window.

@@ -16,6 +16,7 @@ fn calculator() -> ReplicaCalculator {
     ReplicaCalculator {
         cpu_initialization_period: Duration::from_secs(120),
         delay_of_initial_readiness_status: Duration::from_secs(10),
+        ignore_succeeded_pods: true,
     }
 }
 
@@ -214,6 +215,48 @@ fn scale_up_ignores_failed_pods() {
     expect(cpu(&case, 2, 30, &[500, 700]), 4, 60, 600);
 }
 
+fn cpu_with_succeeded_pods_counted(
+    case: &Case,
+    current: i32,
+    target_utilization: i32,
+    values: &[i64],
+) -> Result<ResourceReplicas, ReplicaCalcError> {
+    ReplicaCalculator {
+        ignore_succeeded_pods: false,
+        ..calculator()
+    }
+    .get_resource_replicas(
+        current,
+        target_utilization,
+        "cpu",
+        Tolerances::default(),
+        &case.pods(),
+        &levels(values),
+        "",
+        now(),
+    )
+}
+
+// TestReplicaCalcResourceScale "scale up: succeeded pods ignored" (kubernetes PR 141302): the
+// failed-pods case with Succeeded pods, 4 replicas, 60 %, 600 m. Before that change they
+// counted as missing and damped the scale-up to 2.
+#[test]
+fn scale_up_ignores_succeeded_pods() {
+    let case = Case {
+        readiness: vec![T, T, F, F],
+        phases: vec![
+            PodPhase::Running,
+            PodPhase::Running,
+            PodPhase::Succeeded,
+            PodPhase::Succeeded,
+        ],
+        ..Case::default()
+    };
+    expect(cpu(&case, 2, 30, &[500, 700]), 4, 60, 600);
+    let older = cpu_with_succeeded_pods_counted(&case, 2, 30, &[500, 700]);
+    assert_eq!(older.map(|r| r.replica_count), Ok(2));
+}
+
 #[test]
 fn scale_up_ignores_deletion_pods() {
     let case = Case {
@@ -281,6 +324,22 @@ fn scale_down_ignores_failed_pods() {
         ..Case::default()
     };
     expect(cpu(&case, 5, 50, &[100, 300, 500, 250, 250]), 3, 28, 280);
+}
+
+// TestReplicaCalcResourceScale "scale down: succeeded pods ignored" (kubernetes PR 141302): 3
+// replicas, 28 %, 280 m. Counted as missing, the two Succeeded pods held the scale-down at 5.
+#[test]
+fn scale_down_ignores_succeeded_pods() {
+    let mut phases = vec![PodPhase::Running; 5];
+    phases.extend([PodPhase::Succeeded, PodPhase::Succeeded]);
+    let case = Case {
+        readiness: vec![T, T, T, T, T, F, F],
+        phases,
+        ..Case::default()
+    };
+    expect(cpu(&case, 5, 50, &[100, 300, 500, 250, 250]), 3, 28, 280);
+    let older = cpu_with_succeeded_pods_counted(&case, 5, 50, &[100, 300, 500, 250, 250]);
+    assert_eq!(older.map(|r| r.replica_count), Ok(5));
 }
 
 #[test]
@@ -751,6 +810,36 @@ fn external_value_target_without_pods_fails() {
     );
 }
 
+// TestGetPerPodUsage: "zero replicas returns zero", "normal division with ceiling", "overflow
+// returns MaxInt64".
+#[test]
+fn get_per_pod_usage_cases() {
+    assert_eq!(get_per_pod_usage(20_000, 0), 0);
+    assert_eq!(get_per_pod_usage(1_000, 3), 334);
+    assert_eq!(get_per_pod_usage(i64::MAX, 1), i64::MAX);
+}
+
+// The per-pod calculations at 0 status replicas report a usage of 0 (not a division by zero
+// saturated to i64::MAX), and the count is the total over the per-pod target.
+#[test]
+fn per_pod_usage_is_zero_with_zero_status_replicas() {
+    assert_eq!(get_per_pod_usage(i64::MAX, 0), i64::MAX);
+    assert_eq!(
+        get_external_per_pod_metric_replicas(0, 2150, Tolerances::default(), &[8600]),
+        MetricReplicas {
+            replica_count: 4,
+            usage: 0
+        }
+    );
+    assert_eq!(
+        get_object_per_pod_metric_replicas(0, 5000, Tolerances::default(), 20000),
+        MetricReplicas {
+            replica_count: 4,
+            usage: 0
+        }
+    );
+}
+
 #[test]
 fn scale_up_per_pod_cm_external() {
     let got = get_external_per_pod_metric_replicas(3, 2150, Tolerances::default(), &[8600]);
@@ -810,14 +899,17 @@ fn group(pod: Pod, metric: Option<PodMetric>, resource: &str) -> GroupedPods {
         resource,
         Duration::from_secs(120),
         Duration::from_secs(10),
+        true,
         now(),
     )
 }
 
+// TestGroupPods built its pods in phase Succeeded, which counted like Running until Succeeded
+// pods were ignored (PR 141302); the readiness cases here are about readiness, so Running.
 fn pod(name: &str, start: Option<Timestamp>, ready: Option<(ConditionStatus, Timestamp)>) -> Pod {
     Pod {
         name: name.into(),
-        phase: PodPhase::Succeeded,
+        phase: PodPhase::Running,
         deleting: false,
         start_time: start,
         ready: ready.map(|(status, last_transition_time)| PodReadyCondition {
@@ -839,6 +931,32 @@ fn sample(timestamp: Timestamp, window_secs: u64) -> Option<PodMetric> {
         timestamp,
         window: Duration::from_secs(window_secs),
     })
+}
+
+// TestGroupPods "ignore pods in a failed state", "ignore pods in a succeeded state": ignored
+// even with a sample.
+#[test]
+fn group_ignores_pods_in_a_failed_or_succeeded_state() {
+    for phase in [PodPhase::Failed, PodPhase::Succeeded] {
+        let got = group(
+            Pod {
+                phase,
+                ..pod("failed", None, None)
+            },
+            sample(now(), 60),
+            "cpu",
+        );
+        assert_eq!(
+            (
+                got.ready_pod_count,
+                got.unready_pods.len(),
+                got.missing_pods.len()
+            ),
+            (0, 0, 0),
+            "{phase:?}"
+        );
+        assert_eq!(got.ignored_pods.len(), 1, "{phase:?}");
+    }
 }
 
 #[test]

@@ -51,12 +51,15 @@ pub enum Command {
     /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
     Worker(WorkerArgs),
     /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
-    Autoscale(AutoscaleArgs),
+    Autoscale(Box<AutoscaleArgs>),
     /// Send open-loop load to GET /generate: requests leave on schedule, answered or not.
     Load(LoadArgs),
     /// Run a private RabbitMQ node (own name, data dir and free ports) until Ctrl-C, or in the
     /// background with --detach until --stop; on the same --dir it comes back with its data.
     Broker(BrokerNodeArgs),
+    /// Predict what HPA manifests or KEDA ScaledObjects do to queue wait, workers and cost under
+    /// scenario files, with the autoscaler's own engine, in simulated time: a table, a report.
+    Simulate(crate::lab::simulate::SimulateArgs),
 }
 
 /// Parses the command line; on a bad value prints one line and exits with code 2.

@@ -21,41 +21,46 @@ impl ConfigError {
     }
 }
 
-/// The broker's address, credentials included.
+/// The broker's address, credentials included: one URL, or several (the nodes of a cluster).
 ///
-/// `Display` and `Debug` redact the password, so the value can be logged as it is; only
-/// [`AmqpUrl::expose`] gives the full URL, and only the connection helper calls it.
+/// `AMQP_URL` may list a cluster's nodes separated by commas; the connection helper tries them
+/// in turn. `Display` and `Debug` redact the password of every one, so the value can be logged
+/// as it is; only [`AmqpUrl::expose`] gives the full URLs, and only the connection helper (and
+/// the code handing `AMQP_URL` to a child process) calls it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AmqpUrl(Url);
+pub struct AmqpUrl {
+    /// One URL per node, in the order given.
+    nodes: Vec<Url>,
+    /// `nodes` joined with commas, as `AMQP_URL` takes them.
+    exposed: String,
+}
 
 impl AmqpUrl {
-    /// Parses and checks a full `amqp://user:pass@host:port/vhost` URL.
+    /// Parses and checks a full `amqp://user:pass@host:port/vhost` URL, or several separated by
+    /// commas (a comma inside a password must then be written `%2C`).
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
-        // The error must not echo `raw`: it may hold a password.
-        let url = Url::parse(raw)
-            .map_err(|e| ConfigError::new(format!("AMQP_URL is not a valid URL ({e})")))?;
-        match url.scheme() {
-            "amqp" => {}
-            "amqps" => {
-                return Err(ConfigError::new(
-                    "AMQP_URL uses amqps://, but this build of warren speaks plain amqp:// only",
-                ))
-            }
-            other => {
-                return Err(ConfigError::new(format!(
-                    "AMQP_URL must start with amqp://, not {other}://"
-                )))
-            }
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new("AMQP_URL has no host"));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(ConfigError::new(
-                "AMQP_URL must not carry a query string or fragment",
-            ));
-        }
-        Ok(Self(url))
+        let parts: Vec<&str> = raw.split(',').map(str::trim).collect();
+        let many = parts.len() > 1;
+        let nodes = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                parse_one(part).map_err(|e| {
+                    if many {
+                        // Which address, by position: the text itself may hold a password.
+                        ConfigError::new(format!("{} (address {} of {})", e.0, i + 1, parts.len()))
+                    } else {
+                        e
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_nodes(nodes))
+    }
+
+    fn from_nodes(nodes: Vec<Url>) -> Self {
+        let exposed = nodes.iter().map(Url::as_str).collect::<Vec<_>>().join(",");
+        Self { nodes, exposed }
     }
 
     /// Builds the URL from the seed's separate settings (`RABBIT_HOST`, `RABBIT_PORT`, ...).
@@ -66,7 +71,7 @@ impl AmqpUrl {
         password: &str,
         vhost: &str,
     ) -> Result<Self, ConfigError> {
-        if host.is_empty() || host.contains(['/', '@', ' ', '?', '#']) {
+        if host.is_empty() || host.contains(['/', '@', ' ', '?', '#', ',']) {
             return Err(ConfigError::new(format!(
                 "RABBIT_HOST {host:?} is not a host name or address"
             )));
@@ -89,32 +94,88 @@ impl AmqpUrl {
             .map_err(|()| ConfigError::new("cannot set the vhost"))?
             .clear()
             .push(vhost);
-        Ok(Self(url))
+        // The URL encoder leaves commas as they are, but a comma separates the nodes of
+        // AMQP_URL: encode them, so this URL survives being handed on as AMQP_URL.
+        if url.as_str().contains(',') {
+            url = Url::parse(&url.as_str().replace(',', "%2C"))
+                .map_err(|e| ConfigError::new(format!("cannot encode the broker URL ({e})")))?;
+        }
+        Ok(Self::from_nodes(vec![url]))
     }
 
-    /// The full URL, password included. Hand it to the AMQP client only.
+    /// The full URL (all of them, comma-separated), passwords included. Hand it to the AMQP
+    /// client or to a child's `AMQP_URL` only.
     pub fn expose(&self) -> &str {
-        self.0.as_str()
+        &self.exposed
     }
 
-    /// `host:port` of the broker.
-    pub fn authority(&self) -> String {
-        format!(
-            "{}:{}",
-            self.0.host_str().unwrap_or_default(),
-            self.0.port().unwrap_or(5672)
-        )
+    /// Each node's URL on its own, in the order given.
+    pub fn nodes(&self) -> Vec<AmqpUrl> {
+        self.nodes
+            .iter()
+            .map(|url| Self::from_nodes(vec![url.clone()]))
+            .collect()
     }
+
+    /// `host:port` of the broker (of each node, comma-separated).
+    pub fn authority(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|url| {
+                format!(
+                    "{}:{}",
+                    url.host_str().unwrap_or_default(),
+                    url.port().unwrap_or(5672)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Parses and checks one node's URL.
+fn parse_one(raw: &str) -> Result<Url, ConfigError> {
+    // The error must not echo `raw`: it may hold a password.
+    let url = Url::parse(raw)
+        .map_err(|e| ConfigError::new(format!("AMQP_URL is not a valid URL ({e})")))?;
+    match url.scheme() {
+        "amqp" => {}
+        "amqps" => {
+            return Err(ConfigError::new(
+                "AMQP_URL uses amqps://, but this build of warren speaks plain amqp:// only",
+            ))
+        }
+        other => {
+            return Err(ConfigError::new(format!(
+                "AMQP_URL must start with amqp://, not {other}://"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new("AMQP_URL has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            "AMQP_URL must not carry a query string or fragment",
+        ));
+    }
+    Ok(url)
 }
 
 impl fmt::Display for AmqpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.0.clone();
-        if shown.password().is_some() {
-            // Setting a password only fails on URLs without a host, which `parse` rejected.
-            let _ = shown.set_password(Some("***"));
+        for (i, url) in self.nodes.iter().enumerate() {
+            let mut shown = url.clone();
+            if shown.password().is_some() {
+                // Setting a password only fails on URLs without a host, which `parse` rejected.
+                let _ = shown.set_password(Some("***"));
+            }
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(shown.as_str())?;
         }
-        f.write_str(shown.as_str())
+        Ok(())
     }
 }
 
@@ -127,10 +188,28 @@ impl fmt::Debug for AmqpUrl {
 /// Where the jobs go: the broker and the queue's name.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// The broker's URL.
+    /// The broker's URL, or its nodes' URLs.
     pub url: AmqpUrl,
     /// The work queue; its dead-letter queue is `<queue>.dead`.
     pub queue: QueueName,
+    /// How many nodes hold a copy of each quorum queue (`x-quorum-initial-group-size`); the
+    /// broker caps it at the cluster's size, so 3 also suits a single node. 0 sends no such
+    /// argument (for queues declared before warren set it: the broker checks it on every declare).
+    pub quorum_group_size: u8,
+}
+
+impl BrokerConfig {
+    /// The quorum group size when none is set: 3 members, so one node may be lost.
+    pub const DEFAULT_QUORUM_GROUP_SIZE: u8 = 3;
+
+    /// A config for `url` and `queue` with the default quorum group size.
+    pub fn new(url: AmqpUrl, queue: QueueName) -> Self {
+        Self {
+            url,
+            queue,
+            quorum_group_size: Self::DEFAULT_QUORUM_GROUP_SIZE,
+        }
+    }
 }
 
 /// A queue name that RabbitMQ accepts and that is safe in logs and label values.
@@ -247,6 +326,39 @@ mod tests {
         assert_eq!(url.to_string(), "amqp://alice:***@rabbit:5672/%2f");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert!(url.expose().contains("s3cret"));
+    }
+
+    #[test]
+    fn several_nodes_parse_and_each_is_redacted() {
+        let url =
+            AmqpUrl::parse("amqp://alice:s3cret@r0:5672/%2f, amqp://alice:s3cret@r1:5673/%2f")
+                .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "amqp://alice:***@r0:5672/%2f,amqp://alice:***@r1:5673/%2f"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.authority(), "r0:5672,r1:5673");
+        let nodes = url.nodes();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[1].expose(), "amqp://alice:s3cret@r1:5673/%2f");
+        // What a child process gets as AMQP_URL parses back to the same nodes.
+        assert_eq!(AmqpUrl::parse(url.expose()).unwrap(), url);
+        let err = AmqpUrl::parse("amqp://a:b@r0,http://a:secretpw@r1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("address 2 of 2") && !err.contains("secretpw"),
+            "{err}"
+        );
+        assert!(AmqpUrl::parse("amqp://a:b@r0,").is_err());
+    }
+
+    #[test]
+    fn a_comma_in_a_password_is_encoded_so_the_url_can_be_handed_on() {
+        let url = AmqpUrl::from_parts("127.0.0.1", 5672, "guest", "a,b", "/").unwrap();
+        assert_eq!(url.expose(), "amqp://guest:a%2Cb@127.0.0.1:5672/%2F");
+        assert_eq!(AmqpUrl::parse(url.expose()).unwrap().nodes().len(), 1);
     }
 
     #[test]

@@ -8,14 +8,15 @@
 //! - [`lab`]: the one-machine lab: private broker and Prometheus nodes ([`lab::rabbit_node`],
 //!   [`lab::prometheus_node`]), `warren load` ([`lab::load`]), job outcomes from the workers'
 //!   logs ([`lab::ledger`]), `warren demo` ([`lab::demo`]) with its live view
-//!   ([`lab::dashboard`]) and report ([`lab::report`]). Uses `scaling` and `pipeline`.
+//!   ([`lab::dashboard`]) and report ([`lab::report`]), `warren simulate` ([`lab::simulate`],
+//!   over the simulator [`warren_sim`], with the same report). Uses `scaling` and `pipeline`.
 //! - [`scaling`]: the scaling loop: the HPA's metrics ([`scaling::metric_source`]), the local
 //!   worker pool ([`scaling::pool`]), `warren autoscale` ([`scaling::autoscale`]). Uses
 //!   `pipeline`.
 //! - [`pipeline`]: the production pipeline: a job on the wire ([`pipeline::job`]), the AMQP
 //!   connection and topology ([`pipeline::broker`]), confirmed publishes
 //!   ([`pipeline::publisher`]), `warren web` ([`pipeline::web`]), `warren worker`
-//!   ([`pipeline::worker`]).
+//!   ([`pipeline::worker`]) and its pod's deletion cost ([`pipeline::deletion_cost`]).
 //! - Shared leaves, below all three, using none of them:
 //!   - [`config`]: typed configuration shared by the subcommands ([`config::AmqpUrl`] redacts
 //!     secrets).

@@ -14,8 +14,14 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
                 ))
             })
         }
-        _ => EnvFilter::try_new(format!("{level},lapin=warn,amq_protocol=warn"))
-            .map_err(|e| ConfigError::new(format!("LOG_LEVEL {level:?} is not a level ({e})"))),
+        // kube's client logs every failed request at error level; the worker's deletion-cost
+        // module reports its own failures, once (`pipeline::deletion_cost`). lapin logs every
+        // message the broker returns (a deleted queue) at WARN, about 1 KB each; the publisher
+        // says once that the queue is gone instead.
+        _ => EnvFilter::try_new(format!(
+            "{level},lapin=warn,lapin::returned_messages=error,amq_protocol=warn,kube_client=off"
+        ))
+        .map_err(|e| ConfigError::new(format!("LOG_LEVEL {level:?} is not a level ({e})"))),
     }
 }
 

@@ -65,14 +65,36 @@ struct AutoscaleProcess {
 
 impl AutoscaleProcess {
     fn start(dir: &Path, hpa: &str, queue: &str, rabbit_prometheus: &str, work_ms: u64) -> Self {
+        Self::start_with(
+            dir,
+            "autoscale",
+            hpa,
+            queue,
+            rabbit_prometheus,
+            work_ms,
+            &[],
+        )
+    }
+
+    /// Starts an autoscaler logging to `dir/<name>.log`, with `extra` environment.
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        hpa: &str,
+        queue: &str,
+        rabbit_prometheus: &str,
+        work_ms: u64,
+        extra: &[(&str, String)],
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let hpa_path = dir.join("hpa.yaml");
         std::fs::write(&hpa_path, hpa).unwrap();
-        let log = dir.join("autoscale.log");
+        let log = dir.join(format!("{name}.log"));
         let worker_logs = dir.join("workers");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .arg("autoscale")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("RUST_LOG")
             .env("AMQP_URL", broker_url())
             .env("QUEUE", queue)
@@ -115,6 +137,12 @@ impl AutoscaleProcess {
             .filter(|l| l.contains(" decision "))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// SIGKILL: no drain, no last word (its workers notice and drain by themselves).
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     async fn stop(&mut self) -> Option<i32> {
@@ -330,6 +358,38 @@ async fn no_scaling_while_the_metric_source_is_down_and_normal_scaling_once_it_r
 }
 
 #[test]
+fn a_misspelled_manifest_field_exits_2_naming_its_path_and_the_field_meant() {
+    let dir = std::env::temp_dir().join(format!("warren-test-typohpa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hpa.yaml");
+    std::fs::write(
+        &path,
+        manifest("q", 4, 30).replace(
+            "stabilizationWindowSeconds: 30",
+            "stabilizationWindowSecond: 30",
+        ),
+    )
+    .unwrap();
+    for command in ["autoscale", "demo"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([command, "--hpa"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains(
+                "spec.behavior.scaleDown.stabilizationWindowSecond: unknown field (did you mean stabilizationWindowSeconds?)"
+            ),
+            "{command}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_manifest_the_api_server_would_reject_exits_2_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("warren-test-badhpa-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -436,4 +496,405 @@ fn a_signal_to_the_autoscalers_process_group_drains_each_worker_once() {
     assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("warren worker stopped"), "{text}");
     assert!(!text.contains("second signal"), "{text}");
+}
+
+#[test]
+fn the_kubernetes_release_picks_the_gates_a_release_without_scale_to_zero_refuses_min_replicas_0() {
+    let dir = std::env::temp_dir().join(format!("warren-test-release-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hpa.yaml");
+    std::fs::write(
+        &path,
+        manifest("q", 4, 30).replace("minReplicas: 1", "minReplicas: 0"),
+    )
+    .unwrap();
+    for command in ["autoscale", "demo"] {
+        for (release, via_env) in [("1.35", false), ("1.33", true)] {
+            let mut run = Command::new(env!("CARGO_BIN_EXE_warren"));
+            run.args([command, "--hpa"]).arg(&path);
+            if via_env {
+                run.env("KUBERNETES_RELEASE", release);
+            } else {
+                run.args(["--kubernetes-release", release]);
+            }
+            let output = run.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{command} {release}: {stderr}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "{command} {release}: {stderr}");
+            assert!(
+                stderr.contains("spec.minReplicas"),
+                "{command} {release}: {stderr}"
+            );
+        }
+        let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args([command, "--kubernetes-release", "1.32", "--hpa"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains("'1.32' for '--kubernetes-release"),
+            "{command}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn engine_ms(line: &str) -> u64 {
+    field(line, "engine_ms").parse().unwrap()
+}
+
+fn proposal(line: &str) -> Option<u32> {
+    field(line, "proposal").parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_without_it_forgets() {
+    let queue = unique_queue("resume");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    let rabbit = rabbit_prometheus_url();
+    // A 150 s scale-down window: 15 s of wall time at speed 10.
+    let hpa = manifest(&queue, 4, 150);
+    let state = dir.join("autoscaler-state.json");
+    let with_state = [("AUTOSCALER_STATE_FILE", state.display().to_string())];
+    let mut first =
+        AutoscaleProcess::start_with(&dir, "first", &hpa, &queue, &rabbit, 300, &with_state);
+    let web = Warren::web(&broker_url(), &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let started = wait_until(Duration::from_secs(15), || async {
+        first.gauge("autoscaler_current_replicas").await == Some(1.0)
+    })
+    .await;
+    assert!(started, "the pool starts at minReplicas");
+    let accepted: Vec<String> = get_text(&web.url("/generate?count=40"))
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(accepted.len(), 40);
+
+    // Up to 4, the queue drains, and the window holds the 4 workers.
+    let holding = wait_until(Duration::from_secs(60), || async {
+        first.decisions().iter().any(|l| {
+            field(l, "value") == "0" && field(l, "desired") == "4" && field(l, "current") == "4"
+        })
+    })
+    .await;
+    assert!(
+        holding,
+        "scaled to 4 and held there by the window once the queue was empty:\n{}",
+        first.decisions().join("\n")
+    );
+    first.kill();
+    let before = first.decisions();
+    let last_high = before
+        .iter()
+        .filter(|l| proposal(l).is_some_and(|p| p >= 4))
+        .map(|l| engine_ms(l))
+        .max()
+        .unwrap();
+    let killed_after = engine_ms(before.last().unwrap());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["engineMs"].as_u64(), Some(killed_after), "{saved}");
+
+    // Without the state file the restart forgets: the pool starts again at minReplicas, 4 to 1
+    // long before the window would have let it.
+    let mut forgetful =
+        AutoscaleProcess::start_with(&dir, "forgetful", &hpa, &queue, &rabbit, 300, &[]);
+    let decided = wait_until(Duration::from_secs(15), || async {
+        !forgetful.decisions().is_empty()
+    })
+    .await;
+    assert!(decided, "{}", forgetful.log_text());
+    let forgot = forgetful.decisions()[0].clone();
+    assert_eq!(field(&forgot, "current"), "1", "{forgot}");
+    forgetful.kill();
+
+    // With it the pool resumes at 4, the clock goes on, and the window ends where it would have.
+    let mut resumed =
+        AutoscaleProcess::start_with(&dir, "resumed", &hpa, &queue, &rabbit, 300, &with_state);
+    let scaled_down = wait_until(Duration::from_secs(40), || async {
+        resumed
+            .decisions()
+            .iter()
+            .any(|l| field(l, "desired").parse::<u32>().unwrap() < 4)
+    })
+    .await;
+    let decisions = resumed.decisions();
+    assert!(scaled_down, "{}", decisions.join("\n"));
+    assert!(resumed.log_text().contains("resuming from the saved state"));
+    let next = &decisions[0];
+    assert_eq!(
+        (
+            field(next, "current"),
+            field(next, "desired"),
+            field(next, "rescale")
+        ),
+        ("4", "4", "false"),
+        "the next decision keeps the window: {next}"
+    );
+    assert!(next.contains("AbleToScale=ScaleDownStabilized"), "{next}");
+    assert!(
+        engine_ms(next) > killed_after,
+        "the engine's clock goes on: {next} after {killed_after}"
+    );
+    let down = decisions
+        .iter()
+        .find(|l| field(l, "desired").parse::<u32>().unwrap() < 4)
+        .unwrap();
+    assert!(
+        engine_ms(down) >= last_high + 150_000,
+        "not before the window ends: {down}, last recommendation of 4 at {last_high}"
+    );
+    assert!(
+        engine_ms(down) < engine_ms(next) + 150_000,
+        "the window was resumed, not restarted at the restart: {down} vs {next}"
+    );
+    assert_eq!(resumed.stop().await, Some(0));
+
+    // Nothing lost across the kills: the killed autoscalers' workers drained by themselves.
+    let mut ledger = warren::lab::ledger::Ledger::new();
+    ledger.read_dir(&resumed.worker_logs).unwrap();
+    assert_eq!(ledger.lost(&accepted), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_one_warning_and_a_fresh_start_that_rewrites_it() {
+    let queue = unique_queue("corrupt-state");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("autoscaler-state.json");
+    std::fs::write(&state, "{\"version\": 1, \"hpa\": \"default/test-wor").unwrap();
+    let mut autoscale = AutoscaleProcess::start_with(
+        &dir,
+        "autoscale",
+        &manifest(&queue, 4, 30),
+        &queue,
+        &rabbit_prometheus_url(),
+        100,
+        &[("AUTOSCALER_STATE_FILE", state.display().to_string())],
+    );
+    let rewritten = wait_until(Duration::from_secs(20), || async {
+        autoscale.decisions().len() >= 2
+    })
+    .await;
+    assert!(rewritten, "{}", autoscale.log_text());
+    let log = autoscale.log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(&format!(
+            "{} is not a warren autoscale state file",
+            state.display()
+        )) && warnings[0].contains("starting afresh"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(field(&autoscale.decisions()[0], "current"), "1");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["hpa"], "default/test-workers");
+    assert!(saved["state"]["conditions"].is_array(), "{saved}");
+    assert_eq!(autoscale.stop().await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}
+
+/// Replays the decision lines through one engine (the default release, 1.37), as the
+/// autoscaler observed them: each must be the engine's.
+fn replay(hpa: &str, decisions: &[String]) {
+    let mut engine = Autoscaler::from_yaml(hpa).unwrap();
+    for line in decisions {
+        let value = field(line, "value");
+        let observation = match value.parse::<f64>() {
+            Ok(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
+            Err(_) => MetricObservation::Unavailable(value.to_owned()),
+        };
+        let target = ScaleTarget::workers(
+            field(line, "current").parse().unwrap(),
+            field(line, "ready").parse().unwrap(),
+        );
+        let replayed = engine.evaluate(
+            Timestamp::from_millis(engine_ms(line)),
+            &target,
+            &[observation],
+        );
+        assert_eq!(
+            (
+                replayed.desired_replicas.to_string(),
+                replayed.rescale.to_string()
+            ),
+            (
+                field(line, "desired").to_owned(),
+                field(line, "rescale").to_owned()
+            ),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_after_a_restart() {
+    let queue = unique_queue("to-zero");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    let rabbit = rabbit_prometheus_url();
+    let hpa = manifest(&queue, 2, 15).replace("minReplicas: 1", "minReplicas: 0");
+    let state = dir.join("autoscaler-state.json");
+    let with_state = [("AUTOSCALER_STATE_FILE", state.display().to_string())];
+    let web = Warren::web(&broker_url(), &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let mut first =
+        AutoscaleProcess::start_with(&dir, "first", &hpa, &queue, &rabbit, 200, &with_state);
+
+    // It starts at 1, as a Deployment does, and the controller takes it to 0 once the window
+    // has seen an empty queue, setting ScaledToZero.
+    let at_zero = wait_until(Duration::from_secs(30), || async {
+        first
+            .decisions()
+            .iter()
+            .any(|l| field(l, "current") == "0" && l.contains("ScalingActive=ValidMetricFound"))
+    })
+    .await;
+    let decisions = first.decisions();
+    assert!(at_zero, "{}", first.log_text());
+    assert_eq!(field(&decisions[0], "current"), "1", "{}", decisions[0]);
+    let to_zero = decisions
+        .iter()
+        .find(|l| field(l, "desired") == "0")
+        .unwrap();
+    assert_eq!(field(to_zero, "rescale"), "true", "{to_zero}");
+    assert!(to_zero.contains("ScaledToZero=ScaledToZero"), "{to_zero}");
+    assert_eq!(first.gauge("autoscaler_current_replicas").await, Some(0.0));
+
+    // A restart at 0 on the state file resumes at 0, still reading the metric (without the
+    // condition the controller would leave a target at 0 alone: ScalingDisabled).
+    first.kill();
+    let mut resumed =
+        AutoscaleProcess::start_with(&dir, "resumed", &hpa, &queue, &rabbit, 200, &with_state);
+    let reading = wait_until(Duration::from_secs(15), || async {
+        !resumed.decisions().is_empty()
+    })
+    .await;
+    assert!(reading, "{}", resumed.log_text());
+    let next = resumed.decisions()[0].clone();
+    assert_eq!(
+        (field(&next, "current"), field(&next, "rescale")),
+        ("0", "false"),
+        "{next}"
+    );
+    assert!(next.contains("ScalingActive=ValidMetricFound"), "{next}");
+    assert!(next.contains("ScaledToZero=ScaledToZero"), "{next}");
+
+    // The first message wakes it: one worker, which does the job; then back to 0.
+    let accepted: Vec<String> = get_text(&web.url("/generate?count=1"))
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    let woke_and_slept = wait_until(Duration::from_secs(40), || async {
+        let decisions = resumed.decisions();
+        let woke = decisions.iter().position(|l| {
+            field(l, "current") == "0"
+                && field(l, "desired") == "1"
+                && field(l, "rescale") == "true"
+        });
+        woke.is_some_and(|i| {
+            decisions[i..]
+                .iter()
+                .any(|l| field(l, "current") == "1" && field(l, "desired") == "0")
+        })
+    })
+    .await;
+    let decisions = resumed.decisions();
+    assert!(woke_and_slept, "{}", decisions.join("\n"));
+    let woke = decisions
+        .iter()
+        .find(|l| field(l, "desired") == "1")
+        .unwrap();
+    assert!(
+        woke.contains("ScaledToZero=NotScaledToZero") && field(woke, "value") != "0",
+        "{woke}"
+    );
+    let slept = decisions
+        .iter()
+        .rfind(|l| field(l, "desired") == "0" && field(l, "rescale") == "true")
+        .unwrap();
+    assert!(slept.contains("ScaledToZero=ScaledToZero"), "{slept}");
+    let back_at_zero = wait_until(Duration::from_secs(15), || async {
+        resumed.gauge("autoscaler_current_replicas").await == Some(0.0)
+    })
+    .await;
+    assert!(back_at_zero);
+    assert_eq!(resumed.stop().await, Some(0));
+
+    let mut ledger = warren::lab::ledger::Ledger::new();
+    ledger.read_dir(&resumed.worker_logs).unwrap();
+    assert_eq!(ledger.lost(&accepted), Vec::<String>::new());
+    // Every decision, across the restart, is the engine's on one timeline.
+    let mut all = first.decisions();
+    all.extend(resumed.decisions());
+    replay(&hpa, &all);
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_state_at_zero_that_nothing_could_wake_starts_the_pool_at_1() {
+    let queue = unique_queue("stuck-zero");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("autoscaler-state.json");
+    // At 0, but without the ScaledToZero condition: the controller would leave it there.
+    std::fs::write(
+        &state,
+        r#"{"version": 1, "hpa": "default/test-workers", "engineMs": 60000, "savedAtUnixMs": 0,
+            "state": {"desiredReplicas": 0}}"#,
+    )
+    .unwrap();
+    let mut autoscale = AutoscaleProcess::start_with(
+        &dir,
+        "autoscale",
+        &manifest(&queue, 4, 30).replace("minReplicas: 1", "minReplicas: 0"),
+        &queue,
+        &rabbit_prometheus_url(),
+        100,
+        &[("AUTOSCALER_STATE_FILE", state.display().to_string())],
+    );
+    let decided = wait_until(Duration::from_secs(20), || async {
+        !autoscale.decisions().is_empty()
+    })
+    .await;
+    assert!(decided, "{}", autoscale.log_text());
+    let first = autoscale.decisions()[0].clone();
+    assert_eq!(field(&first, "current"), "1", "{first}");
+    assert!(!first.contains("ScalingDisabled"), "{first}");
+    assert!(autoscale
+        .log_text()
+        .contains("the saved state has the pool at 0, where these settings would leave it"));
+    assert_eq!(autoscale.stop().await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&amqp(&broker_url()).await, &queue).await;
+}
+
+#[test]
+fn the_local_scale_to_zero_manifest_is_the_cluster_hpa_with_min_replicas_0() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |path: &str| {
+        warren_hpa::read_manifest(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    };
+    let cluster = read("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    let mut local = read("deploy/local/hpa-scale-to-zero.yaml");
+    assert_eq!(local.spec.min_replicas, Some(0));
+    local.spec.min_replicas = cluster.spec.min_replicas;
+    assert_eq!(local, cluster);
 }

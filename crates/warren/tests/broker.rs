@@ -135,10 +135,10 @@ async fn a_restart_on_the_same_dir_keeps_a_published_job_and_the_url() {
     let url = first["AMQP_URL"].clone();
     let queue = "broker-restart";
     let (publisher, task) = Publisher::start(
-        BrokerConfig {
-            url: AmqpUrl::parse(&url).unwrap(),
-            queue: QueueName::parse(queue).unwrap(),
-        },
+        BrokerConfig::new(
+            AmqpUrl::parse(&url).unwrap(),
+            QueueName::parse(queue).unwrap(),
+        ),
         PublisherOptions::default(),
     );
     assert!(publisher.wait_connected(Duration::from_secs(10)).await);
@@ -170,10 +170,10 @@ async fn the_start_after_a_sigkill_cleans_up_its_epmd_and_env_file_and_keeps_the
     let url = first["AMQP_URL"].clone();
     let queue = "broker-sigkill";
     let (publisher, task) = Publisher::start(
-        BrokerConfig {
-            url: AmqpUrl::parse(&url).unwrap(),
-            queue: QueueName::parse(queue).unwrap(),
-        },
+        BrokerConfig::new(
+            AmqpUrl::parse(&url).unwrap(),
+            QueueName::parse(queue).unwrap(),
+        ),
         PublisherOptions::default(),
     );
     assert!(publisher.wait_connected(Duration::from_secs(10)).await);

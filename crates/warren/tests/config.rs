@@ -41,6 +41,15 @@ fn each_invalid_setting_exits_2_with_one_line() {
         (&["web"], &[("BIND", "localhost:80")]),
         (&["web"], &[("CONFIRM_TIMEOUT_MS", "0")]),
         (&["web", "--no-such-flag"], &[]),
+        (&["web"], &[("QUORUM_GROUP_SIZE", "16")]),
+        (&["worker"], &[("QUORUM_GROUP_SIZE", "three")]),
+        (
+            &["web"],
+            &[("AMQP_URL", "amqp://u:hunter2@a:5672/,http://u:hunter2@b")],
+        ),
+        (&["web"], &[("AMQP_URL", "amqp://u:hunter2@a:5672/,")]),
+        (&["broker", "--nodes", "0"], &[]),
+        (&["broker", "--nodes", "8"], &[]),
     ];
     for (args, env) in cases {
         let (code, stderr) = run(args, env);

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use tower::ServiceExt;
 use warren::config::{AmqpUrl, BrokerConfig, QueueName};
+use warren::pipeline::idempotency::Window;
 use warren::pipeline::publisher::{Publisher, PublisherOptions};
 use warren::pipeline::web::{app, AppState, HttpLimits, WebMetrics};
 
@@ -21,10 +22,7 @@ const LIMITS: HttpLimits = HttpLimits {
 };
 
 fn state_for(url: AmqpUrl, queue: &str) -> AppState {
-    let broker = BrokerConfig {
-        url,
-        queue: QueueName::parse(queue).unwrap(),
-    };
+    let broker = BrokerConfig::new(url, QueueName::parse(queue).unwrap());
     let (publisher, _task) = Publisher::start(broker, PublisherOptions::default());
     let mut registry = Registry::default();
     let metrics = WebMetrics::register(&mut registry);
@@ -32,6 +30,8 @@ fn state_for(url: AmqpUrl, queue: &str) -> AppState {
         publisher,
         metrics,
         registry: Arc::new(registry),
+        idempotency: Arc::new(Window::new(Duration::from_secs(600), 1000)),
+        confirm_timeout: PublisherOptions::default().confirm_timeout,
     }
 }
 

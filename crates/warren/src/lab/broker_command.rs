@@ -46,6 +46,12 @@ pub struct BrokerNodeArgs {
     /// removed at exit.
     #[arg(long, env = "WARREN_BROKER_DIR")]
     pub dir: Option<PathBuf>,
+    /// How many nodes: 1 is a lone node; 3 is a cluster whose quorum queues survive the loss of
+    /// any one node (AMQP_URL then lists every node). A cluster runs in the foreground only:
+    /// its --dir holds the members' data, not a name and ports to come back with.
+    #[arg(long, env = "WARREN_BROKER_NODES", default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::lab::rabbit_cluster::MAX_NODES)))]
+    pub nodes: u8,
     /// Write AMQP_URL, RABBIT_PROMETHEUS_URL, RABBIT_MANAGEMENT_URL and WARREN_BROKER_PID to this
     /// file once the node is up (whole, never half written); removed when the broker stops.
     /// Default with --dir: DIR/broker.env.
@@ -247,6 +253,12 @@ fn holds_node_data(dir: &Path) -> bool {
 
 /// `warren broker`: runs a private node until `shutdown` (or detaches, or stops one).
 pub async fn run(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if args.nodes > 1 {
+        if args.detach || args.stop {
+            bail!("--detach and --stop are for a lone node: run a cluster (--nodes > 1) in the foreground");
+        }
+        return crate::lab::rabbit_cluster::run_foreground(args, shutdown).await;
+    }
     if args.stop {
         let dir = args.dir.context("--stop needs --dir")?;
         return stop(&dir).await;

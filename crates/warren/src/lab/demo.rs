@@ -28,7 +28,7 @@ use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
 use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals};
 use crate::pipeline::web::WebConfig;
-use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent};
+use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs};
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// the very file the cluster applies.
     #[arg(long, env = "HPA_FILE")]
     pub hpa: Option<PathBuf>,
+    /// The Kubernetes release the autoscaler follows.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Work time per job in ms (before speed), as the seed's 5 s.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
@@ -76,6 +79,10 @@ pub struct DemoConfig {
     pub hpa_origin: String,
     /// Its text.
     pub hpa_yaml: String,
+    /// The Kubernetes release line the autoscaler follows.
+    pub release: String,
+    /// Its controller settings.
+    pub controller: warren_hpa::ControllerConfig,
     /// The queue the manifest's metric selects.
     pub queue: QueueName,
     /// Speed factor.
@@ -110,8 +117,9 @@ impl DemoArgs {
         if self.duration < Duration::from_secs(5) {
             return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
         }
+        let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
-        let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml)?;
+        let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
@@ -119,6 +127,8 @@ impl DemoArgs {
         Ok(DemoConfig {
             hpa_origin,
             hpa_yaml,
+            release: self.release.kubernetes_release.clone(),
+            controller,
             queue,
             speed: self.speed,
             pattern: demo_pattern(self.rate, self.duration)?,
@@ -131,7 +141,10 @@ impl DemoArgs {
             ),
             work: Duration::from_millis(self.work_ms),
             via_prometheus: self.metric_source == "prometheus",
-            report_dir: self.report_dir.clone().unwrap_or_else(default_report_dir),
+            report_dir: self
+                .report_dir
+                .clone()
+                .unwrap_or_else(|| default_report_dir("demo")),
             interactive: !self.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cooldown: self.cooldown,
         })
@@ -149,14 +162,15 @@ pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError>
     Pattern::parse_csv(&csv, None).map_err(|e| ConfigError::new(e.to_string()))
 }
 
-fn default_report_dir() -> PathBuf {
+/// `reports/<kind>-<UTC date>-<UTC time>`.
+pub(crate) fn default_report_dir(kind: &str) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
     PathBuf::from(format!(
-        "reports/demo-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        "reports/{kind}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
         rest / 3600,
         rest % 3600 / 60,
         rest % 60
@@ -189,15 +203,15 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let work_dir = std::env::temp_dir().join(format!("warren-demo-{}", std::process::id()));
     let worker_logs = config.report_dir.join("workers");
     let _ = std::fs::remove_dir_all(&worker_logs);
+    // The engine's state, saved after each decision; a new demo starts its own.
+    let state_file = config.report_dir.join("autoscaler-state.json");
+    let _ = std::fs::remove_file(&state_file);
     eprintln!("warren demo: starting a private RabbitMQ node (about 10 s)...");
     let mut node = tokio::select! {
         node = RabbitNode::start(work_dir.join("rabbitmq"), true) => node?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let broker = BrokerConfig {
-        url: node.amqp_url(),
-        queue: config.queue.clone(),
-    };
+    let broker = BrokerConfig::new(node.amqp_url(), config.queue.clone());
 
     // warren web, in this process.
     let web_port = free_port()?;
@@ -208,6 +222,8 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         publisher: crate::pipeline::publisher::PublisherOptions::default(),
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 4096,
+        idempotency_window: Duration::from_secs(600),
+        idempotency_max_jobs: 100_000,
     };
     let web = tokio::spawn(crate::pipeline::web::run(web_config, web_stop.clone()));
 
@@ -258,6 +274,8 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let autoscale_config = AutoscaleConfig {
         hpa_origin: config.hpa_origin.clone(),
         hpa_yaml: config.hpa_yaml.clone(),
+        release: config.release.clone(),
+        controller: config.controller,
         worker: WorkerSpec {
             exe: std::env::current_exe()?,
             env: vec![
@@ -277,8 +295,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         first_metric_wait: Duration::from_secs(30),
         speed,
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
+        state_file: Some(state_file),
     };
-    let engine = warren_hpa::Autoscaler::from_yaml(&config.hpa_yaml)?;
+    let engine = warren_hpa::Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let hpa_spec = engine.hpa().spec.clone();
     let min_replicas = u32::try_from(hpa_spec.min_replicas.unwrap_or(1)).unwrap_or(1);
     let max_replicas = u32::try_from(hpa_spec.max_replicas).unwrap_or(1);

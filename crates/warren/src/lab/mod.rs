@@ -8,13 +8,17 @@
 //! - [`rabbit_node`]: a private RabbitMQ node for `warren broker`, the demo and the tests.
 //! - [`broker_command`]: `warren broker`, a private node kept in a directory (same name, ports
 //!   and data on restart), `--detach` and `--stop`.
+//! - [`rabbit_cluster`]: several private nodes as one cluster, for `warren broker --nodes 3`
+//!   and the node-loss test.
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
 //! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
 //! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
 //! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web,
 //!   autoscaler, load, live view, report.
 //! - [`dashboard`]: the demo's live terminal view.
-//! - [`report`]: the demo's report: time-series CSV, charts, HTML page.
+//! - [`report`]: the demo's report: time-series CSV, charts, HTML page; also `warren simulate`'s.
+//! - [`simulate`]: `warren simulate`, policies x scenarios in the simulator ([`warren_sim`]): a
+//!   table and a report.
 
 pub mod broker_command;
 pub mod dashboard;
@@ -22,5 +26,7 @@ pub mod demo;
 pub mod ledger;
 pub mod load;
 pub mod prometheus_node;
+pub mod rabbit_cluster;
 pub mod rabbit_node;
 pub mod report;
+pub mod simulate;

@@ -111,6 +111,17 @@ pub struct RabbitNode {
     child: Option<Child>,
     /// The server script.
     script: PathBuf,
+    /// What a cluster member adds to a lone node's set-up (none for a lone node).
+    member: MemberSetup,
+}
+
+/// What makes a node one of a cluster's members (see `lab/rabbit_cluster.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct MemberSetup {
+    /// Lines appended to its `rabbitmq.conf` (peer discovery).
+    pub conf: String,
+    /// Environment of the node and of `rabbitmqctl` against it (`HOME` for the shared cookie).
+    pub env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl RabbitNode {
@@ -153,6 +164,36 @@ impl RabbitNode {
             ports,
             child: None,
             script,
+            member: MemberSetup::default(),
+        };
+        node.write_config()?;
+        node.spawn_and_wait().await?;
+        Ok(node)
+    }
+
+    /// Starts a cluster member: a node with the given name and ports (the epmd port shared
+    /// with the other members, so they find each other) and the member's extra set-up.
+    pub async fn start_member(
+        dir: impl Into<PathBuf>,
+        name: String,
+        ports: NodePorts,
+        member: MemberSetup,
+    ) -> Result<Self, NodeError> {
+        let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
+            .map_or_else(|| PathBuf::from(DEFAULT_SERVER_SCRIPT), PathBuf::from);
+        if !script.exists() {
+            return Err(NodeError::NotInstalled(script));
+        }
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let mut node = Self {
+            name,
+            dir,
+            remove_dir: false,
+            ports,
+            child: None,
+            script,
+            member,
         };
         node.write_config()?;
         node.spawn_and_wait().await?;
@@ -206,7 +247,7 @@ impl RabbitNode {
              loopback_users.guest = true\n\
              collect_statistics_interval = 1000\n",
             p.amqp, p.management, p.prometheus
-        );
+        ) + &self.member.conf;
         let write = |name: &str, text: &str| {
             let path = self.dir.join(name);
             std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))
@@ -236,6 +277,7 @@ impl RabbitNode {
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
             .env("RABBITMQ_ALLOW_INPUT", "1")
+            .envs(self.member.env.iter().cloned())
             // Quorum queues report their depth every tick (5 s by default); 1 s keeps the
             // autoscaler's view fresh at the demo's speeds.
             .env(
@@ -439,6 +481,7 @@ impl RabbitNode {
             .args(args)
             .env("ERL_EPMD_PORT", self.ports.epmd.to_string())
             .env("RABBITMQ_DIST_PORT", self.ports.dist.to_string())
+            .envs(self.member.env.iter().cloned())
             .stdin(Stdio::null());
         command
     }

@@ -8,11 +8,16 @@
 //! - `<queue>.dlx`: a durable fanout exchange;
 //! - `<queue>.dead`: a durable quorum queue bound to it, where poison messages wait for a human.
 //!
+//! Both quorum queues ask for [`BrokerConfig::quorum_group_size`] members
+//! (`x-quorum-initial-group-size`), so on a cluster a node can be lost without losing a message.
+//! `AMQP_URL` may name several nodes: [`connect`] tries them in turn.
+//!
 //! Declaring is idempotent. A queue that already exists with other arguments (a classic queue
 //! left by the seed, say) is reported as [`BrokerError::TopologyMismatch`], not silently used.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -48,26 +53,69 @@ pub enum BrokerError {
     },
 }
 
+/// Where the next [`connect`] starts in the list of nodes; moved past each node that
+/// connected, so a reconnect after a loss tries the other nodes first.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
+
 /// Opens a connection named after the process's role (shown in the management UI).
+///
+/// With several nodes in `AMQP_URL`, tries each in turn until one answers. Processes start at
+/// different nodes (by process id), which spreads a fleet's connections over the cluster.
 pub async fn connect(config: &BrokerConfig, role: &str) -> Result<Connection, BrokerError> {
     let name = format!("warren-{role}-{}", std::process::id());
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(config.url.expose(), properties),
-    )
-    .await
-    .map_err(|_| BrokerError::ConnectTimeout(config.url.authority()))?
-    .map_err(BrokerError::from)
+    let nodes = config.url.nodes();
+    let first = (std::process::id() as usize).wrapping_add(NEXT_NODE.load(Ordering::Relaxed));
+    let mut last_error = None;
+    for offset in 0..nodes.len() {
+        let node = &nodes[first.wrapping_add(offset) % nodes.len()];
+        let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(node.expose(), properties),
+        )
+        .await
+        .map_err(|_| BrokerError::ConnectTimeout(node.authority()))
+        .and_then(|connected| connected.map_err(BrokerError::from));
+        match attempt {
+            Ok(connection) => {
+                NEXT_NODE.fetch_add(offset + 1, Ordering::Relaxed);
+                if nodes.len() > 1 {
+                    tracing::info!(role, node = %node.authority(), "connected to broker node");
+                }
+                return Ok(connection);
+            }
+            Err(e) => {
+                if nodes.len() > 1 {
+                    tracing::warn!(role, node = %node.authority(), error = %e, "broker node unreachable; trying the next");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| BrokerError::ConnectTimeout(config.url.authority())))
 }
 
-/// The arguments of the work queue; declared the same way by everyone.
-fn work_queue_arguments(queue: &QueueName) -> FieldTable {
+/// The arguments every quorum queue of the topology shares.
+fn quorum_arguments(config: &BrokerConfig) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
+    // 0 leaves the size to the broker: the way to keep using a queue declared without it.
+    if config.quorum_group_size > 0 {
+        args.insert(
+            "x-quorum-initial-group-size".into(),
+            AMQPValue::LongInt(i32::from(config.quorum_group_size)),
+        );
+    }
+    args
+}
+
+/// The arguments of the work queue; declared the same way by everyone.
+fn work_queue_arguments(config: &BrokerConfig) -> FieldTable {
+    let queue = &config.queue;
+    let mut args = quorum_arguments(config);
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(queue.dead_letter_exchange().into()),
@@ -84,18 +132,15 @@ fn work_queue_arguments(queue: &QueueName) -> FieldTable {
 /// A mismatch closes the channel it happened on, so this takes a channel of its own.
 pub async fn declare_topology(
     connection: &Connection,
-    queue: &QueueName,
+    config: &BrokerConfig,
 ) -> Result<(), BrokerError> {
+    let queue = &config.queue;
     let channel = connection.create_channel().await?;
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    let mut quorum = FieldTable::default();
-    quorum.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    let quorum = quorum_arguments(config);
     let result = async {
         channel
             .exchange_declare(
@@ -121,7 +166,7 @@ pub async fn declare_topology(
             )
             .await?;
         channel
-            .queue_declare(queue.as_str().into(), durable, work_queue_arguments(queue))
+            .queue_declare(queue.as_str().into(), durable, work_queue_arguments(config))
             .await?;
         Ok::<(), lapin::Error>(())
     }
@@ -196,8 +241,9 @@ impl Backoff {
 /// Where the broker is and which queue to use.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// Full broker URL, amqp://user:password@host:port/vhost. When unset it is built from the
-    /// RABBIT_* settings below. Prefer the environment variable: a flag is visible in `ps`.
+    /// Full broker URL, amqp://user:password@host:port/vhost, or a cluster's nodes' URLs separated
+    /// by commas (tried in turn). When unset it is built from the RABBIT_* settings below.
+    /// Prefer the environment variable: a flag is visible in `ps`.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// Broker host, used when AMQP_URL is unset.
@@ -224,6 +270,13 @@ pub struct BrokerArgs {
     /// The work queue (a durable quorum queue; bad messages go to `<queue>.dead`).
     #[arg(long, env = "QUEUE", default_value = "Orders")]
     pub queue: String,
+    /// How many broker nodes hold a copy of each quorum queue (x-quorum-initial-group-size); the
+    /// broker caps it at the cluster's size, so the default suits one node and three alike.
+    /// The broker checks it on every declare: a queue that exists with another value (or none)
+    /// is an error; 0 sends none, for queues declared before this setting existed.
+    #[arg(long, env = "QUORUM_GROUP_SIZE", default_value_t = BrokerConfig::DEFAULT_QUORUM_GROUP_SIZE,
+        value_parser = clap::value_parser!(u8).range(0..=15))]
+    pub quorum_group_size: u8,
 }
 
 impl BrokerArgs {
@@ -242,6 +295,7 @@ impl BrokerArgs {
         Ok(BrokerConfig {
             url,
             queue: QueueName::parse(&self.queue)?,
+            quorum_group_size: self.quorum_group_size,
         })
     }
 }

@@ -28,8 +28,12 @@ use tower::ServiceBuilder;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
+use crate::pipeline::idempotency::{IdempotencyKey, KeyedOutcome, Window};
 use crate::pipeline::job::JobId;
 use crate::pipeline::publisher::{PublishError, Publisher, PublisherOptions};
+
+/// The request header naming a request, so that its retries publish nothing again.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The most jobs one `/generate?count=N` call may ask for.
 pub const MAX_BATCH: u16 = 1000;
@@ -47,6 +51,10 @@ pub struct WebConfig {
     pub request_timeout: Duration,
     /// Most requests served at once; more are answered 503 at once.
     pub max_concurrent_requests: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
+    /// Most job ids the idempotency window remembers (its memory bound).
+    pub idempotency_max_jobs: usize,
 }
 
 /// The web server's metrics, named as the seed's README states.
@@ -61,6 +69,8 @@ pub struct WebMetrics {
     pub published: Counter,
     /// `publish_failures_total{reason}`: jobs not accepted, by reason.
     pub publish_failures: Family<ReasonLabel, Counter>,
+    /// `idempotent_replays_total`: requests answered from an earlier one with the same key.
+    pub replays: Counter,
 }
 
 /// Label set `{path}`.
@@ -95,6 +105,7 @@ impl WebMetrics {
             durations: Family::new_with_constructor(|| Histogram::new(metrics::latency_buckets())),
             published: Counter::default(),
             publish_failures: Family::default(),
+            replays: Counter::default(),
         };
         registry.register(
             "http_request",
@@ -121,6 +132,11 @@ impl WebMetrics {
             "Jobs not accepted (answered 503), by reason",
             metrics.publish_failures.clone(),
         );
+        registry.register(
+            "idempotent_replays",
+            "Requests answered with an earlier request's jobs (same Idempotency-Key), publishing nothing",
+            metrics.replays.clone(),
+        );
         Arc::new(metrics)
     }
 }
@@ -134,6 +150,10 @@ pub struct AppState {
     pub metrics: Arc<WebMetrics>,
     /// The registry `/metrics` renders.
     pub registry: Arc<Registry>,
+    /// The `Idempotency-Key`s seen recently.
+    pub idempotency: Arc<Window>,
+    /// How long a retry waits for an earlier request's confirm (the confirm bound).
+    pub confirm_timeout: Duration,
 }
 
 /// HTTP limits applied to every request.
@@ -209,11 +229,24 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.publisher.is_connected() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        unavailable("not connected to the broker")
+    match state.publisher.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => unavailable(why),
     }
+}
+
+/// The request's `Idempotency-Key`, if it sent one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, String> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(crate::pipeline::idempotency::KeyError::Repeated.to_string());
+    }
+    IdempotencyKey::parse(value)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -221,7 +254,14 @@ async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
         Ok(count) => count,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    let key = match idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
     let json = accepts_json(&headers);
+    if let Some(key) = key {
+        return generate_keyed(&state, &key, count, json).await;
+    }
     let m = &state.metrics;
     match count {
         None => match state.publisher.publish().await {
@@ -233,11 +273,13 @@ async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
                     format!("Welcome! {id}\n").into_response()
                 }
             }
-            Err(e) => {
+            Err(unaccepted) => {
+                let e = unaccepted.error;
                 m.publish_failures
                     .get_or_create(&ReasonLabel { reason: e.reason() })
                     .inc();
-                publish_unavailable(&e, &[])
+                let pending: Vec<JobId> = unaccepted.late.into_iter().map(|l| l.id).collect();
+                publish_unavailable(&e, &[], e.may_run(), &pending)
             }
         },
         Some(count) => match state.publisher.publish_batch(usize::from(count)).await {
@@ -253,9 +295,81 @@ async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
                         reason: batch.error.reason(),
                     })
                     .inc_by(failed as u64);
-                publish_unavailable(&batch.error, &batch.confirmed)
+                let pending: Vec<JobId> = batch.late.into_iter().map(|l| l.id).collect();
+                publish_unavailable(&batch.error, &batch.confirmed, batch.may_run > 0, &pending)
             }
         },
+    }
+}
+
+/// `/generate` with an `Idempotency-Key`: the first request publishes, its retries repeat it.
+async fn generate_keyed(
+    state: &AppState,
+    key: &IdempotencyKey,
+    count: Option<u16>,
+    json: bool,
+) -> Response {
+    let m = &state.metrics;
+    let n = count.unwrap_or(1);
+    let outcome = state
+        .idempotency
+        .publish(&state.publisher, key, n, state.confirm_timeout)
+        .await;
+    match outcome {
+        KeyedOutcome::Confirmed { ids, replayed } => {
+            if replayed {
+                m.replays.inc();
+            } else {
+                m.published.inc_by(ids.len() as u64);
+            }
+            match (count, ids.first()) {
+                (None, Some(id)) if json => Json(json!({ "id": id.as_str() })).into_response(),
+                (None, Some(id)) => format!("Welcome! {id}\n").into_response(),
+                _ => list_ids(&ids, json),
+            }
+        }
+        KeyedOutcome::Unavailable {
+            error,
+            confirmed,
+            may_run,
+            pending,
+        } => {
+            m.publish_failures
+                .get_or_create(&ReasonLabel {
+                    reason: error.reason(),
+                })
+                .inc_by(u64::from(n).saturating_sub(confirmed.len() as u64));
+            publish_unavailable(&error, &confirmed, may_run, &pending)
+        }
+        KeyedOutcome::InProgress { confirmed } => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "error": "an earlier request with this Idempotency-Key is still waiting for the broker's confirm; nothing was published",
+                    "reason": "in_progress",
+                    "outcome": "unknown",
+                    "confirmed": confirmed.iter().map(JobId::as_str).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        KeyedOutcome::Unknown { confirmed, unknown } => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": format!("the broker never answered for {unknown} job(s) of the first request with this Idempotency-Key: they may run; retry with a new key to publish again"),
+                "outcome": "unknown",
+                "confirmed": confirmed.iter().map(JobId::as_str).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        KeyedOutcome::CountMismatch { first } => json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("this Idempotency-Key was first used with count={first}; a retry must ask for the same count"),
+        ),
     }
 }
 
@@ -338,13 +452,32 @@ fn unavailable(message: &str) -> Response {
     response
 }
 
-fn publish_unavailable(error: &PublishError, confirmed: &[JobId]) -> Response {
+/// 503 for jobs not accepted. `outcome` tells the client whether a retry may duplicate:
+/// `not_queued` (none of the unconfirmed jobs will run) or `unknown` (some may still run);
+/// `pending` lists the jobs whose confirm is still awaited.
+fn publish_unavailable(
+    error: &PublishError,
+    confirmed: &[JobId],
+    may_run: bool,
+    pending: &[JobId],
+) -> Response {
+    let (outcome, meaning) = if may_run {
+        ("unknown", "the broker did not answer in time: the job may still run; retry with the same Idempotency-Key to avoid a duplicate")
+    } else {
+        (
+            "not_queued",
+            "the job was not queued and will not run; retry",
+        )
+    };
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
             "error": error.to_string(),
             "reason": error.reason(),
+            "outcome": outcome,
+            "meaning": meaning,
             "confirmed": confirmed.iter().map(JobId::as_str).collect::<Vec<_>>(),
+            "pending": pending.iter().map(JobId::as_str).collect::<Vec<_>>(),
         })),
     )
         .into_response();
@@ -364,10 +497,16 @@ pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Resu
     let web_metrics = WebMetrics::register(&mut registry);
     let published = web_metrics.published.clone();
     let (publisher, supervisor) = Publisher::start(config.broker.clone(), config.publisher.clone());
+    publisher.metrics().register(&mut registry);
     let state = AppState {
         publisher: publisher.clone(),
         metrics: web_metrics,
         registry: Arc::new(registry),
+        idempotency: Arc::new(Window::new(
+            config.idempotency_window,
+            config.idempotency_max_jobs,
+        )),
+        confirm_timeout: config.publisher.confirm_timeout,
     };
     let limits = HttpLimits {
         request_timeout: config.request_timeout,
@@ -455,6 +594,16 @@ pub struct WebArgs {
     #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub publish_channels: u64,
+    /// How long an Idempotency-Key is remembered, in ms (a retry within it publishes nothing).
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_MS", default_value_t = 600_000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub idempotency_window_ms: u64,
+    /// Most job ids the Idempotency-Key window remembers (a key and its record: 100 to 400 bytes a
+    /// job, depending on the key's length); beyond it the
+    /// least recently used keys are forgotten, and their retries publish again.
+    #[arg(long, env = "IDEMPOTENCY_MAX_JOBS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub idempotency_max_jobs: u64,
 }
 
 impl WebArgs {
@@ -474,6 +623,8 @@ impl WebArgs {
             },
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             max_concurrent_requests: usize::try_from(self.max_concurrent_requests).unwrap_or(4096),
+            idempotency_window: Duration::from_millis(self.idempotency_window_ms),
+            idempotency_max_jobs: usize::try_from(self.idempotency_max_jobs).unwrap_or(100_000),
         })
     }
 }

@@ -5,7 +5,16 @@
 //! own task, so up to `prefetch` jobs run at once. A delivery that fails the checks of
 //! [`crate::pipeline::job::parse_delivery`] is rejected without requeue, which dead-letters it.
 //!
-//! Every outcome is one log line with `job_id=` and `outcome=acked|dead_lettered|requeued`.
+//! Every outcome is one log line with `job_id=` and
+//! `outcome=acked|dead_lettered|requeued|abandoned`.
+//!
+//! When the channel a job came on is lost (connection cut, broker gone), the broker has
+//! already put the job back for redelivery, and the ack this worker would send can no longer
+//! be sent; so the job is abandoned at once (`outcome=abandoned`, `jobs_abandoned_total`)
+//! rather than run on beside its redelivered copy. `--abandon-orphaned-jobs false` lets such
+//! work run to its end instead, for work that must not be interrupted. When the broker cancels
+//! the consumer while the channel stays up, the work queue was deleted: the worker says so and
+//! declares it again.
 //! On SIGTERM the consumer is cancelled, deliveries not yet started are requeued, running jobs
 //! finish and are acked, and the process exits 0 within the grace time; if the grace runs out it
 //! exits 1 without acking, and the broker requeues what was unacked.
@@ -37,6 +46,7 @@ use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::broker::{self, Backoff};
+use crate::pipeline::deletion_cost::{self, DeletionCostArgs, DeletionCostConfig};
 use crate::pipeline::job::{now_ms, parse_delivery, Job, MAX_WORK_MS};
 
 /// Settings of `warren worker`, validated.
@@ -54,6 +64,10 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Drain and exit when this process (the pool that started us) is gone.
     pub parent_pid: Option<u32>,
+    /// Keep the pod's deletion cost in step with idle/busy (`None`: off, no client is built).
+    pub deletion_cost: Option<DeletionCostConfig>,
+    /// Stop a job at once when its delivery's channel is lost (its redelivery is on its way).
+    pub abandon_orphaned: bool,
 }
 
 /// The worker's metrics.
@@ -68,6 +82,8 @@ pub struct WorkerMetrics {
     pub duration: Histogram,
     /// `job_queue_wait_seconds`: delivery time minus publish time.
     pub queue_wait: Histogram,
+    /// `jobs_abandoned_total`: jobs stopped because their channel was lost (redelivered).
+    pub abandoned: Counter,
 }
 
 /// Label set `{reason}`.
@@ -86,6 +102,7 @@ impl WorkerMetrics {
             in_flight: Gauge::default(),
             duration: Histogram::new(metrics::job_buckets()),
             queue_wait: Histogram::new(metrics::job_buckets()),
+            abandoned: Counter::default(),
         };
         registry.register("jobs_processed", "Jobs done and acked", m.processed.clone());
         registry.register(
@@ -107,6 +124,11 @@ impl WorkerMetrics {
             "job_queue_wait_seconds",
             "Time from publish to delivery",
             m.queue_wait.clone(),
+        );
+        registry.register(
+            "jobs_abandoned",
+            "Jobs stopped mid-work because their channel was lost; the broker redelivers them",
+            m.abandoned.clone(),
         );
         Arc::new(m)
     }
@@ -131,6 +153,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     if let Some(parent) = config.parent_pid {
         tokio::spawn(drain_when_orphaned(parent, shutdown.clone()));
     }
+    if let Some(cost) = config.deletion_cost.clone() {
+        let in_flight = worker_metrics.in_flight.clone();
+        tokio::spawn(deletion_cost::run(cost, in_flight, shutdown.clone()));
+    }
     let jobs = TaskTracker::new();
     let mut backoff = Backoff::default();
     let mut last_connection = None;
@@ -149,6 +175,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         backoff.reset();
         consuming.store(true, Ordering::Relaxed);
         tracing::info!(queue = %config.broker.queue, "consuming");
+        // Cancelled when this channel is lost: its jobs' deliveries are then void.
+        let channel_lost = CancellationToken::new();
         let stopped = consume(
             &config,
             &channel,
@@ -156,14 +184,25 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             &jobs,
             &worker_metrics,
             &shutdown,
+            &channel_lost,
         )
         .await;
         consuming.store(false, Ordering::Relaxed);
-        if stopped {
-            last_connection = Some((connection, channel));
-            break;
+        match stopped {
+            Stopped::Shutdown => {
+                last_connection = Some((connection, channel));
+                break;
+            }
+            Stopped::QueueDeleted => {
+                // The queue's messages went with it, so nothing redelivers the jobs in hand:
+                // they are not abandoned.
+                tracing::warn!(queue = %config.broker.queue, "the work queue was deleted (the broker cancelled this consumer); declaring it again");
+            }
+            Stopped::Lost => {
+                channel_lost.cancel();
+                tracing::warn!(broker = %config.broker.url, "worker lost the broker; reconnecting");
+            }
         }
-        tracing::warn!(broker = %config.broker.url, "worker lost the broker; reconnecting");
         // Release the old connection's socket and I/O loop; jobs still running on it will find
         // their ack refused and be redelivered by the broker.
         let _ = tokio::time::timeout(
@@ -227,7 +266,7 @@ async fn open_consumer(
     config: &WorkerConfig,
 ) -> Result<(Connection, Channel, Consumer), broker::BrokerError> {
     let connection = broker::connect(&config.broker, "worker").await?;
-    broker::declare_topology(&connection, &config.broker.queue).await?;
+    broker::declare_topology(&connection, &config.broker).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
@@ -244,7 +283,17 @@ async fn open_consumer(
     Ok((connection, channel, consumer))
 }
 
-/// Takes deliveries until shutdown (returns `true`) or the broker is lost (returns `false`).
+/// Why [`consume`] stopped taking deliveries.
+enum Stopped {
+    /// SIGTERM: drain.
+    Shutdown,
+    /// The broker cancelled the consumer on a live channel: the queue was deleted.
+    QueueDeleted,
+    /// The channel or connection was lost.
+    Lost,
+}
+
+/// Takes deliveries until shutdown, or until the channel is lost or the queue deleted.
 async fn consume(
     config: &WorkerConfig,
     channel: &Channel,
@@ -252,7 +301,8 @@ async fn consume(
     jobs: &TaskTracker,
     metrics: &Arc<WorkerMetrics>,
     shutdown: &CancellationToken,
-) -> bool {
+    channel_lost: &CancellationToken,
+) -> Stopped {
     loop {
         tokio::select! {
             biased;
@@ -266,20 +316,35 @@ async fn consume(
                 {
                     requeue(&delivery).await;
                 }
-                return true;
+                return Stopped::Shutdown;
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let metrics = metrics.clone();
                     let work = config.work;
-                    jobs.spawn(handle(delivery, work, metrics));
+                    let abandon = config.abandon_orphaned.then(|| channel_lost.clone());
+                    jobs.spawn(handle(delivery, work, metrics, abandon));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
-                    return false;
+                    return Stopped::Lost;
                 }
-                None => return false,
+                None => {
+                    // A consumer stream ends on a live channel only when the broker sent
+                    // basic.cancel, which it does when the queue is deleted.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return if channel.status().connected() {
+                        Stopped::QueueDeleted
+                    } else {
+                        Stopped::Lost
+                    };
+                }
             },
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                if !channel.status().connected() {
+                    return Stopped::Lost;
+                }
+            }
         }
     }
 }
@@ -302,7 +367,13 @@ async fn requeue(delivery: &Delivery) {
     }
 }
 
-async fn handle(delivery: Delivery, default_work: Duration, metrics: Arc<WorkerMetrics>) {
+/// Runs one delivery. `abandon`, when set, is cancelled once the delivery's channel is lost.
+async fn handle(
+    delivery: Delivery,
+    default_work: Duration,
+    metrics: Arc<WorkerMetrics>,
+    abandon: Option<CancellationToken>,
+) {
     let delivered_ms = now_ms();
     let job = match parse_delivery(&delivery.data, &delivery.properties) {
         Ok(job) => job,
@@ -327,7 +398,15 @@ async fn handle(delivery: Delivery, default_work: Duration, metrics: Arc<WorkerM
             return;
         }
     };
-    work_and_ack(&delivery, &job, default_work, delivered_ms, &metrics).await;
+    work_and_ack(
+        &delivery,
+        &job,
+        default_work,
+        delivered_ms,
+        &metrics,
+        abandon.as_ref(),
+    )
+    .await;
 }
 
 async fn work_and_ack(
@@ -336,12 +415,27 @@ async fn work_and_ack(
     default_work: Duration,
     delivered_ms: u64,
     metrics: &WorkerMetrics,
+    abandon: Option<&CancellationToken>,
 ) {
     metrics.in_flight.inc();
     let started = Instant::now();
     let work = job.work_ms.map_or(default_work, Duration::from_millis);
+    let channel_lost = async {
+        match abandon {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     // The work itself: the seed's 5 s of sleep, standing in for real processing.
-    tokio::time::sleep(work).await;
+    tokio::select! {
+        () = tokio::time::sleep(work) => {}
+        () = channel_lost => {
+            metrics.abandoned.inc();
+            metrics.in_flight.dec();
+            tracing::warn!(job_id = %job.id, outcome = %"abandoned", work_ms = started.elapsed().as_millis() as u64, "job abandoned: its channel was lost, so the broker redelivers it and this copy could not be acked");
+            return;
+        }
+    }
     let worked = started.elapsed();
     let wait = job.queue_wait(delivered_ms);
     let wait_ms = wait.map_or(-1, |w| i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
@@ -421,6 +515,15 @@ pub struct WorkerArgs {
     /// Set by `warren autoscale`: drain and exit when this parent process is gone.
     #[arg(long, env = "WARREN_PARENT_PID", hide = true)]
     pub parent_pid: Option<u32>,
+    /// Idle workers go first: the pod-deletion-cost annotation.
+    #[command(flatten)]
+    pub deletion_cost: DeletionCostArgs,
+    /// Stop a job as soon as the channel it came on is lost (the broker redelivers it, and
+    /// this copy can no longer be acked). Set to false for work that must not be interrupted:
+    /// it then runs to its end beside the redelivered copy.
+    #[arg(long, env = "ABANDON_ORPHANED_JOBS", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "true|false")]
+    pub abandon_orphaned_jobs: bool,
 }
 
 impl WorkerArgs {
@@ -433,6 +536,8 @@ impl WorkerArgs {
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
             grace: Duration::from_millis(self.work.grace_ms),
             parent_pid: self.parent_pid,
+            deletion_cost: self.deletion_cost.to_config()?,
+            abandon_orphaned: self.abandon_orphaned_jobs,
         })
     }
 }

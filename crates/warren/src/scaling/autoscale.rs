@@ -12,6 +12,15 @@
 //! `speed` runs the engine's clock K times faster than the wall clock (and divides the sync
 //! period by K): windows and policy periods of the manifest then pass K times faster, for demos
 //! and tests, while the manifest itself stays as written.
+//!
+//! With a state file ([`crate::scaling::state_file`]) the engine's state is saved after each
+//! decision, and a restart resumes from it: the pool starts at the count last decided and the
+//! engine's clock and history go on, so a stabilization window outlives the process, as it
+//! outlives a controller restart on a cluster (the HPA's status and the Deployment's replicas
+//! stay). Without one, or when it cannot be read (one warning), the pool starts at
+//! `minReplicas` but at least 1, as a Deployment starts at its own replica count (1 when
+//! unset) before the HPA takes over; so with `minReplicas: 0` it is the controller that takes
+//! the pool to 0, which is what lets it wake the pool again (ScaledToZero).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -28,8 +37,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warren_hpa::{
-    Autoscaler, ConditionStatus, ConditionType, MetricObservation, ScaleDecision, ScaleTarget,
-    Timestamp,
+    Autoscaler, ConditionStatus, ConditionType, ControllerConfig, MetricObservation, ScaleDecision,
+    ScaleTarget, Timestamp,
 };
 
 use crate::config::ConfigError;
@@ -38,6 +47,7 @@ use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerPool, WorkerSpec};
+use crate::scaling::state_file::{self, SavedState, StateFile};
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
 /// default on one machine cannot drift from what the cluster runs, and so that warren needs no
@@ -73,6 +83,10 @@ pub struct AutoscaleConfig {
     pub hpa_origin: String,
     /// The manifest's text, already checked to parse and validate.
     pub hpa_yaml: String,
+    /// The Kubernetes release line whose controller settings apply (for logs).
+    pub release: String,
+    /// That release's controller settings: feature gates, tolerance, windows.
+    pub controller: ControllerConfig,
     /// How to start a worker.
     pub worker: WorkerSpec,
     /// Where the metrics come from.
@@ -85,14 +99,20 @@ pub struct AutoscaleConfig {
     pub speed: f64,
     /// Where the autoscaler's own `/metrics`, `/healthz`, `/readyz` are served.
     pub metrics_listen: SocketAddr,
+    /// Where the engine's state is saved after each decision and resumed from at start.
+    pub state_file: Option<PathBuf>,
 }
 
 impl AutoscaleConfig {
     /// Checks a manifest the way `run` will use it: it must parse and validate as the API
-    /// server would, and each metric must have a source.
-    /// `origin` names the manifest in errors.
-    pub fn check_manifest(origin: &str, yaml: &str) -> Result<Vec<SeriesQuery>, ConfigError> {
-        let engine = Autoscaler::from_yaml(yaml)
+    /// server of `controller`'s release would (`minReplicas: 0` needs HPAScaleToZero), and
+    /// each metric must have a source. `origin` names the manifest in errors.
+    pub fn check_manifest(
+        origin: &str,
+        yaml: &str,
+        controller: ControllerConfig,
+    ) -> Result<Vec<SeriesQuery>, ConfigError> {
+        let engine = Autoscaler::from_yaml_with(yaml, controller)
             .map_err(|e| ConfigError::new(format!("{origin}: {}", one_line(&e.to_string()))))?;
         engine
             .metric_specs()
@@ -130,7 +150,8 @@ pub struct AutoscaleEvent {
     pub metric_values: Vec<Option<f64>>,
     /// The controller's rescale reason, e.g. `external metric ... above target`.
     pub summary: Option<String>,
-    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`.
+    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`
+    /// (and `ScaledToZero=ScaledToZero` once the controller took the pool to 0).
     pub reasons: String,
     /// The whole log line.
     pub line: String,
@@ -243,7 +264,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
     events: Option<mpsc::UnboundedSender<AutoscaleEvent>>,
 ) -> anyhow::Result<AutoscaleSummary> {
-    let mut engine = Autoscaler::from_yaml(&config.hpa_yaml)?;
+    let mut engine = Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let queries = engine
         .metric_specs()
         .iter()
@@ -252,6 +273,30 @@ pub async fn run_with(
         .map_err(anyhow::Error::msg)?;
     let spec = engine.hpa().spec.clone();
     let min_replicas = spec.min_replicas.unwrap_or(1).max(0);
+    let hpa_name = format!(
+        "{}/{}",
+        engine
+            .hpa()
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default"),
+        engine.hpa().metadata.name.as_deref().unwrap_or_default()
+    );
+    let mut state_file = config.state_file.clone().map(StateFile::new);
+    let resumed = state_file.as_ref().and_then(|file| match file.load(&hpa_name) {
+        Ok(Some(saved)) => {
+            tracing::info!(state_file = %file.path().display(), saved_engine_ms = saved.engine_ms,
+                replicas = saved.state.desired_replicas, recommendations = saved.state.recommendations.len(),
+                scaled_to_zero = saved.state.scaled_to_zero(), "resuming from the saved state");
+            Some(saved)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("{e}; starting afresh, as the controller does without the HPA's status");
+            None
+        }
+    });
     let reader = MetricReader::new(config.source.clone());
 
     let mut registry = Registry::default();
@@ -266,14 +311,29 @@ pub async fn run_with(
     .await?;
     let metrics_addr = ops.addr();
 
-    tracing::info!(hpa = %config.hpa_origin, source = ?config.source, metrics = %metrics_addr,
+    tracing::info!(hpa = %config.hpa_origin, kubernetes_release = %config.release, source = ?config.source, metrics = %metrics_addr,
         sync_period_ms = config.sync_period.as_millis() as u64, speed = config.speed,
         min = min_replicas, max = spec.max_replicas, queries = ?queries.iter().map(SeriesQuery::promql).collect::<Vec<_>>(),
         "warren autoscale starting");
 
     let mut pool = WorkerPool::new(config.worker.clone());
-    // A Deployment starts at its own replica count; the HPA then takes over. Start at the minimum.
-    pool.scale_to(u32::try_from(min_replicas).unwrap_or(0))
+    let (engine_origin, initial_replicas) = match resumed {
+        Some(saved) => {
+            let origin = saved.engine_time_at(state_file::unix_ms_now(), config.speed);
+            let mut replicas = saved.state.desired_replicas.max(0);
+            if replicas == 0 && !wakes_from_zero(&engine, &saved.state) {
+                // Nothing here can scale it from 0 (no kubectl scale): start as a fresh
+                // Deployment would rather than stay at 0 for good.
+                replicas = min_replicas.max(1);
+                tracing::warn!(replicas,
+                    "the saved state has the pool at 0, where these settings would leave it (no ScaledToZero condition, HPAScaleToZero off, or no External metric); starting it at {replicas}");
+            }
+            engine.set_state(saved.state);
+            (origin, replicas)
+        }
+        None => (Duration::ZERO, min_replicas.max(1)),
+    };
+    pool.scale_to(u32::try_from(initial_replicas).unwrap_or(0))
         .await;
     m.current.set(i64::from(pool.status().current));
     // A metric that does not exist yet (a queue nobody declared, a scrape not yet taken) would
@@ -319,13 +379,23 @@ pub async fn run_with(
                         }
                     }
                 }
-                let engine_now = Timestamp::from_millis((started.elapsed().as_secs_f64() * config.speed * 1000.0) as u64);
+                let engine_time = engine_origin + started.elapsed().mul_f64(config.speed);
+                let engine_now = Timestamp::from_millis(u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX));
                 let current = i32::try_from(status.current).unwrap_or(i32::MAX);
                 let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
                 let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
                 let reasons = reasons(&decision);
                 let line = format!("{} engine_ms={}", describe(&queries, &values, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
                 tracing::info!("{line}");
+                if let Some(file) = state_file.as_mut() {
+                    file.save(&SavedState {
+                        version: state_file::VERSION,
+                        hpa: hpa_name.clone(),
+                        engine_ms: u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX),
+                        saved_at_unix_ms: state_file::unix_ms_now(),
+                        state: engine.state().clone(),
+                    });
+                }
                 summary.decisions += 1;
                 let desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
                 m.desired.set(i64::from(desired));
@@ -404,18 +474,32 @@ async fn wait_for_first_sample(
     }
 }
 
+/// Whether `engine`, resumed from `state` with its target at 0 replicas, would read its
+/// metrics there (and so could wake it) rather than report ScalingDisabled.
+fn wakes_from_zero(engine: &Autoscaler, state: &warren_hpa::AutoscalerState) -> bool {
+    let scaled_to_zero = engine.config().feature_gates.hpa_scale_to_zero && state.scaled_to_zero();
+    warren_hpa::horizontal::should_compute_metrics_for_zero_replicas(
+        engine.hpa().spec.min_replicas.unwrap_or(1),
+        scaled_to_zero,
+        scaled_to_zero
+            && warren_hpa::horizontal::has_object_or_external_metrics(engine.metric_specs()),
+    )
+}
+
 fn to_milli(value: f64) -> i64 {
     (value * 1000.0)
         .round()
         .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
-/// `AbleToScale=... ScalingActive=... ScalingLimited=...`.
+/// `AbleToScale=... ScalingActive=... ScalingLimited=... ScaledToZero=...` (the last only
+/// once set: HPAScaleToZero on and a rescale seen).
 fn reasons(decision: &ScaleDecision) -> String {
     [
         ConditionType::AbleToScale,
         ConditionType::ScalingActive,
         ConditionType::ScalingLimited,
+        ConditionType::ScaledToZero,
     ]
     .iter()
     .filter_map(|t| {
@@ -472,6 +556,37 @@ fn describe(
     )
 }
 
+/// The Kubernetes release lines `--kubernetes-release` takes (see `warren_hpa::ControllerConfig`).
+pub const KUBERNETES_RELEASES: [&str; 6] = ["1.33", "1.34", "1.35", "1.36", "1.37", "development"];
+
+/// The default release line: the newest stable one.
+pub const DEFAULT_KUBERNETES_RELEASE: &str = "1.37";
+
+/// Which Kubernetes release's HPA controller to follow; shared by `warren autoscale` and
+/// `warren demo`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The Kubernetes release whose HPA controller settings apply: its feature gates
+    /// (HPAScaleToZero, on from 1.37; HPAConfigurableTolerance, on from 1.35) and rules.
+    /// `development` is master after 1.37.
+    #[arg(long, env = "KUBERNETES_RELEASE", default_value = DEFAULT_KUBERNETES_RELEASE,
+          value_parser = KUBERNETES_RELEASES)]
+    pub kubernetes_release: String,
+}
+
+impl ReleaseArgs {
+    /// The release's controller settings.
+    pub fn controller(&self) -> Result<ControllerConfig, ConfigError> {
+        ControllerConfig::for_release(&self.kubernetes_release).ok_or_else(|| {
+            ConfigError::new(format!(
+                "KUBERNETES_RELEASE {:?} is not one of {}",
+                self.kubernetes_release,
+                KUBERNETES_RELEASES.join(", ")
+            ))
+        })
+    }
+}
+
 /// Options of `warren autoscale`.
 #[derive(Debug, Args)]
 pub struct AutoscaleArgs {
@@ -480,6 +595,9 @@ pub struct AutoscaleArgs {
     /// 1 to 10 workers).
     #[arg(long, env = "HPA_FILE")]
     pub hpa: Option<PathBuf>,
+    /// The Kubernetes release to follow.
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Broker and queue, passed to the workers.
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -524,14 +642,21 @@ pub struct AutoscaleArgs {
     /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
     #[arg(long, env = "PROMETHEUS_FILE_SD")]
     pub prometheus_file_sd: Option<PathBuf>,
+    /// Save the controller's state (recommendations, scale events, conditions, last scale
+    /// time) to this JSON file after each decision, and resume from it at start, as the
+    /// controller resumes from the HPA's status. Off when unset. An unreadable file is one
+    /// warning and a fresh start.
+    #[arg(long, env = "AUTOSCALER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl AutoscaleArgs {
     /// The validated config; the manifest is read and checked here.
     pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
+        let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
-        AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml)?;
+        AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }
@@ -561,6 +686,8 @@ impl AutoscaleArgs {
         Ok(AutoscaleConfig {
             hpa_origin,
             hpa_yaml,
+            release: self.release.kubernetes_release.clone(),
+            controller,
             worker: WorkerSpec {
                 exe,
                 env,
@@ -573,6 +700,7 @@ impl AutoscaleArgs {
             first_metric_wait: self.first_metric_wait,
             speed: self.speed,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
+            state_file: self.state_file.clone(),
         })
     }
 }

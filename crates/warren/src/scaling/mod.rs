@@ -6,7 +6,9 @@
 //! - [`metric_source`]: reads the HPA's metrics from the broker or from Prometheus.
 //! - [`pool`]: the local scale target, a pool of `warren worker` processes with drain-aware scale-down.
 //! - [`autoscale`]: `warren autoscale`, the HPA engine driving the pool.
+//! - [`state_file`]: the engine's state saved after each decision, to resume from after a restart.
 
 pub mod autoscale;
 pub mod metric_source;
 pub mod pool;
+pub mod state_file;

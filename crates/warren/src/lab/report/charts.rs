@@ -1,5 +1,6 @@
-//! The report's SVG charts, drawn from the samples: queue depth, workers (with a mark at each
-//! rescale), arrival rate, processed per second, queue wait p95. All share one time axis.
+//! The report's SVG charts, drawn from the samples of one run or of several overlaid: queue
+//! depth, workers (with a mark at each rescale), arrival rate, processed per second, queue wait
+//! p95. All share one time axis.
 
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -35,7 +36,7 @@ pub(super) struct Chart {
 /// One line of a chart.
 struct Line {
     /// The legend's text.
-    label: &'static str,
+    label: String,
     color: RGBColor,
     /// Dashed lines are the wanted values (desired workers, the load's target), solid the
     /// observed ones.
@@ -49,7 +50,7 @@ struct Line {
 
 impl Line {
     fn new(
-        label: &'static str,
+        label: impl Into<String>,
         color: RGBColor,
         dashed: bool,
         points: Vec<Option<(f64, f64)>>,
@@ -71,7 +72,7 @@ impl Line {
         }
         runs.retain(|r| !r.is_empty());
         Line {
-            label,
+            label: label.into(),
             color,
             dashed,
             width: 2,
@@ -95,7 +96,12 @@ impl Line {
     }
 
     /// A count drawn as steps: it holds its value until the next sample, as a replica count does.
-    fn steps(label: &'static str, color: RGBColor, dashed: bool, points: Vec<(f64, f64)>) -> Self {
+    fn steps(
+        label: impl Into<String>,
+        color: RGBColor,
+        dashed: bool,
+        points: Vec<(f64, f64)>,
+    ) -> Self {
         let mut stepped = Vec::with_capacity(points.len() * 2);
         for (i, &(x, y)) in points.iter().enumerate() {
             if let Some(&(_, prev_y)) = i.checked_sub(1).and_then(|p| points.get(p)) {
@@ -206,7 +212,7 @@ impl Chart {
                 };
                 if i == 0 {
                     let dashed = line.dashed;
-                    annotation.label(line.label).legend(move |(x, y)| {
+                    annotation.label(line.label.as_str()).legend(move |(x, y)| {
                         let ends = vec![(x, y), (x + 24, y)];
                         if dashed {
                             DashedPathElement::new(ends, 7, 4, style).into_dyn()
@@ -264,99 +270,225 @@ fn format_axis(v: f64) -> String {
     }
 }
 
-pub(super) fn queue_depth_chart(samples: &[Sample]) -> Chart {
+/// One run's samples, and its name in the legends (empty for a single run).
+#[derive(Clone, Copy, Debug)]
+pub struct Series<'a> {
+    /// The run's name, e.g. the policy's.
+    pub label: &'a str,
+    /// Its samples.
+    pub samples: &'a [Sample],
+}
+
+/// One colour per compared run.
+const RUN_COLORS: [RGBColor; 6] = [
+    BLUE_LINE,
+    ORANGE_LINE,
+    GREEN_LINE,
+    RED_LINE,
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn run_color(index: usize) -> RGBColor {
+    RUN_COLORS[index % RUN_COLORS.len()]
+}
+
+/// A compared run's line label: the run's name first; a single run's label as it is.
+fn run_label(runs: &[Series<'_>], run: &Series<'_>, what: &str) -> String {
+    if runs.len() == 1 {
+        what.to_owned()
+    } else {
+        format!("{}: {what}", run.label)
+    }
+}
+
+/// The charts of [`super::CHART_FILES`], in order, for one run or several overlaid, over one
+/// time axis. `rescales`: when the autoscaler rescaled, marked on the workers chart.
+pub(super) fn charts(runs: &[Series<'_>], rescales: Vec<f64>) -> [Chart; 5] {
+    let x_range = time_axis(runs);
+    [
+        queue_depth_chart(runs),
+        workers_chart(runs, rescales),
+        arrival_rate_chart(runs),
+        processed_rate_chart(runs),
+        queue_wait_chart(runs),
+    ]
+    .map(|chart| chart.over(x_range))
+}
+
+/// The one time axis of every chart: from 0 (or an earlier sample) to the last sample of any run.
+fn time_axis(runs: &[Series<'_>]) -> (f64, f64) {
+    let times = runs
+        .iter()
+        .flat_map(|run| run.samples.iter().map(|s| s.t_secs))
+        .filter(|t| t.is_finite());
+    let (lo, hi) = times.fold((0.0_f64, f64::NEG_INFINITY), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    }
+}
+
+fn points(samples: &[Sample], f: fn(&Sample) -> f64) -> Vec<Option<(f64, f64)>> {
+    samples.iter().map(|s| Some((s.t_secs, f(s)))).collect()
+}
+
+pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
+    let lines = match runs {
+        [one] => vec![
+            Line::new(
+                "ready",
+                BLUE_LINE,
+                false,
+                points(one.samples, |s| s.queue_ready),
+            ),
+            Line::new(
+                "unacked (being worked on)",
+                ORANGE_LINE,
+                false,
+                points(one.samples, |s| s.queue_unacked),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::new(
+                        format!("{}: ready", run.label),
+                        run_color(i),
+                        false,
+                        points(run.samples, |s| s.queue_ready),
+                    ),
+                    Line::new(
+                        format!("{}: unacked", run.label),
+                        run_color(i),
+                        true,
+                        points(run.samples, |s| s.queue_unacked),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
+    };
     Chart::new(
         "Queue depth",
         "messages",
         "Messages waiting in the work queue (ready) and delivered to a worker, \
          not yet acked (unacked).",
         false,
-        vec![
-            Line::new(
-                "ready",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_ready)))
-                    .collect(),
-            ),
-            Line::new(
-                "unacked (being worked on)",
-                ORANGE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.queue_unacked)))
-                    .collect(),
-            ),
-        ],
+        lines,
     )
 }
 
 /// `rescales`: when the autoscaler rescaled, each marked by a vertical line.
-pub(super) fn workers_chart(samples: &[Sample], rescales: Vec<f64>) -> Chart {
-    let series = |f: fn(&Sample) -> u32| {
+pub(super) fn workers_chart(runs: &[Series<'_>], rescales: Vec<f64>) -> Chart {
+    let series = |samples: &[Sample], f: fn(&Sample) -> u32| {
         samples
             .iter()
             .map(|s| (s.t_secs, f64::from(f(s))))
-            .collect()
+            .collect::<Vec<_>>()
+    };
+    let lines = match runs {
+        [one] => vec![
+            Line::steps(
+                "current (live)",
+                LIGHT_BLUE_LINE,
+                false,
+                series(one.samples, |s| s.workers_current),
+            )
+            .width(5),
+            Line::steps(
+                "ready",
+                GREEN_LINE,
+                false,
+                series(one.samples, |s| s.workers_ready),
+            ),
+            Line::steps(
+                "desired (autoscaler)",
+                RED_LINE,
+                true,
+                series(one.samples, |s| s.workers_desired),
+            ),
+        ],
+        _ => runs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, run)| {
+                [
+                    Line::steps(
+                        format!("{}: current", run.label),
+                        run_color(i),
+                        false,
+                        series(run.samples, |s| s.workers_current),
+                    )
+                    .width(3),
+                    Line::steps(
+                        format!("{}: desired", run.label),
+                        run_color(i),
+                        true,
+                        series(run.samples, |s| s.workers_desired),
+                    )
+                    .width(1),
+                ]
+            })
+            .collect(),
+    };
+    let caption = if rescales.is_empty() {
+        "The autoscaler's desired count (dashed), the live workers following it, \
+         and those of them answering /readyz."
+    } else {
+        "The autoscaler's desired count (dashed), the live workers following it, \
+         and those of them answering /readyz; a thin grey line marks each rescale decision."
     };
     Chart {
-        marks: Some(("rescale decision", rescales)),
+        marks: (!rescales.is_empty()).then_some(("rescale decision", rescales)),
         ..Chart::new(
             "Workers: current vs desired",
             "workers",
-            "The autoscaler's desired count (dashed), the live workers following it, \
-             and those of them answering /readyz; a thin grey line marks each rescale decision.",
+            caption,
             true,
-            vec![
-                Line::steps(
-                    "current (live)",
-                    LIGHT_BLUE_LINE,
-                    false,
-                    series(|s| s.workers_current),
-                )
-                .width(5),
-                Line::steps("ready", GREEN_LINE, false, series(|s| s.workers_ready)),
-                Line::steps(
-                    "desired (autoscaler)",
-                    RED_LINE,
-                    true,
-                    series(|s| s.workers_desired),
-                ),
-            ],
+            lines,
         )
     }
 }
 
-pub(super) fn arrival_rate_chart(samples: &[Sample]) -> Chart {
+pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
+    // Compared runs share their arrivals; the first run's stand for all, in grey so that the
+    // runs' colours stay theirs.
+    let (arrival_color, target_color) = match runs {
+        [_] => (BLUE_LINE, ORANGE_LINE),
+        _ => (GREY, GREY),
+    };
+    let lines = runs
+        .first()
+        .map(|first| {
+            vec![
+                Line::new(
+                    "accepted (200) per second",
+                    arrival_color,
+                    false,
+                    points(first.samples, |s| s.arrival_rate),
+                ),
+                Line::new(
+                    "load's target rate",
+                    target_color,
+                    true,
+                    points(first.samples, |s| s.target_rate),
+                ),
+            ]
+        })
+        .unwrap_or_default();
     Chart::new(
         "Arrival rate",
         "jobs per second",
         "Jobs accepted per second by /generate, against the rate the load aimed at \
          (dashed).",
         false,
-        vec![
-            Line::new(
-                "accepted (200) per second",
-                BLUE_LINE,
-                false,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.arrival_rate)))
-                    .collect(),
-            ),
-            Line::new(
-                "load's target rate",
-                ORANGE_LINE,
-                true,
-                samples
-                    .iter()
-                    .map(|s| Some((s.t_secs, s.target_rate)))
-                    .collect(),
-            ),
-        ],
+        lines,
     )
 }
 
@@ -366,19 +498,31 @@ const PROCESSED_WINDOW_SECS: f64 = 10.0;
 /// Jobs acked per second over the last [`PROCESSED_WINDOW_SECS`]: what the workers kept up
 /// with, to read beside the arrival rate. A window rather than sample to sample, since jobs of
 /// one length finish in bursts that a short interval shows as a saw.
-pub(super) fn processed_rate_chart(samples: &[Sample]) -> Chart {
+pub(super) fn processed_rate_chart(runs: &[Series<'_>]) -> Chart {
+    let lines = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let color = if runs.len() == 1 {
+                GREEN_LINE
+            } else {
+                run_color(i)
+            };
+            Line::new(
+                run_label(runs, run, "acked per second (10 s window)"),
+                color,
+                false,
+                processed_rates(run.samples),
+            )
+        })
+        .collect();
     Chart::new(
         "Processed per second",
         "jobs per second",
         "Jobs acked per second by all workers together, over the last 10 s: above the \
          arrival rate, the queue shrinks.",
         false,
-        vec![Line::new(
-            "acked per second (10 s window)",
-            GREEN_LINE,
-            false,
-            processed_rates(samples),
-        )],
+        lines,
     )
 }
 
@@ -411,22 +555,29 @@ fn sample_step(samples: &[Sample]) -> f64 {
     gaps.get(gaps.len() / 2).copied().unwrap_or(1.0)
 }
 
-pub(super) fn queue_wait_chart(samples: &[Sample]) -> Chart {
+pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
+    let lines = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            Line::new(
+                run_label(runs, run, "p95 of time in queue"),
+                run_color(i),
+                false,
+                run.samples
+                    .iter()
+                    .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
+                    .collect(),
+            )
+            .lone_points_as_segments(sample_step(run.samples))
+        })
+        .collect();
     Chart::new(
         "Queue wait p95",
         "seconds",
         "How long 95% of the jobs that finished in each interval had waited in the \
          queue; a gap is an interval in which no job finished.",
         false,
-        vec![Line::new(
-            "p95 of time in queue",
-            BLUE_LINE,
-            false,
-            samples
-                .iter()
-                .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
-                .collect(),
-        )
-        .lone_points_as_segments(sample_step(samples))],
+        lines,
     )
 }

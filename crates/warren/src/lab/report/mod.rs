@@ -1,4 +1,5 @@
-//! The report of a run: a time-series CSV, charts and an HTML page.
+//! The report of a run: a time-series CSV, charts and an HTML page; the same charts and page
+//! for several simulated runs overlaid ([`write_comparison`], used by `warren simulate`).
 //!
 //! [`write_report`] writes, into one directory:
 //!
@@ -19,6 +20,7 @@
 //! The charts are SVG so that nothing here needs a font: the SVG carries its text as `<text>`
 //! elements and the browser (or any SVG viewer) lays it out with its own fonts.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -28,11 +30,12 @@ mod charts;
 mod page;
 mod timeseries;
 
-use charts::{
-    arrival_rate_chart, processed_rate_chart, queue_depth_chart, queue_wait_chart, workers_chart,
+use charts::charts;
+pub use charts::Series;
+use page::{
+    charts_html, decisions_html, index_html, links_html, page_head, settings_html, table_html,
 };
-use page::index_html;
-use timeseries::{parse_timeseries, timeseries_csv};
+use timeseries::{parse_timeseries, timeseries_csv, CSV_HEADER};
 
 /// What the report says about a run besides its samples, as the caller words it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -143,21 +146,8 @@ pub fn write_report(
         .filter(|d| d.rescale)
         .map(|d| d.t_secs)
         .collect();
-    let x_range = time_axis(samples);
-    let charts = [
-        queue_depth_chart(samples),
-        workers_chart(samples, rescales),
-        arrival_rate_chart(samples),
-        processed_rate_chart(samples),
-        queue_wait_chart(samples),
-    ]
-    .map(|chart| chart.over(x_range));
-    for (chart, file) in charts.iter().zip(CHART_FILES) {
-        let svg = chart
-            .render()
-            .with_context(|| format!("cannot draw the chart {file}"))?;
-        write_file(&dir.join(file), &svg)?;
-    }
+    let charts = charts(&[Series { label: "", samples }], rescales);
+    write_charts(dir, &charts)?;
 
     let index = dir.join(INDEX_FILE);
     write_file(
@@ -167,16 +157,70 @@ pub fn write_report(
     Ok(index)
 }
 
-/// The one time axis of every chart: from 0 (or an earlier sample) to the last sample.
-fn time_axis(samples: &[Sample]) -> (f64, f64) {
-    let times = samples.iter().map(|s| s.t_secs).filter(|t| t.is_finite());
-    let (lo, hi) = times.fold((0.0_f64, f64::NEG_INFINITY), |(lo, hi), t| {
-        (lo.min(t), hi.max(t))
-    });
-    if hi > lo {
-        (lo, hi)
+fn write_charts(dir: &Path, charts: &[charts::Chart]) -> anyhow::Result<()> {
+    for (chart, file) in charts.iter().zip(CHART_FILES) {
+        let svg = chart
+            .render()
+            .with_context(|| format!("cannot draw the chart {file}"))?;
+        write_file(&dir.join(file), &svg)?;
+    }
+    Ok(())
+}
+
+/// A table for the page: a header row and rows of cells, all text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// The column names.
+    pub columns: Vec<String>,
+    /// The rows, one cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Writes a report of several runs over one load into `dir`, with the demo's charts (every run
+/// overlaid), a `timeseries.csv` whose first column names the run, `totals_json` as
+/// `totals.json`, and a page with `info`'s title, settings, notes and links, `summary`, the
+/// comparison `table` and the decisions (each line already names its run and time).
+/// Returns the page's path.
+pub fn write_comparison(
+    dir: &Path,
+    info: &RunInfo,
+    summary: &str,
+    runs: &[Series<'_>],
+    totals_json: &str,
+    table: &Table,
+    decisions: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut csv = format!("run,{}\n", CSV_HEADER.join(","));
+    for run in runs {
+        for line in timeseries_csv(run.samples).lines().skip(1) {
+            let _ = writeln!(csv, "{},{line}", csv_field(run.label));
+        }
+    }
+    write_file(&dir.join(TIMESERIES_FILE), &csv)?;
+    write_file(&dir.join(TOTALS_FILE), totals_json)?;
+    // No rescale marks: several runs' marks on one chart would read as one run's.
+    let charts = charts(runs, Vec::new());
+    write_charts(dir, &charts)?;
+    let mut html = page_head(&info.title, summary);
+    html.push_str(&settings_html(info));
+    html.push_str(&table_html(table));
+    html.push_str(&charts_html(&charts));
+    html.push_str(&links_html(info));
+    html.push_str(&decisions_html(decisions));
+    html.push_str("</body>\n</html>\n");
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &html)?;
+    Ok(index)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        (lo, lo + 1.0)
+        text.to_owned()
     }
 }
 
@@ -195,7 +239,6 @@ fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::page::format_duration;
-    use super::timeseries::CSV_HEADER;
     use super::*;
 
     /// A run that scales from one worker up to four and back, with a gap in the queue wait.
@@ -526,7 +569,11 @@ mod tests {
                 ..Sample::default()
             })
             .collect();
-        let chart = charts::processed_rate_chart(&samples).over((0.0, 39.0));
+        let chart = charts::processed_rate_chart(&[Series {
+            label: "",
+            samples: &samples,
+        }])
+        .over((0.0, 39.0));
         let svg = chart.render().expect("svg");
         assert_well_formed_xml(&svg);
         let rates = charts::processed_rates(&samples);
@@ -577,6 +624,76 @@ mod tests {
                 "{file} has a non-number"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_comparison_overlays_every_run_with_one_table() {
+        let dir = temp_dir("comparison");
+        let a = synthetic_series();
+        let b: Vec<Sample> = a
+            .iter()
+            .map(|s| Sample {
+                workers_desired: s.workers_desired + 1,
+                ..s.clone()
+            })
+            .collect();
+        let runs = [
+            Series {
+                label: "shipped",
+                samples: &a,
+            },
+            Series {
+                label: "seed, v2",
+                samples: &b,
+            },
+        ];
+        let table = Table {
+            columns: vec!["policy".into(), "wait p95 s".into()],
+            rows: vec![
+                vec!["shipped".into(), "24.5".into()],
+                vec!["seed, v2".into(), "<40>".into()],
+            ],
+        };
+        let info = RunInfo {
+            title: "warren simulate: demo".into(),
+            settings: vec![("scenario".into(), "demo <1>".into())],
+            ..RunInfo::default()
+        };
+        let index = write_comparison(
+            &dir,
+            &info,
+            "two policies",
+            &runs,
+            "{\"runs\": []}",
+            &table,
+            &["shipped: t=0.0s decision".into()],
+        )
+        .expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("<h1>warren simulate: demo</h1>"));
+        assert!(html.contains("<td>&lt;40&gt;</td>"), "cells are escaped");
+        assert!(html.contains("<tr><th>scenario</th><td>demo &lt;1&gt;</td></tr>"));
+        assert!(html.contains("shipped: t=0.0s decision"));
+        let csv = std::fs::read_to_string(dir.join(TIMESERIES_FILE)).expect("csv");
+        assert_eq!(csv.lines().count(), 1 + a.len() + b.len());
+        assert!(csv.starts_with("run,t_secs,"));
+        assert!(
+            csv.contains("\n\"seed, v2\",0.25,"),
+            "a label with a comma is quoted"
+        );
+        let workers = std::fs::read_to_string(dir.join("workers.svg")).expect("svg");
+        assert_well_formed_xml(&workers);
+        for legend in ["shipped: desired", "seed, v2: current"] {
+            assert!(workers.contains(legend), "workers.svg lacks {legend:?}");
+        }
+        let rates = std::fs::read_to_string(dir.join("processed_rate.svg")).expect("svg");
+        assert!(rates.contains("seed, v2: acked per second"));
+        assert!(!workers.contains("rescale decision"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(TOTALS_FILE)).expect("totals"),
+            "{\"runs\": []}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

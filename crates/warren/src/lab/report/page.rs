@@ -1,10 +1,13 @@
-//! The report's HTML page: one self-contained file with the settings in force, the totals, the
-//! charts, links to the run's logs and the autoscaler's decisions.
+//! The report's HTML page: one self-contained file with the settings in force, the totals (or a
+//! comparison table), the charts, links to the run's logs and the autoscaler's decisions. The
+//! pieces are shared by a run's page ([`index_html`]) and a comparison's (`write_comparison`).
 
 use std::fmt::Write as _;
 
 use super::charts::{Chart, CHART_SIZE};
-use super::{DecisionEntry, RunInfo, Sample, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE};
+use super::{
+    DecisionEntry, RunInfo, Sample, Table, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE,
+};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1000px; padding: 0 1rem; color: #1d2127; background: #fafbfc; }
@@ -29,6 +32,9 @@ table.settings { border-collapse: collapse; background: #fff; border: 1px solid 
 table.settings th, table.settings td { text-align: left; padding: 0.25rem 0.8rem; border-bottom: 1px solid #eef0f3; font-size: 0.92rem; vertical-align: top; }
 table.settings th { color: #5a6270; font-weight: 600; white-space: nowrap; }
 .note { background: #fff8e1; border: 1px solid #f3d27a; border-radius: 6px; padding: 0.5rem 0.8rem; }
+table.comparison { border-collapse: collapse; background: #fff; margin: 1rem 0 2rem; font-size: 0.9rem; }
+table.comparison th, table.comparison td { border: 1px solid #dde1e6; padding: 0.3rem 0.6rem; text-align: right; font-variant-numeric: tabular-nums; }
+table.comparison th:first-child, table.comparison td:first-child { text-align: left; }
 "#;
 
 pub(super) fn index_html(
@@ -38,37 +44,8 @@ pub(super) fn index_html(
     decisions: &[DecisionEntry],
     charts: &[Chart],
 ) -> String {
-    let mut html = String::new();
-    let title = if info.title.is_empty() {
-        "warren report"
-    } else {
-        info.title.as_str()
-    };
-    let _ = write!(
-        html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>{title}</h1>\n<p class=\"sub\">{}</p>\n",
-        escape(&run_summary(samples, totals)),
-        title = escape(title),
-    );
-
-    if !info.settings.is_empty() {
-        html.push_str("<h2>Settings</h2>\n<table class=\"settings\" id=\"settings\">\n");
-        for (name, value) in &info.settings {
-            let _ = writeln!(
-                html,
-                "<tr><th>{}</th><td>{}</td></tr>",
-                escape(name),
-                escape(value)
-            );
-        }
-        html.push_str("</table>\n");
-    }
-    for note in &info.notes {
-        let _ = writeln!(html, "<p class=\"note\">{}</p>", escape(note));
-    }
+    let mut html = page_head(&info.title, &run_summary(samples, totals));
+    html.push_str(&settings_html(info));
 
     if totals.lost > 0 || totals.duplicates > 0 {
         let _ = writeln!(
@@ -113,8 +90,60 @@ pub(super) fn index_html(
             escape(&value)
         );
     }
-    html.push_str("</section>\n<h2>Charts</h2>\n");
+    html.push_str("</section>\n");
 
+    html.push_str(&charts_html(charts));
+    html.push_str(&links_html(info));
+    let lines: Vec<String> = decisions
+        .iter()
+        .map(|d| format!("t={:.1}s {}", d.t_secs, d.line))
+        .collect();
+    html.push_str(&decisions_html(&lines));
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// The page's head, its title (a default when empty) and the sentence under it.
+pub(super) fn page_head(title: &str, summary: &str) -> String {
+    let title = if title.is_empty() {
+        "warren report"
+    } else {
+        title
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <h1>{title}</h1>\n<p class=\"sub\">{summary}</p>\n",
+        title = escape(title),
+        summary = escape(summary)
+    )
+}
+
+/// The settings in force as a table, then the notes.
+pub(super) fn settings_html(info: &RunInfo) -> String {
+    let mut html = String::new();
+    if !info.settings.is_empty() {
+        html.push_str("<h2>Settings</h2>\n<table class=\"settings\" id=\"settings\">\n");
+        for (name, value) in &info.settings {
+            let _ = writeln!(
+                html,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name),
+                escape(value)
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    for note in &info.notes {
+        let _ = writeln!(html, "<p class=\"note\">{}</p>", escape(note));
+    }
+    html
+}
+
+/// The charts as figures, then the links to the data files.
+pub(super) fn charts_html(charts: &[Chart]) -> String {
+    let mut html = String::from("<h2>Charts</h2>\n");
     for (chart, file) in charts.iter().zip(CHART_FILES) {
         let _ = writeln!(
             html,
@@ -131,6 +160,12 @@ pub(super) fn index_html(
         "<p>Every sample: <a href=\"{TIMESERIES_FILE}\">{TIMESERIES_FILE}</a>; \
          the totals: <a href=\"{TOTALS_FILE}\">{TOTALS_FILE}</a>.</p>"
     );
+    html
+}
+
+/// The files the run left beside the report.
+pub(super) fn links_html(info: &RunInfo) -> String {
+    let mut html = String::new();
     if !info.links.is_empty() {
         html.push_str("<h2>Logs</h2>\n<ul class=\"links\" id=\"logs\">\n");
         for (label, href) in &info.links {
@@ -143,23 +178,39 @@ pub(super) fn index_html(
         }
         html.push_str("</ul>\n");
     }
+    html
+}
 
-    let _ = writeln!(html, "<h2>Autoscaler decisions ({})</h2>", decisions.len());
+/// The autoscaler's decisions, as text.
+pub(super) fn decisions_html(decisions: &[String]) -> String {
+    let mut html = format!("<h2>Autoscaler decisions ({})</h2>\n", decisions.len());
     if decisions.is_empty() {
         html.push_str("<p class=\"empty\">No decision was recorded.</p>\n");
     } else {
         html.push_str("<ol class=\"decisions\">\n");
-        for decision in decisions {
-            let _ = writeln!(
-                html,
-                "<li>t={:.1}s {}</li>",
-                decision.t_secs,
-                escape(&decision.line)
-            );
+        for line in decisions {
+            let _ = writeln!(html, "<li>{}</li>", escape(line));
         }
         html.push_str("</ol>\n");
     }
-    html.push_str("</body>\n</html>\n");
+    html
+}
+
+/// A table of text cells.
+pub(super) fn table_html(table: &Table) -> String {
+    let mut html = String::from("<table class=\"comparison\" id=\"comparison\">\n<tr>");
+    for column in &table.columns {
+        let _ = write!(html, "<th>{}</th>", escape(column));
+    }
+    html.push_str("</tr>\n");
+    for row in &table.rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{}</td>", escape(cell));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n");
     html
 }
 

@@ -1,0 +1,259 @@
+//! A private RabbitMQ cluster on this machine: several [`RabbitNode`]s that find each other, so
+//! a quorum queue keeps its messages and its service when one node is lost.
+//!
+//! What makes the nodes one cluster:
+//!
+//! - **One Erlang port mapper.** Nodes find each other's distribution port through epmd, so all
+//!   members use the epmd port of the first; a member's `epmd -kill` on the way out is refused
+//!   while the others are registered.
+//! - **One private Erlang cookie**, random per cluster, in `<dir>/home/.erlang.cookie` (mode
+//!   0400): the nodes and `rabbitmqctl` run with `HOME` there, so the cookie is on no command
+//!   line and the user's own `~/.erlang.cookie` is left alone.
+//! - **Classic config peer discovery.** The first node starts alone; the others start with
+//!   `cluster_formation.classic_config.nodes.1 = <first>` and join it on their first boot. A
+//!   restarted member already belongs to the cluster (its data says so) and rejoins by itself.
+//!
+//! Node names and ports are chosen at start and kept for the cluster's life, so a member killed
+//! and started again comes back as itself, with its data.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::AmqpUrl;
+use crate::lab::broker_command::BrokerNodeArgs;
+use crate::lab::rabbit_node::{MemberSetup, NodeError, NodePorts, RabbitNode};
+
+/// The most members `warren broker --nodes` starts.
+pub const MAX_NODES: u8 = 7;
+
+/// A running private cluster; its nodes die with this process, as a lone node does.
+pub struct RabbitCluster {
+    /// The members, in the order they were started (the first is the seed the others joined).
+    nodes: Vec<RabbitNode>,
+    /// Holds one directory per node and the private `HOME`.
+    dir: PathBuf,
+    /// Whether `dir` is removed when the cluster is dropped.
+    remove_dir: bool,
+}
+
+impl RabbitCluster {
+    /// Starts a cluster of `size` nodes under `dir` (created if missing) and waits until every
+    /// member serves AMQP and reports all `size` nodes running. With `remove_dir`, the
+    /// directory is deleted on drop.
+    pub async fn start(
+        dir: impl Into<PathBuf>,
+        size: u8,
+        remove_dir: bool,
+    ) -> Result<Self, NodeError> {
+        let dir = dir.into();
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).map_err(io(format!("creating {}", home.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", dir.display())))?;
+        let home = dir.join("home");
+        write_cookie(&home)?;
+
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let names: Vec<String> = (0..size)
+            .map(|i| format!("warren-{}-c{n}-{i}@localhost", std::process::id()))
+            .collect();
+        let mut ports = Vec::new();
+        for _ in 0..size {
+            ports.push(NodePorts::free()?);
+        }
+        let epmd = ports[0].epmd;
+        let env: Vec<(String, OsString)> = vec![("HOME".into(), home.into_os_string())];
+        let member = |i: usize| {
+            let conf = if i == 0 {
+                String::new()
+            } else {
+                format!(
+                    "cluster_formation.peer_discovery_backend = classic_config\n\
+                     cluster_formation.classic_config.nodes.1 = {}\n",
+                    names[0]
+                )
+            };
+            let node_ports = NodePorts { epmd, ..ports[i] };
+            let setup = MemberSetup {
+                conf,
+                env: env.clone(),
+            };
+            RabbitNode::start_member(
+                dir.join(format!("node-{i}")),
+                names[i].clone(),
+                node_ports,
+                setup,
+            )
+        };
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir: dir.clone(),
+            remove_dir,
+        };
+        cluster.nodes.push(member(0).await?);
+        // The others join the seed together: on two cores that is about one node's start time.
+        let joined = futures_util::future::join_all((1..usize::from(size)).map(member)).await;
+        for node in joined {
+            cluster.nodes.push(node?);
+        }
+        let running = cluster.running_nodes(0);
+        if running.len() != usize::from(size) {
+            return Err(NodeError::Io {
+                what: format!(
+                    "forming a cluster of {size}: the seed reports {} running ({})",
+                    running.len(),
+                    running.join(", ")
+                ),
+                source: std::io::Error::other("the nodes did not join"),
+            });
+        }
+        tracing::info!(nodes = size, names = %names.join(","), "private RabbitMQ cluster is up");
+        Ok(cluster)
+    }
+
+    /// How many members it has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether it has no members (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Member `i`.
+    pub fn node(&self, i: usize) -> &RabbitNode {
+        &self.nodes[i]
+    }
+
+    /// Member `i`, to kill or start it again.
+    pub fn node_mut(&mut self, i: usize) -> &mut RabbitNode {
+        &mut self.nodes[i]
+    }
+
+    /// Every member's AMQP URL, comma-separated, as `AMQP_URL` takes them.
+    pub fn amqp_url(&self) -> AmqpUrl {
+        let all: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| n.amqp_url().expose().to_owned())
+            .collect();
+        AmqpUrl::parse(&all.join(","))
+            .unwrap_or_else(|e| unreachable!("loopback URLs are valid: {e}"))
+    }
+
+    /// The member names that member `i` sees running (empty if it does not answer).
+    pub fn running_nodes(&self, i: usize) -> Vec<String> {
+        let Ok(out) = self.nodes[i].ctl(&["cluster_status", "--formatter", "json"]) else {
+            return Vec::new();
+        };
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|status| {
+                status["running_nodes"].as_array().map(|nodes| {
+                    nodes
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops every member in order (`rabbitmqctl stop`), all at once; their data stays.
+    pub async fn stop(&mut self) {
+        futures_util::future::join_all(self.nodes.iter_mut().map(RabbitNode::stop)).await;
+    }
+
+    /// The directory holding the members' data.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        // Each node kills its VM on drop; only then can the directory go.
+        self.nodes.clear();
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+/// Writes a random cookie readable by its owner only, unless one is there from an earlier run.
+fn write_cookie(home: &Path) -> Result<(), NodeError> {
+    let path = home.join(".erlang.cookie");
+    if path.exists() {
+        return Ok(());
+    }
+    // Two ULIDs: 52 characters, 160 random bits.
+    let cookie = format!("{}{}", ulid::Ulid::new(), ulid::Ulid::new());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&path)
+        .and_then(|mut file| file.write_all(cookie.as_bytes()))
+        .map_err(io(format!("writing {}", path.display())))
+}
+
+/// `warren broker --nodes N`: runs a private cluster until `shutdown`, printing its addresses.
+pub async fn run_foreground(
+    args: BrokerNodeArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let (dir, remove) = match args.dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("warren-cluster-{}", std::process::id())),
+            true,
+        ),
+    };
+    let mut cluster = tokio::select! {
+        cluster = RabbitCluster::start(dir, args.nodes, remove) => cluster?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    // The prometheus plugin reports a quorum queue's depth on its leader's node only, so
+    // every member's endpoint is listed; RABBIT_PROMETHEUS_URL is the first.
+    let prometheus: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(RabbitNode::prometheus_url)
+        .collect();
+    let env = format!(
+        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_PROMETHEUS_URLS={}\nRABBIT_MANAGEMENT_URL={}\n",
+        cluster.amqp_url().expose(),
+        prometheus[0],
+        prometheus.join(","),
+        cluster.node(0).management_url()
+    );
+    if let Some(path) = &args.env_file {
+        // Written whole, then renamed, so a reader never sees half a file.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, &env)?;
+        std::fs::rename(&partial, path)?;
+    }
+    let names: Vec<&str> = cluster.nodes.iter().map(RabbitNode::name).collect();
+    println!(
+        "RabbitMQ cluster of {} nodes is up ({}); Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
+        cluster.len(),
+        names.join(", "),
+        cluster.node(0).management_url()
+    );
+    shutdown.cancelled().await;
+    cluster.stop().await;
+    if let Some(path) = &args.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! `warren simulate`: what an HPA manifest or a KEDA ScaledObject would do to queue wait, worker
+//! count and cost under a scenario, in a second, with the very engine `warren autoscale` runs.
+//!
+//! Every policy runs against every scenario ([`warren_sim::run`]); stdout gets one row per
+//! policy x scenario, and the report directory one sub-directory per scenario, written by the
+//! demo's report code ([`crate::lab::report::write_comparison`]): the policies overlaid on the demo's
+//! charts, one comparison table, `timeseries.csv`, `totals.json` and every decision.
+//!
+//! Every file is read and checked before the first run: a bad one is one line and exit 2.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use warren_sim::{PolicySpec, RunOutcome, Scenario};
+
+use crate::config::ConfigError;
+use crate::lab::report::{self, Series, Table};
+
+/// Options of `warren simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// An autoscaling/v2 HorizontalPodAutoscaler manifest; repeat to compare several.
+    #[arg(long = "hpa", value_name = "FILE")]
+    pub hpa: Vec<PathBuf>,
+    /// A KEDA ScaledObject (one rabbitmq trigger), simulated as KEDA applies it: the HPA it
+    /// generates plus its 0 <-> 1 activation; repeat to compare several.
+    #[arg(long = "scaledobject", value_name = "FILE")]
+    pub scaledobject: Vec<PathBuf>,
+    /// A scenario file (see scenarios/); repeat to run several.
+    #[arg(long = "scenario", value_name = "FILE", required = true)]
+    pub scenario: Vec<PathBuf>,
+    /// Directory for the report (default: reports/simulate-<UTC time>); one sub-directory per
+    /// scenario.
+    #[arg(long, env = "REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Print the table only; write no report.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// Settings of `warren simulate`, validated.
+#[derive(Debug)]
+pub struct SimulateConfig {
+    /// The policies, each with a short name for the table and the legends.
+    pub policies: Vec<PolicySpec>,
+    /// The scenarios, each with the name of its file.
+    pub scenarios: Vec<(String, Scenario)>,
+    /// Where the report goes, if anywhere.
+    pub report_dir: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// Reads and checks every file; each error is one line naming the file.
+    pub fn to_config(&self) -> Result<SimulateConfig, ConfigError> {
+        if self.hpa.is_empty() && self.scaledobject.is_empty() {
+            return Err(ConfigError::new(
+                "warren simulate needs at least one --hpa FILE or --scaledobject FILE",
+            ));
+        }
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut policies = Vec::new();
+        let mut names = Vec::new();
+        for (path, keda) in self
+            .hpa
+            .iter()
+            .map(|p| (p, false))
+            .chain(self.scaledobject.iter().map(|p| (p, true)))
+        {
+            let name = unique_name(&mut names, path);
+            let text = read(path)?;
+            let policy = if keda {
+                PolicySpec::from_scaledobject_yaml(&name, &text)
+            } else {
+                PolicySpec::from_hpa_yaml(&name, &text)
+            }
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+            policies.push(policy);
+        }
+        let mut scenarios = Vec::new();
+        let mut scenario_names = Vec::new();
+        for path in &self.scenario {
+            let name = unique_name(&mut scenario_names, path);
+            let scenario = Scenario::from_yaml(&read(path)?)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+            // A policy may not fit a scenario (its metric.signal, its min/max): find out now.
+            for policy in &policies {
+                if let Err(e) = warren_sim::sim::check(&scenario, policy) {
+                    return Err(ConfigError::new(format!(
+                        "{} with {}: {e}",
+                        path.display(),
+                        policy.name()
+                    )));
+                }
+            }
+            scenarios.push((name, scenario));
+        }
+        let report_dir = (!self.no_report).then(|| {
+            self.report_dir
+                .clone()
+                .unwrap_or_else(|| crate::lab::demo::default_report_dir("simulate"))
+        });
+        Ok(SimulateConfig {
+            policies,
+            scenarios,
+            report_dir,
+        })
+    }
+}
+
+/// The file's stem, with `-2`, `-3`, ... when two files share one.
+fn unique_name(taken: &mut Vec<String>, path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "policy".to_owned(), |s| s.to_string_lossy().into_owned());
+    let mut name = stem.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{stem}-{n}");
+    }
+    taken.push(name.clone());
+    name
+}
+
+/// The summary table's columns.
+const COLUMNS: [&str; 13] = [
+    "scenario",
+    "policy",
+    "jobs",
+    "wait p50 s",
+    "wait p95 s",
+    "wait p99 s",
+    "wait max s",
+    "within SLO",
+    "worker-s",
+    "work floor s",
+    "cost ratio",
+    "peak workers",
+    "deepest backlog",
+];
+
+fn row(scenario: &str, outcome: &RunOutcome) -> Vec<String> {
+    let t = &outcome.totals;
+    vec![
+        scenario.to_owned(),
+        t.policy.clone(),
+        t.jobs_arrived.to_string(),
+        format!("{:.2}", t.wait_p50_secs),
+        format!("{:.2}", t.wait_p95_secs),
+        format!("{:.2}", t.wait_p99_secs),
+        format!("{:.2}", t.wait_max_secs),
+        format!("{:.1}% of {} s", t.within_slo * 100.0, t.slo_secs),
+        format!("{:.0}", t.worker_seconds),
+        format!("{:.0}", t.floor_worker_seconds),
+        format!("{:.2}", t.cost_ratio),
+        t.peak_workers.to_string(),
+        t.deepest_backlog.to_string(),
+    ]
+}
+
+/// Runs every policy against every scenario, prints the table and writes the report.
+pub fn run(config: SimulateConfig) -> anyhow::Result<()> {
+    let mut table = Table {
+        columns: COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
+        rows: Vec::new(),
+    };
+    for (name, scenario) in &config.scenarios {
+        let mut outcomes = Vec::new();
+        for policy in &config.policies {
+            let started = Instant::now();
+            let mut shown = false;
+            let mut progress = |done: f64| {
+                if started.elapsed() > Duration::from_secs(1) {
+                    shown = true;
+                    eprint!(
+                        "\rwarren simulate: {name} with {}: {:.0}% of {} s simulated",
+                        policy.name(),
+                        done * 100.0,
+                        scenario.duration_secs
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            };
+            let outcome = warren_sim::run_with_progress(scenario, policy, &mut progress)?;
+            if shown {
+                eprintln!(
+                    "\rwarren simulate: {name} with {}: done in {:.1} s{:20}",
+                    policy.name(),
+                    started.elapsed().as_secs_f64(),
+                    ""
+                );
+            }
+            table.rows.push(row(name, &outcome));
+            outcomes.push(outcome);
+        }
+        if let Some(dir) = &config.report_dir {
+            write_scenario_report(&dir.join(name), name, scenario, &outcomes, &table)?;
+        }
+    }
+    print!("{}", text_table(&table));
+    if let Some(dir) = &config.report_dir {
+        println!("report: {}", dir.display());
+    }
+    Ok(())
+}
+
+fn write_scenario_report(
+    dir: &Path,
+    name: &str,
+    scenario: &Scenario,
+    outcomes: &[RunOutcome],
+    table: &Table,
+) -> anyhow::Result<()> {
+    let samples: Vec<Vec<report::Sample>> = outcomes
+        .iter()
+        .map(|o| o.samples.iter().map(to_report_sample).collect())
+        .collect();
+    let series: Vec<Series<'_>> = outcomes
+        .iter()
+        .zip(&samples)
+        .map(|(o, s)| Series {
+            label: &o.totals.policy,
+            samples: s,
+        })
+        .collect();
+    let rows = Table {
+        columns: table.columns[1..].to_vec(),
+        rows: table
+            .rows
+            .iter()
+            .filter(|r| r[0] == name)
+            .map(|r| r[1..].to_vec())
+            .collect(),
+    };
+    let decisions: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.decisions
+                .iter()
+                .map(|d| format!("{}: {}", o.totals.policy, d.line(&o.metric_names)))
+        })
+        .collect();
+    let totals: Vec<&warren_sim::Totals> = outcomes.iter().map(|o| &o.totals).collect();
+    let totals_json = serde_json::to_string_pretty(&serde_json::json!({
+        "scenario": name,
+        "description": scenario.description,
+        "runs": totals,
+        "scale_events": outcomes.iter().map(|o| (&o.totals.policy, &o.scale_events)).collect::<Vec<_>>(),
+    }))?;
+    let policies: Vec<&str> = outcomes.iter().map(|o| o.totals.policy.as_str()).collect();
+    let info = report::RunInfo {
+        title: format!("warren simulate: {name}"),
+        settings: vec![
+            ("scenario".to_owned(), name.to_owned()),
+            (
+                "simulated time".to_owned(),
+                format!("{} s", scenario.duration_secs),
+            ),
+            ("seed".to_owned(), scenario.seed.to_string()),
+            (
+                "SLO on queue wait".to_owned(),
+                format!("{} s", scenario.slo_secs),
+            ),
+            ("policies".to_owned(), policies.join(", ")),
+        ],
+        ..report::RunInfo::default()
+    };
+    report::write_comparison(
+        dir,
+        &info,
+        &format!(
+            "{} Simulated {} s, seed {}, SLO {} s on queue wait.",
+            scenario.description, scenario.duration_secs, scenario.seed, scenario.slo_secs
+        ),
+        &series,
+        &totals_json,
+        &rows,
+        &decisions,
+    )?;
+    Ok(())
+}
+
+fn to_report_sample(s: &warren_sim::Sample) -> report::Sample {
+    report::Sample {
+        t_secs: s.t_secs,
+        queue_ready: s.queue_ready as f64,
+        queue_unacked: s.queue_unacked as f64,
+        arrival_rate: s.arrival_rate,
+        target_rate: s.target_rate,
+        workers_current: s.workers_current,
+        workers_ready: s.workers_ready,
+        workers_desired: s.workers_desired,
+        processed_total: s.processed_total,
+        queue_wait_p95_secs: s.queue_wait_p95_secs,
+    }
+}
+
+/// The table as aligned text: text columns to the left, numbers to the right.
+fn text_table(table: &Table) -> String {
+    let widths: Vec<usize> = (0..table.columns.len())
+        .map(|i| {
+            table
+                .rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([table.columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i < 2 {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&table.columns);
+    for row in &table.rows {
+        out.push_str(&line(row));
+    }
+    out
+}

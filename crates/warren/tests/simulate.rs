@@ -1,0 +1,258 @@
+//! `warren simulate`, the real binary: the scenario library against the policies to compare,
+//! the table, the report files; bad input is one line and exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn simulate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("warren runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warren-simulate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+const POLICIES: [(&str, &str); 4] = [
+    ("--hpa", "scenarios/policies/seed-hpa.yaml"),
+    (
+        "--hpa",
+        "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml",
+    ),
+    (
+        "--scaledobject",
+        "scenarios/policies/keda-rabbitmq-defaults.yaml",
+    ),
+    (
+        "--scaledobject",
+        "deploy/kubernetes/overlays/keda/scaledobject.yaml",
+    ),
+];
+const POLICY_NAMES: [&str; 4] = ["seed-hpa", "hpa", "keda-rabbitmq-defaults", "scaledobject"];
+// day-50 is the speed benchmark's (4.3 million jobs): bench/sim-speed runs it, in release.
+const SCENARIOS: [&str; 6] = ["steady", "step", "burst", "spikes", "day", "demo"];
+
+#[test]
+fn simulate_runs_the_scenario_library_against_every_policy() {
+    let dir = temp_dir("library");
+    let mut args: Vec<String> = Vec::new();
+    for (flag, file) in POLICIES {
+        args.push(flag.into());
+        args.push(repo(file).display().to_string());
+    }
+    for name in SCENARIOS {
+        args.push("--scenario".into());
+        args.push(
+            repo(&format!("scenarios/{name}.yaml"))
+                .display()
+                .to_string(),
+        );
+    }
+    args.push("--report-dir".into());
+    args.push(dir.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = simulate(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The table: a header, then one row per scenario x policy, in order.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("scenario") && lines[0].contains("wait p95 s"),
+        "{stdout}"
+    );
+    let rows: Vec<Vec<&str>> = lines[1..=SCENARIOS.len() * POLICIES.len()]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], SCENARIOS[i / POLICIES.len()], "{stdout}");
+        assert_eq!(row[1], POLICY_NAMES[i % POLICIES.len()], "{stdout}");
+    }
+    // The shipped HPA and the KEDA overlay are the same policy: the same row of figures.
+    for s in 0..SCENARIOS.len() {
+        let hpa = &rows[s * POLICIES.len() + 1][2..];
+        let keda_overlay = &rows[s * POLICIES.len() + 3][2..];
+        assert_eq!(hpa, keda_overlay, "{}", SCENARIOS[s]);
+    }
+    assert!(stdout.contains(&format!("report: {}", dir.display())));
+
+    // The report: one directory per scenario, every file, every policy in it.
+    for name in SCENARIOS {
+        let sub = dir.join(name);
+        for file in [
+            "index.html",
+            "timeseries.csv",
+            "totals.json",
+            "queue_depth.svg",
+            "workers.svg",
+            "arrival_rate.svg",
+            "queue_wait_p95.svg",
+        ] {
+            assert!(sub.join(file).is_file(), "{name}/{file} is missing");
+        }
+        let totals: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sub.join("totals.json")).expect("totals"),
+        )
+        .expect("totals.json is JSON");
+        let runs = totals["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), POLICIES.len());
+        for (run, policy) in runs.iter().zip(POLICY_NAMES) {
+            assert_eq!(run["policy"], policy);
+            assert!(run["jobs_arrived"].as_u64().expect("jobs") > 0);
+            assert!(!run["desired_per_sync"]
+                .as_array()
+                .expect("syncs")
+                .is_empty());
+        }
+        let csv = std::fs::read_to_string(sub.join("timeseries.csv")).expect("csv");
+        assert!(csv.starts_with("run,t_secs,queue_ready,"));
+        for policy in POLICY_NAMES {
+            assert!(
+                csv.contains(&format!("\n{policy},")),
+                "{name}: no {policy} rows"
+            );
+        }
+        let html = std::fs::read_to_string(sub.join("index.html")).expect("page");
+        assert!(html.contains("id=\"comparison\""));
+        assert!(html.contains("ScalingActive=ValidMetricFound"));
+        let workers = std::fs::read_to_string(sub.join("workers.svg")).expect("svg");
+        for policy in POLICY_NAMES {
+            assert!(
+                workers.contains(&format!("{policy}: desired")),
+                "{name}: {policy}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn assert_one_line_exit_2(out: &Output, wanted: &[&str]) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for w in wanted {
+        assert!(stderr.contains(w), "{stderr:?} lacks {w:?}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn simulate_refuses_an_unknown_scenario_field_with_one_line_and_exit_2() {
+    let dir = temp_dir("unknown");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let steady = std::fs::read_to_string(repo("scenarios/steady.yaml")).expect("steady");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        steady.replace("slo_secs: 10", "slo_secs: 10\nslo_sec: 5"),
+    )
+    .expect("write");
+    let hpa = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    let out = simulate(&[
+        "--hpa",
+        &hpa.display().to_string(),
+        "--scenario",
+        &bad.display().to_string(),
+        "--report-dir",
+        &dir.join("report").display().to_string(),
+    ]);
+    assert_one_line_exit_2(
+        &out,
+        &[
+            "bad.yaml",
+            "slo_sec: unknown field (did you mean slo_secs?)",
+        ],
+    );
+    assert!(
+        !dir.join("report").exists(),
+        "a report was written for bad input"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_refuses_bad_values_and_policies_with_one_line_and_exit_2() {
+    let dir = temp_dir("bad");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let steady = std::fs::read_to_string(repo("scenarios/steady.yaml")).expect("steady");
+    let hpa = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml")
+        .display()
+        .to_string();
+    let scenario = repo("scenarios/steady.yaml").display().to_string();
+
+    let bad = dir.join("negative.yaml");
+    std::fs::write(&bad, steady.replace("secs: 5", "secs: -5")).expect("write");
+    let out = simulate(&[
+        "--hpa",
+        &hpa,
+        "--scenario",
+        &bad.display().to_string(),
+        "--no-report",
+    ]);
+    assert_one_line_exit_2(&out, &["negative.yaml", "work.secs: must be above 0"]);
+
+    let so = dir.join("so.yaml");
+    let keda = std::fs::read_to_string(repo("deploy/kubernetes/overlays/keda/scaledobject.yaml"))
+        .expect("so");
+    std::fs::write(&so, keda.replace("pollingInterval", "pollingIntervall")).expect("write");
+    let out = simulate(&[
+        "--scaledobject",
+        &so.display().to_string(),
+        "--scenario",
+        &scenario,
+        "--no-report",
+    ]);
+    assert_one_line_exit_2(
+        &out,
+        &[
+            "so.yaml",
+            "spec.pollingIntervall: unknown field (did you mean pollingInterval?)",
+        ],
+    );
+
+    let invalid = dir.join("hpa.yaml");
+    let text = std::fs::read_to_string(&hpa).expect("hpa");
+    std::fs::write(&invalid, text.replace("maxReplicas: 10", "maxReplicas: 0")).expect("write");
+    let out = simulate(&[
+        "--hpa",
+        &invalid.display().to_string(),
+        "--scenario",
+        &scenario,
+        "--no-report",
+    ]);
+    assert_one_line_exit_2(&out, &["hpa.yaml", "spec.maxReplicas"]);
+
+    let out = simulate(&["--hpa", &hpa, "--no-report"]);
+    assert_one_line_exit_2(
+        &out,
+        &["the following required arguments were not provided: --scenario <FILE>"],
+    );
+
+    let out = simulate(&["--scenario", &scenario, "--no-report"]);
+    assert_one_line_exit_2(&out, &["at least one --hpa FILE or --scaledobject FILE"]);
+
+    let out = simulate(&[
+        "--hpa",
+        &hpa,
+        "--scenario",
+        &dir.join("missing.yaml").display().to_string(),
+    ]);
+    assert_one_line_exit_2(&out, &["cannot read", "missing.yaml"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
