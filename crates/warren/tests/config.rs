@@ -43,7 +43,10 @@ fn each_invalid_setting_exits_2_with_one_line() {
         (&["web", "--no-such-flag"], &[]),
         (&["web"], &[("QUORUM_GROUP_SIZE", "16")]),
         (&["worker"], &[("QUORUM_GROUP_SIZE", "three")]),
-        (&["web"], &[("AMQP_URL", "amqp://u:hunter2@a:5672/,http://u:hunter2@b")]),
+        (
+            &["web"],
+            &[("AMQP_URL", "amqp://u:hunter2@a:5672/,http://u:hunter2@b")],
+        ),
         (&["web"], &[("AMQP_URL", "amqp://u:hunter2@a:5672/,")]),
         (&["broker", "--nodes", "0"], &[]),
         (&["broker", "--nodes", "8"], &[]),
