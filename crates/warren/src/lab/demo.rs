@@ -32,6 +32,9 @@ use crate::scaling::pool::WorkerSpec;
 
 /// The HPA manifest the cluster applies; the demo reads this very file.
 pub const DEFAULT_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml";
+/// The recording rules the demo's Prometheus evaluates (among them `warren_workers_needed`), read
+/// from the repository like the default HPA.
+pub const RULES_FILE: &str = "deploy/kubernetes/base/prometheus/rules.yml";
 
 /// Options of `warren demo`.
 #[derive(Debug, clap::Args)]
@@ -123,6 +126,17 @@ impl DemoArgs {
                 e
             }
         })?;
+        if self.metric_source != "prometheus"
+            && queries
+                .iter()
+                .any(|q| q.metric == warren_sim::capacity::METRIC_NAME)
+        {
+            return Err(ConfigError::new(format!(
+                "{}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
+                self.hpa.display(),
+                warren_sim::capacity::METRIC_NAME
+            )));
+        }
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
@@ -234,6 +248,11 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             web: format!("127.0.0.1:{web_port}"),
             autoscaler: format!("127.0.0.1:{autoscaler_port}"),
             workers_file_sd: file_sd.clone(),
+            rule_files: [RULES_FILE]
+                .iter()
+                // Prometheus reads a relative path from its config file's directory.
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect(),
             interval: Duration::from_secs(2)
                 .div_f64(speed)
                 .max(Duration::from_millis(250)),

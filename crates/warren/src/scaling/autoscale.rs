@@ -569,7 +569,19 @@ impl AutoscaleArgs {
     pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
         let controller = self.release.controller()?;
-        let (hpa_yaml, _) = AutoscaleConfig::check_manifest(&self.hpa, controller)?;
+        let (hpa_yaml, queries) = AutoscaleConfig::check_manifest(&self.hpa, controller)?;
+        if self.metric_source != "prometheus" {
+            if let Some(q) = queries
+                .iter()
+                .find(|q| q.metric == warren_sim::capacity::METRIC_NAME)
+            {
+                return Err(ConfigError::new(format!(
+                    "{}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
+                    self.hpa.display(),
+                    q.metric
+                )));
+            }
+        }
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }
