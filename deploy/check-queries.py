@@ -3,8 +3,10 @@
 
 Each query must return at least one series carrying the labels it is expected
 to carry:
-  * the prometheus-adapter rule, rendered for the HPA's selector {queue: Orders},
-    exactly as the adapter sends it: a series with label queue="Orders";
+  * the prometheus-adapter rules (the queue-length overlay's, and the capacity
+    overlay's on the recording rule warren_workers_needed), rendered for their
+    HPA's selector {queue: Orders}, exactly as the adapter sends them: a series
+    with label queue="Orders";
   * every target of deploy/grafana/warren.json, with dashboard variables
     substituted: a series with each label its legend shows ({{label}}).
 
@@ -34,6 +36,10 @@ DEFAULT_ADAPTER_CONFIG = os.path.join(
     HERE, "kubernetes", "overlays", "prometheus-adapter", "adapter-config.yaml"
 )
 DEFAULT_HPA = os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter", "hpa.yaml")
+CAPACITY_ADAPTER_CONFIG = os.path.join(
+    HERE, "kubernetes", "overlays", "prometheus-adapter-capacity", "adapter-config.yaml"
+)
+CAPACITY_HPA = os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter-capacity", "hpa.yaml")
 
 
 class Query:
@@ -296,7 +302,8 @@ def main(argv: list[str]) -> int:
         overrides[name] = value
 
     try:
-        queries = [adapter_query(args.adapter_config, args.hpa)]
+        queries = [adapter_query(args.adapter_config, args.hpa),
+                   adapter_query(CAPACITY_ADAPTER_CONFIG, CAPACITY_HPA)]
         queries += dashboard_queries(args.dashboard, overrides, args.rate_interval)
     except (OSError, ValueError) as e:
         print(f"check-queries: {e}", file=sys.stderr)

@@ -42,6 +42,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEPLOY = os.path.join(REPO, "deploy")
 HPA_FILE = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter", "hpa.yaml")
 ADAPTER_CONFIG = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter", "adapter-config.yaml")
+CAPACITY_HPA_FILE = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter-capacity", "hpa.yaml")
+CAPACITY_ADAPTER_CONFIG = os.path.join(DEPLOY, "kubernetes", "overlays", "prometheus-adapter-capacity",
+                                       "adapter-config.yaml")
 CREATE_SECRET = os.path.join(DEPLOY, "kubernetes", "create-secret")
 QUERIES_MD = os.path.join(DEPLOY, "queries.md")
 
@@ -49,6 +52,11 @@ NAMESPACE = "warren"
 SECRET_NAME = "warren-rabbitmq"
 SECRET_KEYS = {"username", "password", "amqp-url", "erlang-cookie"}
 ADAPTER_QUERY = 'sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)'
+# The capacity overlays scale on the recording rule warren_workers_needed
+# (base/prometheus/rules.yml); KEDA's prometheus trigger runs CAPACITY_KEDA_QUERY.
+CAPACITY_ADAPTER_QUERY = 'max(warren_workers_needed{queue="Orders"}) by (queue)'
+CAPACITY_KEDA_QUERY = 'max(warren_workers_needed{queue="Orders"})'
+CAPACITY_OVERLAYS = ("prometheus-adapter-capacity", "keda-capacity")
 
 failures: list[str] = []
 
@@ -686,7 +694,8 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
     for n in uncovered:
         fail(f"{label}: no NetworkPolicy selects {n}; ingress to it is open")
 
-    keda = overlay.startswith("keda")
+    # The keda overlays that read the broker need AMQP; keda-capacity reads Prometheus.
+    keda = overlay.startswith("keda") and overlay != "keda-capacity"
     operator = overlay == OPERATOR_OVERLAY
     scraper = OPERATOR_PROMETHEUS if operator else "prometheus"
     amqp_allowed = {"warren-web", "warren-worker"} | ({"pod in namespace keda"} if keda else set())
@@ -710,6 +719,9 @@ def check_network(objs: list[dict], label: str, overlay: str) -> None:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, {"prometheus-adapter"}, "Prometheus API"))
         expectations.append(("prometheus-adapter", 6443, None, {"outside the pod network"},
                              "aggregated API (called by the API server)"))
+    elif overlay == "keda-capacity":
+        expectations.append(("prometheus", 9090, {"pod in namespace keda"}, {"pod in namespace keda"},
+                             "Prometheus API (KEDA's prometheus trigger)"))
     else:
         expectations.append(("prometheus", 9090, {"prometheus-adapter"}, set(), "Prometheus API"))
     expectations.append(("warren-web", 3000, None, {scraper, "outside the pod network"}, "web (/generate, /metrics)"))
@@ -824,10 +836,12 @@ def check_broker_cluster(objs: list[dict], label: str) -> None:
 
 
 def check_hpa(objs: list[dict], label: str, overlay: str) -> None:
-    with open(HPA_FILE, encoding="utf-8") as f:
+    capacity = overlay in CAPACITY_OVERLAYS
+    hpa_file = CAPACITY_HPA_FILE if capacity else HPA_FILE
+    with open(hpa_file, encoding="utf-8") as f:
         docs = [d for d in yaml.safe_load_all(f) if d is not None]
     if len(docs) != 1:
-        fail(f"{HPA_FILE}: must hold exactly one YAML document, has {len(docs)}")
+        fail(f"{hpa_file}: must hold exactly one YAML document, has {len(docs)}")
         return
     hpa = docs[0]
     spec = hpa.get("spec", {})
@@ -845,27 +859,141 @@ def check_hpa(objs: list[dict], label: str, overlay: str) -> None:
     ]
     if len(metrics) == 1 and metrics[0].get("type") == "External":
         ext = metrics[0]["external"]
+        metric, target = ("warren_workers_needed", "1") if capacity else ("rabbitmq_queue_messages_ready", "5")
         want += [
-            (ext["metric"].get("name") == "rabbitmq_queue_messages_ready", "metric rabbitmq_queue_messages_ready"),
+            (ext["metric"].get("name") == metric, f"metric {metric}"),
             (ext["metric"].get("selector") == {"matchLabels": {"queue": "Orders"}}, "selector {queue: Orders}"),
-            (ext["target"] == {"type": "AverageValue", "averageValue": "5"}, "target AverageValue \"5\""),
+            (ext["target"] == {"type": "AverageValue", "averageValue": target}, f"target AverageValue \"{target}\""),
         ]
+    if capacity:
+        # The capacity HPA differs from the queue-length one in its metric only.
+        with open(HPA_FILE, encoding="utf-8") as f:
+            queue_hpa = yaml.safe_load(f)
+        for key in ("scaleTargetRef", "minReplicas", "maxReplicas", "behavior"):
+            want.append((spec.get(key) == queue_hpa["spec"].get(key), f"{key} as in {os.path.relpath(HPA_FILE, REPO)}"))
     for good, what in want:
         if not good:
-            fail(f"hpa.yaml: expected {what}")
+            fail(f"{os.path.relpath(hpa_file, REPO)}: expected {what}")
 
     rendered_hpas = [o for o in objs if o.get("kind") == "HorizontalPodAutoscaler"]
-    if overlay in ("prometheus-adapter", OPERATOR_OVERLAY):
+    if overlay in ("prometheus-adapter", "prometheus-adapter-capacity", OPERATOR_OVERLAY):
         if rendered_hpas != [hpa]:
-            fail(f"{label}: the rendered HPA differs from hpa.yaml (no kustomize transformation may touch it)")
+            fail(f"{label}: the rendered HPA differs from {os.path.relpath(hpa_file, REPO)} "
+                 "(no kustomize transformation may touch it)")
         else:
-            ok(f"{label}: the one HPA is hpa.yaml exactly as `warren autoscale --hpa` reads it")
-        check_adapter(hpa)
+            ok(f"{label}: the one HPA is {os.path.relpath(hpa_file, REPO)} exactly as `warren autoscale --hpa` reads it")
+        if capacity:
+            check_capacity_adapter(objs, label, hpa)
+        else:
+            check_adapter(hpa)
         return
     if rendered_hpas:
         fail(f"{label}: {overlay} must not render an HPA of its own")
-    if overlay.startswith("keda"):
+    if overlay == "keda-capacity":
+        check_keda_capacity(objs, label, hpa)
+    elif overlay.startswith("keda"):
         check_keda_equivalence(objs, label, overlay, hpa)
+
+
+def render_adapter_rule(path: str, hpa: dict) -> str | None:
+    """The query prometheus-adapter sends for the HPA's External metric, from the rule in path."""
+    with open(path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
+    rules = [r for r in cfg.get("externalRules", []) if r.get("name", {}).get("as") == metric]
+    if len(rules) != 1:
+        fail(f"{os.path.relpath(path, REPO)}: expected one externalRules entry exposing {metric}, found {len(rules)}")
+        return None
+    rule = rules[0]
+    if rule.get("resources", {}).get("namespaced") is not False:
+        fail(f"{os.path.relpath(path, REPO)}: the rule must set resources.namespaced: false (no namespace matcher)")
+    series = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["seriesQuery"]).group(0)
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"].items()))
+    return rule["metricsQuery"].replace("<<.Series>>", series).replace("<<.LabelMatchers>>", matchers)
+
+
+def recorded_rules() -> dict[str, dict]:
+    with open(RULES_FILE, encoding="utf-8") as f:
+        groups = yaml.safe_load(f)["groups"]
+    return {r["record"]: r for g in groups for r in g["rules"] if "record" in r}
+
+
+def check_capacity_rule() -> bool:
+    rule = recorded_rules().get("warren_workers_needed")
+    if rule is None:
+        fail(f"{os.path.relpath(RULES_FILE, REPO)}: no recording rule warren_workers_needed")
+        return False
+    if rule.get("labels") != {"queue": "Orders"}:
+        fail(f"{os.path.relpath(RULES_FILE, REPO)}: warren_workers_needed must carry labels {{queue: Orders}}")
+        return False
+    return True
+
+
+def check_capacity_adapter(objs: list[dict], label: str, hpa: dict) -> None:
+    rendered = render_adapter_rule(CAPACITY_ADAPTER_CONFIG, hpa)
+    if rendered is None:
+        return
+    if rendered != CAPACITY_ADAPTER_QUERY:
+        fail(f"prometheus-adapter-capacity/adapter-config.yaml: renders {rendered!r}, expected {CAPACITY_ADAPTER_QUERY!r}")
+        return
+    configs = [o for o in objs if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith("prometheus-adapter-config")]
+    if len(configs) != 1 or yaml.safe_load(configs[0]["data"]["config.yaml"]) != yaml.safe_load(open(CAPACITY_ADAPTER_CONFIG, encoding="utf-8")):
+        fail(f"{label}: the adapter's ConfigMap is not prometheus-adapter-capacity/adapter-config.yaml")
+        return
+    for path in (CAPACITY_ADAPTER_CONFIG, QUERIES_MD, CAPACITY_HPA_FILE):
+        with open(path, encoding="utf-8") as f:
+            if CAPACITY_ADAPTER_QUERY not in f.read():
+                fail(f"{os.path.relpath(path, REPO)} does not state the rendered query {CAPACITY_ADAPTER_QUERY}")
+                return
+    if check_capacity_rule():
+        ok(f"{label}: adapter serves the recording rule as {CAPACITY_ADAPTER_QUERY} (same in queries.md, comments)")
+
+
+def check_keda_capacity(objs: list[dict], label: str, hpa: dict) -> None:
+    """The ScaledObject scales like prometheus-adapter-capacity/hpa.yaml, on the same rule."""
+    sos = [o for o in objs if o.get("kind") == "ScaledObject"]
+    deps = {o["metadata"]["name"] for o in objs if o.get("kind") == "Deployment"}
+    services = {o["metadata"]["name"] for o in objs if o.get("kind") == "Service"}
+    if len(sos) != 1:
+        fail(f"{label}: expected one ScaledObject, found {len(sos)}")
+        return
+    so = sos[0]["spec"]
+    h = hpa["spec"]
+    checks = [
+        (so["scaleTargetRef"]["name"] == h["scaleTargetRef"]["name"] and so["scaleTargetRef"]["name"] in deps,
+         "scaleTargetRef is the HPA's Deployment"),
+        (so.get("maxReplicaCount") == h["maxReplicas"], "maxReplicaCount equals maxReplicas"),
+        (so.get("minReplicaCount") == h["minReplicas"], "minReplicaCount equals minReplicas"),
+        (so.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("name") == hpa["metadata"]["name"],
+         "KEDA's HPA is named like hpa.yaml"),
+        (so.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior") == h["behavior"],
+         "behavior identical to hpa.yaml"),
+        (len(so.get("triggers", [])) == 1, "one trigger"),
+        (not any(o.get("kind") == "TriggerAuthentication" for o in objs), "no TriggerAuthentication (no credentials)"),
+    ]
+    if len(so.get("triggers", [])) == 1:
+        t = so["triggers"][0]
+        md = t.get("metadata", {})
+        host = re.match(r"http://([a-z0-9-]+)\.warren\.svc:9090$", md.get("serverAddress", ""))
+        checks += [
+            (t.get("type") == "prometheus", "trigger type prometheus"),
+            (host is not None and host.group(1) in services, "serverAddress is the base's Prometheus Service"),
+            (md.get("query") == CAPACITY_KEDA_QUERY, f"query {CAPACITY_KEDA_QUERY}"),
+            (md.get("threshold") == h["metrics"][0]["external"]["target"]["averageValue"],
+             "threshold equals the HPA's averageValue"),
+            (t.get("metricType", "AverageValue") == h["metrics"][0]["external"]["target"]["type"], "metricType AverageValue"),
+            (md.get("ignoreNullValues") == "false", "ignoreNullValues \"false\" (no answer holds, not 0)"),
+        ]
+    for good, what in checks:
+        if not good:
+            fail(f"{label}: ScaledObject: {what}")
+    for path in (QUERIES_MD, os.path.join(DEPLOY, "kubernetes", "overlays", "keda-capacity", "scaledobject.yaml")):
+        with open(path, encoding="utf-8") as f:
+            if CAPACITY_KEDA_QUERY not in f.read():
+                fail(f"{os.path.relpath(path, REPO)} does not state KEDA's query {CAPACITY_KEDA_QUERY}")
+    if all(g for g, _ in checks) and check_capacity_rule():
+        ok(f"{label}: ScaledObject equivalent to prometheus-adapter-capacity/hpa.yaml (prometheus trigger on "
+           f"warren_workers_needed, threshold 1, same min, max and behavior)")
 
 
 def check_adapter(hpa: dict) -> None:

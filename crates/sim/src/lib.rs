@@ -27,6 +27,8 @@
 //!   read strictly by [`warren_strict`].
 //! - [`arrivals`]: the arrival stream over a pattern, evenly spaced or Poisson.
 //! - [`work`]: work-time distributions.
+//! - [`capacity`]: the capacity metric `warren_workers_needed` (the recording rule's arithmetic)
+//!   and its [`MetricFormula`] over the simulated signals.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
 //! - [`sim`]: the event loop ([`run`]).
@@ -34,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod arrivals;
+pub mod capacity;
 pub mod outcome;
 pub mod policy;
 pub mod scenario;

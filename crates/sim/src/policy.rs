@@ -4,7 +4,8 @@
 //!
 //! A metric reads a [`Signal`] (ready, unacked, or both: by default the one its name says), or a
 //! [`MetricFormula`] over the delayed [`Signals`]: the extension point for metrics computed from
-//! more than one signal, such as a "workers needed" capacity metric.
+//! more than one signal. The External metric `warren_workers_needed` reads
+//! [`crate::capacity::CapacityFormula`] with the shipped knobs, as its recording rule computes it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -279,6 +280,13 @@ impl PolicySpec {
                 inputs.push(MetricInput::Formula(formula));
                 continue;
             }
+            // The capacity metric is computed from the signals, as its recording rule does.
+            if external.is_some() && metric == crate::capacity::METRIC_NAME && signal.is_none() {
+                let formula = crate::capacity::CapacityFormula::new(Default::default());
+                metric_names.push(format!("{metric} = {}", formula.describe()));
+                inputs.push(MetricInput::Formula(Box::new(formula)));
+                continue;
+            }
             if external.is_none() {
                 return Err(PolicyError(format!(
                     "spec.metrics[{index}]: a {} metric has no simulated value; use an External metric",
@@ -292,7 +300,8 @@ impl PolicySpec {
                     PolicyError(format!(
                         "spec.metrics[{index}]: the External metric {metric:?} has no simulated value; \
                          known: rabbitmq_queue_messages_ready, rabbitmq_queue_messages_unacked, \
-                         rabbitmq_queue_messages, rabbitmq_queue_length (or set metrics.signal)"
+                         rabbitmq_queue_messages, rabbitmq_queue_length, warren_workers_needed \
+                         (or set metrics.signal)"
                     ))
                 })?;
             metric_names.push(metric);

@@ -60,6 +60,10 @@ pub enum Command {
     /// Predict what HPA manifests or KEDA ScaledObjects do to queue wait, workers and cost under
     /// scenario files, with the autoscaler's own engine, in simulated time: a table, a report.
     Simulate(crate::lab::simulate::SimulateArgs),
+    /// Search the queue-length and capacity policies with the simulator and print the HPA
+    /// manifest that keeps the p95 queue wait within the SLO in every scenario, at the fewest
+    /// worker-seconds.
+    Recommend(crate::lab::recommend::RecommendArgs),
 }
 
 /// Parses the command line; on a bad value prints one line and exits with code 2.

@@ -64,6 +64,12 @@ fn main() -> ExitCode {
             warren::telemetry::init(filter);
             run(true, |shutdown| warren::lab::load::run(config, shutdown))
         }
+        Command::Recommend(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::lab::recommend::run(config)
+        }
         Command::Simulate(args) => {
             let config = args
                 .to_config()

@@ -1,5 +1,6 @@
-//! The prometheus-adapter rule's query and every Grafana panel's expression, run by a real
-//! Prometheus scraping the real broker, web, autoscaler and workers.
+//! The prometheus-adapter rules' queries (the capacity overlay's on the recording rule) and every
+//! Grafana panel's expression, run by a real Prometheus evaluating the repository's rules.yml and
+//! scraping the real broker, web, autoscaler and workers.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 mod support;
@@ -57,6 +58,7 @@ async fn adapter_and_dashboard_queries_return_series_with_their_labels() {
         web: format!("127.0.0.1:{}", web.port),
         autoscaler: format!("127.0.0.1:{autoscaler_port}"),
         workers_file_sd: file_sd.clone(),
+        rule_files: vec![root.join("deploy/kubernetes/base/prometheus/rules.yml")],
         interval: Duration::from_secs(1),
     };
     let mut node = PrometheusNode::start(&prometheus, &dir.join("prometheus"), &targets)

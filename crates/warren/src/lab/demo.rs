@@ -32,6 +32,10 @@ use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, 
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
+/// The recording rules the demo's Prometheus evaluates (among them `warren_workers_needed`), read
+/// from the repository when the demo runs in its root (elsewhere the capacity metric is absent).
+pub const RULES_FILE: &str = "deploy/kubernetes/base/prometheus/rules.yml";
+
 /// Options of `warren demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -120,6 +124,16 @@ impl DemoArgs {
         let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
         let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
+        if self.metric_source != "prometheus"
+            && queries
+                .iter()
+                .any(|q| q.metric == warren_sim::capacity::METRIC_NAME)
+        {
+            return Err(ConfigError::new(format!(
+                "{hpa_origin}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
+                warren_sim::capacity::METRIC_NAME
+            )));
+        }
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
@@ -237,6 +251,11 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             web: format!("127.0.0.1:{web_port}"),
             autoscaler: format!("127.0.0.1:{autoscaler_port}"),
             workers_file_sd: file_sd.clone(),
+            rule_files: [RULES_FILE]
+                .iter()
+                // Prometheus reads a relative path from its config file's directory.
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect(),
             interval: Duration::from_secs(2)
                 .div_f64(speed)
                 .max(Duration::from_millis(250)),

@@ -19,6 +19,8 @@
 //! - [`report`]: the demo's report: time-series CSV, charts, HTML page; also `warren simulate`'s.
 //! - [`simulate`]: `warren simulate`, policies x scenarios in the simulator ([`warren_sim`]): a
 //!   table and a report.
+//! - [`recommend`]: `warren recommend`, a search of the queue-length and capacity policies in
+//!   the simulator for the cheapest manifest that meets a queue-wait SLO.
 
 pub mod broker_command;
 pub mod dashboard;
@@ -28,5 +30,6 @@ pub mod load;
 pub mod prometheus_node;
 pub mod rabbit_cluster;
 pub mod rabbit_node;
+pub mod recommend;
 pub mod report;
 pub mod simulate;

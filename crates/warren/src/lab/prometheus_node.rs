@@ -22,6 +22,9 @@ pub struct ScrapeTargets {
     pub autoscaler: String,
     /// The workers' `file_sd` list, kept by the pool.
     pub workers_file_sd: PathBuf,
+    /// Rule files to evaluate (the repository's `rules.yml`: warren's alerts and the
+    /// capacity metric's recording rules); none when empty.
+    pub rule_files: Vec<PathBuf>,
     /// Scrape interval.
     pub interval: Duration,
 }
@@ -33,7 +36,7 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
         r#"global:
   scrape_interval: {interval}
   evaluation_interval: {interval}
-scrape_configs:
+{rules}scrape_configs:
   - job_name: rabbitmq
     metrics_path: /metrics/detailed
     params:
@@ -55,6 +58,16 @@ scrape_configs:
         web = targets.web,
         autoscaler = targets.autoscaler,
         file_sd = targets.workers_file_sd.display(),
+        rules = if targets.rule_files.is_empty() {
+            String::new()
+        } else {
+            let files: Vec<String> = targets
+                .rule_files
+                .iter()
+                .map(|f| format!("\"{}\"", f.display()))
+                .collect();
+            format!("rule_files: [{}]\n", files.join(", "))
+        },
     )
 }
 
@@ -176,6 +189,7 @@ mod tests {
             web: "127.0.0.1:2".into(),
             autoscaler: "127.0.0.1:3".into(),
             workers_file_sd: "/tmp/w.json".into(),
+            rule_files: vec!["/repo/rules.yml".into()],
             interval: Duration::from_secs(2),
         });
         for needle in [
@@ -184,6 +198,7 @@ mod tests {
             "job_name: warren-autoscaler",
             "job_name: warren-worker",
             "queue_coarse_metrics",
+            "rule_files: [\"/repo/rules.yml\"]",
             "scrape_interval: 2000ms",
         ] {
             assert!(yaml.contains(needle), "{needle} in\n{yaml}");

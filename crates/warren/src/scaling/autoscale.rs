@@ -656,7 +656,18 @@ impl AutoscaleArgs {
         let broker = self.broker.to_config()?;
         let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
-        AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
+        let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
+        if self.metric_source != "prometheus" {
+            if let Some(q) = queries
+                .iter()
+                .find(|q| q.metric == warren_sim::capacity::METRIC_NAME)
+            {
+                return Err(ConfigError::new(format!(
+                    "{hpa_origin}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
+                    q.metric
+                )));
+            }
+        }
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }

@@ -9,6 +9,10 @@
 //! `sum(<series>{<matchers>}) by (queue)`. So for the shipped HPA the query is
 //! `sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)`.
 //!
+//! The capacity metric `warren_workers_needed` is a Prometheus recording rule
+//! (`deploy/kubernetes/base/prometheus/rules.yml`); it is read, as the capacity overlay's adapter
+//! rule reads it, with `max(warren_workers_needed{<matchers>}) by (queue)`, from Prometheus only.
+//!
 //! - [`MetricSource::Broker`] reads the broker's prometheus plugin,
 //!   `/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count`, and sums the
 //!   matching samples itself: no Prometheus needed, one hop less lag.
@@ -47,6 +51,9 @@ pub struct SeriesQuery {
     pub metric: String,
     /// The Prometheus series, e.g. `rabbitmq_detailed_queue_messages_ready`.
     pub series: String,
+    /// How the adapter rule aggregates the series: `sum` (queue counts, over the broker's
+    /// nodes) or `max` (the recording rule's one series per queue).
+    pub aggregation: &'static str,
     /// Label equality matchers from the selector's `matchLabels`, sorted by label.
     pub matchers: BTreeMap<String, String>,
 }
@@ -62,9 +69,14 @@ impl SeriesQuery {
             )
         })?;
         let metric = external.metric.name.clone();
-        let suffix = metric.strip_prefix("rabbitmq_queue_").ok_or_else(|| {
-            format!("external metric {metric:?} has no source; warren autoscale knows rabbitmq_queue_<x> (from rabbitmq_detailed_queue_<x>)")
-        })?;
+        let (series, aggregation) = if metric == warren_sim::capacity::METRIC_NAME {
+            (metric.clone(), "max")
+        } else {
+            let suffix = metric.strip_prefix("rabbitmq_queue_").ok_or_else(|| {
+                format!("external metric {metric:?} has no source; warren autoscale knows rabbitmq_queue_<x> (from rabbitmq_detailed_queue_<x>) and {}", warren_sim::capacity::METRIC_NAME)
+            })?;
+            (format!("rabbitmq_detailed_queue_{suffix}"), "sum")
+        };
         let mut matchers = BTreeMap::new();
         if let Some(selector) = &external.metric.selector {
             if selector
@@ -81,7 +93,8 @@ impl SeriesQuery {
             }
         }
         Ok(Self {
-            series: format!("rabbitmq_detailed_queue_{suffix}"),
+            series,
+            aggregation,
             metric,
             matchers,
         })
@@ -94,7 +107,12 @@ impl SeriesQuery {
             .iter()
             .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
             .collect();
-        format!("sum({}{{{}}}) by (queue)", self.series, matchers.join(","))
+        format!(
+            "{}({}{{{}}}) by (queue)",
+            self.aggregation,
+            self.series,
+            matchers.join(",")
+        )
     }
 }
 
@@ -123,6 +141,12 @@ impl MetricReader {
     /// Reads one metric's current value.
     pub async fn read(&self, query: &SeriesQuery) -> Result<f64, String> {
         match &self.source {
+            MetricSource::Broker { .. } if query.metric == warren_sim::capacity::METRIC_NAME => {
+                Err(format!(
+                    "{} is a Prometheus recording rule: use --metric-source prometheus",
+                    query.metric
+                ))
+            }
             MetricSource::Broker { endpoint } => {
                 let url = format!(
                     "{}/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count",
@@ -299,6 +323,20 @@ mod tests {
         assert_eq!(
             query.promql(),
             r#"sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)"#
+        );
+    }
+
+    #[test]
+    fn the_capacity_metric_maps_to_the_capacity_adapters_query() {
+        let query = SeriesQuery::from_spec(&external_spec(
+            "warren_workers_needed",
+            &[("queue", "Orders")],
+        ))
+        .unwrap();
+        // As deploy/kubernetes/overlays/prometheus-adapter-capacity/adapter-config.yaml renders it.
+        assert_eq!(
+            query.promql(),
+            r#"max(warren_workers_needed{queue="Orders"}) by (queue)"#
         );
     }
 

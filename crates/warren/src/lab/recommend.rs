@@ -1,0 +1,336 @@
+//! `warren recommend`: searches each policy family with the simulator and prints the HPA
+//! manifest that keeps the p95 queue wait within the SLO in every scenario given, at the fewest
+//! worker-seconds.
+//!
+//! The families, each over the base manifest's target, maxReplicas and scale-up behavior:
+//! the queue-length target (ready messages per worker), and the capacity metric
+//! `warren_workers_needed` at a grid of knobs (target utilisation, drain time); both at
+//! minReplicas 1 and 2 and a scale-down stabilization window of 60 s or 300 s. stdout gets the
+//! manifest alone (`warren recommend ... > hpa.yaml`), stderr the progress and the table of
+//! every candidate; `--report-dir` also writes the table, the manifest and the fronts chart.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plotters::prelude::*;
+use serde_yaml::Value;
+use warren_sim::capacity::{CapacityFormula, Knobs};
+use warren_sim::{FormulaFactory, PolicySpec, Scenario};
+
+use crate::config::ConfigError;
+
+/// Options of `warren recommend`.
+#[derive(Debug, clap::Args)]
+pub struct RecommendArgs {
+    /// A scenario file (see scenarios/); repeat for several. The result meets the SLO in each.
+    #[arg(long = "scenario", value_name = "FILE", required = true)]
+    pub scenario: Vec<PathBuf>,
+    /// The p95 queue wait to keep, e.g. 10s.
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub slo: Duration,
+    /// The HPA manifest to start from: its scaleTargetRef, maxReplicas, scale-up behavior and
+    /// the queue selector of its metric are kept.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml"
+    )]
+    pub hpa: PathBuf,
+    /// Also write the table, the manifest and the fronts chart to this directory.
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+}
+
+const QUEUE_TARGETS: [u32; 6] = [1, 2, 3, 5, 10, 20];
+const UTILISATIONS: [f64; 4] = [0.6, 0.7, 0.8, 0.9];
+const DRAINS: [f64; 4] = [15.0, 30.0, 60.0, 120.0];
+const MIN_REPLICAS: [u32; 2] = [1, 2];
+const SCALE_DOWN_WINDOWS: [u32; 2] = [60, 300];
+
+/// One manifest to try.
+struct Candidate {
+    family: &'static str,
+    settings: String,
+    manifest: Value,
+    knobs: Option<Knobs>,
+    spec: PolicySpec,
+}
+
+/// What a candidate did over all scenarios.
+struct Tried {
+    worst_p95_secs: f64,
+    worker_seconds: f64,
+}
+
+/// Settings of `warren recommend`, validated.
+pub struct RecommendConfig {
+    scenarios: Vec<(String, Scenario)>,
+    slo_secs: f64,
+    candidates: Vec<Candidate>,
+    report_dir: Option<PathBuf>,
+}
+
+impl RecommendArgs {
+    /// Reads and checks every file and builds the candidates; each error is one line.
+    pub fn to_config(&self) -> Result<RecommendConfig, ConfigError> {
+        let slo_secs = self.slo.as_secs_f64();
+        if slo_secs <= 0.0 {
+            return Err(ConfigError::new("--slo must be above 0"));
+        }
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))
+        };
+        let base_text = read(&self.hpa)?;
+        let bad_base = |e: String| ConfigError::new(format!("{}: {e}", self.hpa.display()));
+        PolicySpec::from_hpa_yaml("base", &base_text).map_err(|e| bad_base(e.to_string()))?;
+        let base: Value = serde_yaml::from_str(&base_text).map_err(|e| bad_base(e.to_string()))?;
+        let selector = base["spec"]["metrics"][0]["external"]["metric"]["selector"].clone();
+        let mut scenarios = Vec::new();
+        for path in &self.scenario {
+            let scenario = Scenario::from_yaml(&read(path)?)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+            let name = path
+                .file_stem()
+                .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
+            scenarios.push((name, scenario));
+        }
+        let candidates = candidates(&base, &selector).map_err(bad_base)?;
+        Ok(RecommendConfig {
+            scenarios,
+            slo_secs,
+            candidates,
+            report_dir: self.report_dir.clone(),
+        })
+    }
+}
+
+fn metric(name: &str, selector: &Value, average: &str) -> Value {
+    let mut metric = serde_yaml::Mapping::new();
+    metric.insert("name".into(), name.into());
+    if !selector.is_null() {
+        metric.insert("selector".into(), selector.clone());
+    }
+    serde_yaml::from_str::<Value>(&format!(
+        "type: External\nexternal:\n  target: {{ type: AverageValue, averageValue: \"{average}\" }}\n"
+    ))
+    .map(|mut m| {
+        m["external"]["metric"] = Value::Mapping(metric);
+        m
+    })
+    .unwrap_or(Value::Null)
+}
+
+fn candidates(base: &Value, selector: &Value) -> Result<Vec<Candidate>, String> {
+    let mut out = Vec::new();
+    let mut families: Vec<(&'static str, String, Value, Option<Knobs>)> = Vec::new();
+    for target in QUEUE_TARGETS {
+        families.push((
+            "queue length",
+            format!("target {target}"),
+            metric(
+                "rabbitmq_queue_messages_ready",
+                selector,
+                &target.to_string(),
+            ),
+            None,
+        ));
+    }
+    for target_utilisation in UTILISATIONS {
+        for drain_secs in DRAINS {
+            families.push((
+                "capacity",
+                format!("u={target_utilisation} D={drain_secs}s"),
+                metric(warren_sim::capacity::METRIC_NAME, selector, "1"),
+                Some(Knobs {
+                    target_utilisation,
+                    drain_secs,
+                    ..Knobs::default()
+                }),
+            ));
+        }
+    }
+    for (family, settings, metric, knobs) in families {
+        for min in MIN_REPLICAS {
+            for window in SCALE_DOWN_WINDOWS {
+                let mut manifest = base.clone();
+                manifest["spec"]["metrics"] = Value::Sequence(vec![metric.clone()]);
+                manifest["spec"]["minReplicas"] = min.into();
+                manifest["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] =
+                    window.into();
+                let settings = format!("{settings}, min {min}, scale-down window {window}s");
+                let text = serde_yaml::to_string(&manifest).map_err(|e| e.to_string())?;
+                let spec = match knobs {
+                    Some(knobs) => {
+                        let factory: FormulaFactory =
+                            std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
+                        PolicySpec::from_hpa_yaml_with_formulas(
+                            &settings,
+                            &text,
+                            vec![(0, factory)],
+                        )
+                    }
+                    None => PolicySpec::from_hpa_yaml(&settings, &text),
+                }
+                .map_err(|e| e.to_string())?;
+                out.push(Candidate {
+                    family,
+                    settings,
+                    manifest,
+                    knobs,
+                    spec,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs every candidate in every scenario, prints the best manifest on stdout.
+pub fn run(config: RecommendConfig) -> anyhow::Result<()> {
+    let total = config.candidates.len() * config.scenarios.len();
+    let mut tried = Vec::new();
+    for (i, c) in config.candidates.iter().enumerate() {
+        let mut worst = 0.0_f64;
+        let mut worker_seconds = 0.0;
+        for (j, (name, scenario)) in config.scenarios.iter().enumerate() {
+            eprint!(
+                "\rwarren recommend: {}/{total} runs ({name})",
+                i * config.scenarios.len() + j + 1
+            );
+            let _ = std::io::stderr().flush();
+            let t = warren_sim::run(scenario, &c.spec)?.totals;
+            worst = worst.max(t.wait_p95_secs);
+            worker_seconds += t.worker_seconds;
+        }
+        tried.push(Tried {
+            worst_p95_secs: worst,
+            worker_seconds,
+        });
+    }
+    eprintln!();
+    let best = (0..tried.len())
+        .filter(|&i| tried[i].worst_p95_secs <= config.slo_secs)
+        .min_by(|&a, &b| tried[a].worker_seconds.total_cmp(&tried[b].worker_seconds));
+
+    let mut table = String::from(
+        "| family | settings | worst p95 wait s | worker-seconds | meets SLO |\n| --- | --- | ---: | ---: | --- |\n",
+    );
+    for (c, t) in config.candidates.iter().zip(&tried) {
+        writeln!(
+            table,
+            "| {} | {} | {:.1} | {:.0} | {} |",
+            c.family,
+            c.settings,
+            t.worst_p95_secs,
+            t.worker_seconds,
+            if t.worst_p95_secs <= config.slo_secs {
+                "yes"
+            } else {
+                "no"
+            }
+        )?;
+    }
+    eprint!("{table}");
+    let manifest = best.map(|i| manifest_text(&config.candidates[i], &tried[i], &config));
+    if let Some(dir) = &config.report_dir {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("candidates.md"), &table)?;
+        chart(&dir.join("fronts.svg"), &config, &tried)?;
+        if let Some(m) = &manifest {
+            std::fs::write(
+                dir.join("hpa.yaml"),
+                m.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?,
+            )?;
+        }
+        eprintln!("warren recommend: report in {}", dir.display());
+    }
+    match manifest {
+        Some(m) => {
+            print!("{}", m.map_err(|e| anyhow::anyhow!("{e}"))?);
+            Ok(())
+        }
+        None => anyhow::bail!(
+            "no candidate keeps the p95 queue wait within {} s in every scenario (the table above has the closest)",
+            config.slo_secs
+        ),
+    }
+}
+
+fn manifest_text(c: &Candidate, t: &Tried, config: &RecommendConfig) -> Result<String, String> {
+    let mut out = format!(
+        "# warren recommend: {} ({}): worst p95 queue wait {:.1} s (SLO {} s), {:.0} worker-seconds\n# over {}.\n",
+        c.family,
+        c.settings,
+        t.worst_p95_secs,
+        config.slo_secs,
+        t.worker_seconds,
+        config
+            .scenarios
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(k) = c.knobs {
+        let _ = writeln!(
+            out,
+            "# Set the knobs in deploy/kubernetes/base/prometheus/rules.yml (group warren-capacity):\n#   warren_capacity_target_utilisation: vector({})\n#   warren_capacity_drain_seconds: vector({})",
+            k.target_utilisation, k.drain_secs
+        );
+    }
+    out.push_str(&serde_yaml::to_string(&c.manifest).map_err(|e| e.to_string())?);
+    Ok(out)
+}
+
+fn chart(path: &Path, config: &RecommendConfig, tried: &[Tried]) -> anyhow::Result<()> {
+    let x_max = tried.iter().map(|t| t.worker_seconds).fold(1.0, f64::max) * 1.05;
+    let y_max = tried
+        .iter()
+        .map(|t| t.worst_p95_secs)
+        .fold(config.slo_secs, f64::max)
+        * 1.05;
+    let x_min = tried.iter().map(|t| t.worker_seconds).fold(x_max, f64::min) * 0.95;
+    let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            "warren recommend: worst p95 wait against worker-seconds; line: the SLO",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x_min..x_max, 0.0..y_max)?;
+    c.configure_mesh()
+        .x_desc("worker-seconds, all scenarios")
+        .y_desc("worst p95 queue wait (s)")
+        .draw()?;
+    for (family, color) in [
+        ("queue length", RGBColor(255, 127, 14)),
+        ("capacity", RGBColor(31, 119, 180)),
+    ] {
+        let points: Vec<(f64, f64)> = config
+            .candidates
+            .iter()
+            .zip(tried)
+            .filter(|(c, _)| c.family == family)
+            .map(|(_, t)| (t.worker_seconds, t.worst_p95_secs))
+            .collect();
+        c.draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))?
+            .label(family)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+    }
+    c.draw_series(LineSeries::new(
+        [(x_min, config.slo_secs), (x_max, config.slo_secs)],
+        BLACK.stroke_width(1),
+    ))?;
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

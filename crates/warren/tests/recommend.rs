@@ -1,0 +1,98 @@
+//! `warren recommend` on the real binary: the manifest it prints is a valid HPA, and it is the
+//! candidate of fewest worker-seconds among those its table marks as meeting the SLO.
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::process::Command;
+
+const STEADY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../scenarios/suite/steady.yaml"
+);
+const BASE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml"
+);
+
+fn recommend(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("recommend")
+        .args(["--hpa", BASE])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn prints_the_cheapest_manifest_that_meets_the_slo() {
+    let dir = std::env::temp_dir().join(format!("warren-test-recommend-{}", std::process::id()));
+    let (code, stdout, stderr) = recommend(&[
+        "--scenario",
+        STEADY,
+        "--slo",
+        "10s",
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A manifest the HPA engine (and so the API server's rules) accepts.
+    let hpa = warren_hpa::Autoscaler::from_yaml(&stdout).unwrap();
+    assert_eq!(hpa.hpa().spec.max_replicas, 10);
+    // The table: | family | settings | worst p95 | worker-seconds | meets |
+    let rows: Vec<Vec<String>> = stderr
+        .lines()
+        .filter(|l| l.starts_with("| queue length |") || l.starts_with("| capacity |"))
+        .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+        .collect();
+    assert_eq!(rows.len(), 88, "every candidate is in the table");
+    let meeting: Vec<&Vec<String>> = rows.iter().filter(|r| r[5] == "yes").collect();
+    assert!(!meeting.is_empty());
+    for r in &meeting {
+        assert!(r[3].parse::<f64>().unwrap() <= 10.0, "{r:?}");
+    }
+    let cheapest = meeting
+        .iter()
+        .min_by(|a, b| {
+            let ws = |r: &Vec<String>| r[4].parse::<f64>().unwrap();
+            ws(a).total_cmp(&ws(b))
+        })
+        .unwrap();
+    let header = stdout.lines().next().unwrap();
+    assert!(
+        header.contains(&format!("{} ({})", cheapest[1], cheapest[2])),
+        "{header} is not the cheapest {cheapest:?}"
+    );
+    for file in ["hpa.yaml", "candidates.md", "fronts.svg"] {
+        assert!(dir.join(file).is_file(), "{file} missing from the report");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_slo_nothing_meets_is_an_error_and_prints_no_manifest() {
+    let (code, stdout, stderr) = recommend(&["--scenario", STEADY, "--slo", "1ms"]);
+    assert_ne!(code, Some(0));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("no candidate keeps the p95 queue wait within"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    for args in [
+        &["--scenario", STEADY, "--slo", "0s"][..],
+        &["--scenario", "/nonexistent.yaml", "--slo", "10s"][..],
+    ] {
+        let (code, stdout, stderr) = recommend(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stdout.is_empty());
+    }
+}
