@@ -147,7 +147,7 @@ impl DemoArgs {
             speed: self.speed,
             pattern: demo_pattern(self.rate, self.duration)?,
             pattern_description: format!(
-                "{:.2}/s (30% of the peak) for {:.0} s, then the peak {}/s until {:.0} s; then                  nothing until the pool is back at its minimum",
+                "{:.2}/s (30% of the peak) for {:.0} s, then the peak {}/s until {:.0} s; then nothing until the pool is back at its minimum",
                 self.rate * 0.3,
                 self.duration.as_secs_f64() / 5.0,
                 self.rate,
