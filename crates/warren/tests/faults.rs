@@ -337,7 +337,9 @@ async fn a_job_whose_channel_closed_is_abandoned_not_run_twice_at_once() {
     let url = node.amqp_url().expose().to_owned();
     let queue = unique_queue("cut");
     let web = Warren::web(&url, &queue, &[]);
-    let worker = Warren::worker(&url, &queue, 3000, &[]);
+    // 10 s jobs: `rabbitmqctl` starts a VM of its own, which takes seconds on a loaded machine, and
+    // the cut must land while the job is still in hand.
+    let worker = Warren::worker(&url, &queue, 10_000, &[]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
     worker.wait_ready("/readyz", Duration::from_secs(15)).await;
     let (id, most) = close_connections_mid_job(&node, &web, &worker).await;
@@ -364,7 +366,7 @@ async fn a_job_whose_channel_closed_is_abandoned_not_run_twice_at_once() {
     drop(worker);
 
     // Work that must not be interrupted runs on beside its redelivered copy.
-    let keeper = Warren::worker(&url, &queue, 3000, &[("ABANDON_ORPHANED_JOBS", "false")]);
+    let keeper = Warren::worker(&url, &queue, 10_000, &[("ABANDON_ORPHANED_JOBS", "false")]);
     keeper.wait_ready("/readyz", Duration::from_secs(15)).await;
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
     let (_, most) = close_connections_mid_job(&node, &web, &keeper).await;

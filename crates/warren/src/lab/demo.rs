@@ -32,9 +32,19 @@ use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, 
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
-/// The recording rules the demo's Prometheus evaluates (among them `warren_workers_needed`), read
-/// from the repository when the demo runs in its root (elsewhere the capacity metric is absent).
-pub const RULES_FILE: &str = "deploy/kubernetes/base/prometheus/rules.yml";
+/// The recording rules (deploy/kubernetes/base/prometheus/rules.yml), compiled in as the
+/// default HPA is, so the demo's Prometheus has the capacity metric from any directory and
+/// from an installed binary.
+const RULES: &str = include_str!("../../../../deploy/kubernetes/base/prometheus/rules.yml");
+
+/// Writes [`RULES`] into the run's directory for the private Prometheus; returns its path.
+fn write_rules(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(work_dir)?;
+    let path = work_dir.join("rules.yml");
+    std::fs::write(&path, RULES)?;
+    // Prometheus reads a relative path from its config file's directory.
+    std::fs::canonicalize(path)
+}
 
 /// Options of `warren demo`.
 #[derive(Debug, clap::Args)]
@@ -251,10 +261,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             web: format!("127.0.0.1:{web_port}"),
             autoscaler: format!("127.0.0.1:{autoscaler_port}"),
             workers_file_sd: file_sd.clone(),
-            rule_files: [RULES_FILE]
-                .iter()
-                // Prometheus reads a relative path from its config file's directory.
-                .filter_map(|p| std::fs::canonicalize(p).ok())
+            rule_files: write_rules(&work_dir)
+                .map_err(|e| tracing::warn!(error = %e, "cannot write the recording rules; Prometheus runs without them"))
+                .into_iter()
                 .collect(),
             interval: Duration::from_secs(2)
                 .div_f64(speed)
