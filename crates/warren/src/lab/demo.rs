@@ -214,12 +214,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Runs the demo to its end (or until `shutdown`), then stops everything and writes the report.
 pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let speed = config.speed;
@@ -238,7 +232,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let broker = BrokerConfig::new(node.amqp_url(), config.queue.clone());
 
     // warren web, in this process.
-    let web_port = free_port()?;
+    let web_port = crate::lab::ports::free_port()?;
     let web_stop = CancellationToken::new();
     let web_config = WebConfig {
         listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), web_port),
@@ -252,7 +246,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let web = tokio::spawn(crate::pipeline::web::run(web_config, web_stop.clone()));
 
     // Prometheus, when installed.
-    let autoscaler_port = free_port()?;
+    let autoscaler_port = crate::lab::ports::free_port()?;
     let file_sd = work_dir.join("workers.json");
     let mut prometheus = None;
     if let Some(executable) = crate::lab::prometheus_node::find_prometheus() {

@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod ledger;
 pub mod load;
+pub mod ports;
 pub mod prometheus_node;
 pub mod rabbit_cluster;
 pub mod rabbit_node;

@@ -61,10 +61,23 @@ impl RabbitCluster {
         let names: Vec<String> = (0..size)
             .map(|i| format!("warren-{}-c{n}-{i}@localhost", std::process::id()))
             .collect();
-        let mut ports = Vec::new();
-        for _ in 0..size {
-            ports.push(NodePorts::free()?);
-        }
+        // Drawn at once, so no two members share a port.
+        let all = crate::lab::ports::free_ports(5 * usize::from(size)).map_err(|source| {
+            NodeError::Io {
+                what: "finding free ports".into(),
+                source,
+            }
+        })?;
+        let ports: Vec<NodePorts> = all
+            .chunks(5)
+            .map(|p| NodePorts {
+                amqp: p[0],
+                management: p[1],
+                prometheus: p[2],
+                dist: p[3],
+                epmd: p[4],
+            })
+            .collect();
         let epmd = ports[0].epmd;
         let env: Vec<(String, OsString)> = vec![("HOME".into(), home.into_os_string())];
         let member = |i: usize| {

@@ -10,7 +10,6 @@
 //! run as the calling user (the `/usr/sbin` wrapper would switch to the `rabbitmq` user);
 //! `RABBITMQ_ALLOW_INPUT` makes the script `exec` the VM, so the child is the VM itself.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -76,17 +75,9 @@ pub struct NodePorts {
 }
 
 impl NodePorts {
-    /// Five distinct free ports, found by binding port 0 (held together so none repeats).
+    /// Five distinct free ports (see [`crate::lab::ports`]).
     pub fn free() -> Result<Self, NodeError> {
-        let listeners = (0..5)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io("finding free ports"))?;
-        let ports = listeners
-            .iter()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io("finding free ports"))?;
+        let ports = crate::lab::ports::free_ports(5).map_err(io("finding free ports"))?;
         Ok(Self {
             amqp: ports[0],
             management: ports[1],
@@ -127,8 +118,23 @@ pub struct MemberSetup {
 impl RabbitNode {
     /// Starts a node with its data in `dir` (created if missing) and waits until it serves AMQP
     /// and its prometheus endpoint. With `remove_dir`, the directory is deleted on drop.
+    ///
+    /// Should another process take one of its ports before the node binds it, the node is
+    /// started again on other ports (up to three times).
     pub async fn start(dir: impl Into<PathBuf>, remove_dir: bool) -> Result<Self, NodeError> {
-        Self::start_as(dir, &Self::new_name(), NodePorts::free()?, remove_dir).await
+        let dir = dir.into();
+        let mut attempt = 1;
+        loop {
+            match Self::start_as(&dir, &Self::new_name(), NodePorts::free()?, remove_dir).await {
+                Err(NodeError::StartFailed { tail, node, .. })
+                    if attempt < 3 && tail.contains("eaddrinuse") =>
+                {
+                    tracing::warn!(%node, attempt, "a port was taken before the node bound it; trying other ports");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// A node name no other node of this process has, `warren-<pid>-<n>@localhost`.

@@ -2,7 +2,6 @@
 //! queue inspection and waiting helpers. Each test uses its own queue, so tests run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the fixtures.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,11 +32,7 @@ pub fn unique_queue(test: &str) -> String {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    warren::lab::ports::free_port().unwrap()
 }
 
 /// A `warren` child process whose stderr (its log) goes to a file; killed when dropped.
