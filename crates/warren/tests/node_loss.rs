@@ -393,3 +393,84 @@ async fn a_three_node_cluster_loses_a_node_twice_under_load_and_loses_no_accepte
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_started_again_on_its_dir_comes_back_with_its_queue_and_urls() {
+    use warren::config::{BrokerConfig, QueueName};
+    use warren::pipeline::publisher::{Publisher, PublisherOptions};
+
+    let dir = std::env::temp_dir().join(format!(
+        "warren-test-cluster-restart-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cluster = RabbitCluster::start(&dir, 3, false)
+        .await
+        .expect("private 3-node RabbitMQ cluster");
+    let url = cluster.amqp_url();
+    let queue = unique_queue("cluster-restart");
+    let (publisher, task) = Publisher::start(
+        BrokerConfig::new(url.clone(), QueueName::parse(&queue).unwrap()),
+        PublisherOptions::default(),
+    );
+    assert!(publisher.wait_connected(Duration::from_secs(20)).await);
+    publisher.publish().await.expect("a confirmed job");
+    publisher.close().await;
+    task.abort();
+    cluster.stop().await;
+    drop(cluster);
+
+    // Another size, or data without the names that own it, is refused before anything starts.
+    let other_size = RabbitCluster::start(&dir, 2, false).await;
+    assert!(
+        matches!(&other_size, Err(e) if e.to_string().contains("start it with --nodes 3")),
+        "{:?}",
+        other_size.err().map(|e| e.to_string())
+    );
+
+    let cluster = RabbitCluster::start(&dir, 3, false)
+        .await
+        .expect("the same cluster, started again");
+    assert_eq!(
+        cluster.amqp_url().expose(),
+        url.expose(),
+        "the same URLs after a restart"
+    );
+    let (_, online) = quorum(&cluster, 0, &queue).await;
+    assert_eq!(
+        online.len(),
+        3,
+        "the queue's three members are back: {online:?}"
+    );
+    let connection = lapin::Connection::connect(
+        cluster.node(0).amqp_url().expose(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let found = wait_until(Duration::from_secs(20), || async {
+        channel
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions::default(),
+            )
+            .await
+            .is_ok_and(|got| got.is_some())
+    })
+    .await;
+    assert!(found, "the job published before the restart is there");
+    let _ = connection.close(200, "done".into()).await;
+    let mut cluster = cluster;
+    cluster.stop().await;
+    drop(cluster);
+
+    std::fs::remove_file(dir.join("warren-cluster.json")).unwrap();
+    let unnamed = RabbitCluster::start(&dir, 3, false).await;
+    assert!(
+        matches!(&unnamed, Err(e) if e.to_string().contains("not starting an empty cluster")),
+        "{:?}",
+        unnamed.err().map(|e| e.to_string())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,8 +47,8 @@ pub struct BrokerNodeArgs {
     #[arg(long, env = "WARREN_BROKER_DIR")]
     pub dir: Option<PathBuf>,
     /// How many nodes: 1 is a lone node; 3 is a cluster whose quorum queues survive the loss of
-    /// any one node (AMQP_URL then lists every node). A cluster runs in the foreground only:
-    /// its --dir holds the members' data, not a name and ports to come back with.
+    /// any one node (AMQP_URL then lists every node). A cluster runs in the foreground only;
+    /// its --dir keeps the members' data, names and ports, as a lone node's does.
     #[arg(long, env = "WARREN_BROKER_NODES", default_value_t = 1,
         value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::lab::rabbit_cluster::MAX_NODES)))]
     pub nodes: u8,
@@ -122,7 +122,7 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The owner's lock on `dir`: held while this process runs the node; the kernel drops it when
 /// the process dies.
-struct OwnerLock {
+pub(crate) struct OwnerLock {
     _lock: Flock<File>,
 }
 
@@ -145,7 +145,7 @@ impl OwnerLock {
     }
 
     /// The lock, or `None` while another process holds it.
-    fn try_take(dir: &Path) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn try_take(dir: &Path) -> anyhow::Result<Option<Self>> {
         let path = dir.join(LOCK_FILE);
         let file = File::options()
             .create(true)

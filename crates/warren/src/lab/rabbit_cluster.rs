@@ -13,8 +13,9 @@
 //!   `cluster_formation.classic_config.nodes.1 = <first>` and join it on their first boot. A
 //!   restarted member already belongs to the cluster (its data says so) and rejoins by itself.
 //!
-//! Node names and ports are chosen at start and kept for the cluster's life, so a member killed
-//! and started again comes back as itself, with its data.
+//! Node names and ports are chosen at the first start and kept in `<dir>/warren-cluster.json`,
+//! so a member killed and started again comes back as itself, with its data, and the whole
+//! cluster started again on the same directory comes back with its queues at the same URLs.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -56,28 +57,34 @@ impl RabbitCluster {
         let home = dir.join("home");
         write_cookie(&home)?;
 
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let names: Vec<String> = (0..size)
-            .map(|i| format!("warren-{}-c{n}-{i}@localhost", std::process::id()))
-            .collect();
-        // Drawn at once, so no two members share a port.
-        let all = crate::lab::ports::free_ports(5 * usize::from(size)).map_err(|source| {
-            NodeError::Io {
-                what: "finding free ports".into(),
-                source,
+        let kept = ClusterState::read(&dir)?;
+        let restart = kept.is_some();
+        let (names, ports) = match kept {
+            Some(state) => {
+                if state.members.len() != usize::from(size) {
+                    return Err(NodeError::Refused(format!(
+                        "the cluster kept in {} has {} members: start it with --nodes {}",
+                        dir.display(),
+                        state.members.len(),
+                        state.members.len()
+                    )));
+                }
+                if let Some(port) = state.members.iter().find_map(|m| taken_port(m.ports)) {
+                    return Err(NodeError::Refused(format!(
+                        "port {port} of the cluster kept in {} is taken by another process; free it and start again (its data and URLs stay with that port)",
+                        dir.display()
+                    )));
+                }
+                state.members.into_iter().map(|m| (m.name, m.ports)).unzip()
             }
-        })?;
-        let ports: Vec<NodePorts> = all
-            .chunks(5)
-            .map(|p| NodePorts {
-                amqp: p[0],
-                management: p[1],
-                prometheus: p[2],
-                dist: p[3],
-                epmd: p[4],
-            })
-            .collect();
+            None if (0..MAX_NODES).any(|i| holds_data(&dir.join(format!("node-{i}")))) => {
+                return Err(NodeError::Refused(format!(
+                    "{} holds RabbitMQ nodes' data but no {CLUSTER_FILE}: not starting an empty cluster over it (use another --dir)",
+                    dir.display()
+                )))
+            }
+            None => fresh_members(size)?,
+        };
         let epmd = ports[0].epmd;
         let env: Vec<(String, OsString)> = vec![("HOME".into(), home.into_os_string())];
         let member = |i: usize| {
@@ -107,9 +114,14 @@ impl RabbitCluster {
             dir: dir.clone(),
             remove_dir,
         };
-        cluster.nodes.push(member(0).await?);
-        // The others join the seed together: on two cores that is about one node's start time.
-        let joined = futures_util::future::join_all((1..usize::from(size)).map(member)).await;
+        // A restarted member waits for the others' tables before it serves, so all start at
+        // once; a new cluster's seed starts alone, then the others join it together (on two
+        // cores that is about one node's start time).
+        let first = if restart { 0 } else { 1 };
+        if !restart {
+            cluster.nodes.push(member(0).await?);
+        }
+        let joined = futures_util::future::join_all((first..usize::from(size)).map(member)).await;
         for node in joined {
             cluster.nodes.push(node?);
         }
@@ -124,7 +136,18 @@ impl RabbitCluster {
                 source: std::io::Error::other("the nodes did not join"),
             });
         }
-        tracing::info!(nodes = size, names = %names.join(","), "private RabbitMQ cluster is up");
+        ClusterState {
+            members: names
+                .iter()
+                .zip(&ports)
+                .map(|(name, ports)| Member {
+                    name: name.clone(),
+                    ports: NodePorts { epmd, ..*ports },
+                })
+                .collect(),
+        }
+        .write(&dir)?;
+        tracing::info!(nodes = size, names = %names.join(","), restart, "private RabbitMQ cluster is up");
         Ok(cluster)
     }
 
@@ -198,6 +221,95 @@ impl Drop for RabbitCluster {
     }
 }
 
+/// The file in the cluster's directory that keeps its members' names and ports.
+const CLUSTER_FILE: &str = "warren-cluster.json";
+
+/// What `warren-cluster.json` keeps: the same names and ports bring back the same cluster.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterState {
+    /// In start order; the first is the seed.
+    members: Vec<Member>,
+}
+
+/// One member's identity.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Member {
+    /// The Erlang node name: its data lives under `node-<i>/mnesia/<name>`.
+    name: String,
+    /// Its ports (the epmd port is the seed's, shared).
+    ports: NodePorts,
+}
+
+impl ClusterState {
+    fn read(dir: &Path) -> Result<Option<Self>, NodeError> {
+        let path = dir.join(CLUSTER_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                NodeError::Refused(format!(
+                    "{} is not a warren cluster state file: {e}",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), NodeError> {
+        let path = dir.join(CLUSTER_FILE);
+        let partial = dir.join(format!(".{CLUSTER_FILE}.partial"));
+        let text = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| unreachable!("names and ports serialize: {e}"));
+        std::fs::write(&partial, text)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(io(format!("writing {}", path.display())))
+    }
+}
+
+/// New names and distinct free ports for `size` members.
+fn fresh_members(size: u8) -> Result<(Vec<String>, Vec<NodePorts>), NodeError> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let names = (0..size)
+        .map(|i| format!("warren-{}-c{n}-{i}@localhost", std::process::id()))
+        .collect();
+    // Drawn at once, so no two members share a port.
+    let all =
+        crate::lab::ports::free_ports(5 * usize::from(size)).map_err(io("finding free ports"))?;
+    let ports = all
+        .chunks(5)
+        .map(|p| NodePorts {
+            amqp: p[0],
+            management: p[1],
+            prometheus: p[2],
+            dist: p[3],
+            epmd: p[4],
+        })
+        .collect();
+    Ok((names, ports))
+}
+
+/// The first of a member's ports another process listens on (the shared epmd port is checked
+/// with the seed).
+fn taken_port(ports: NodePorts) -> Option<u16> {
+    [
+        ports.amqp,
+        ports.management,
+        ports.prometheus,
+        ports.dist,
+        ports.epmd,
+    ]
+    .into_iter()
+    .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+}
+
+/// Whether a member's directory holds a node's data.
+fn holds_data(node_dir: &Path) -> bool {
+    std::fs::read_dir(node_dir.join("mnesia")).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
     let what = what.into();
     move |source| NodeError::Io { what, source }
@@ -232,8 +344,15 @@ pub async fn run_foreground(
             true,
         ),
     };
+    std::fs::create_dir_all(&dir)?;
+    let Some(_lock) = crate::lab::broker_command::OwnerLock::try_take(&dir)? else {
+        anyhow::bail!(
+            "a warren broker already runs on {}; stop it (Ctrl-C in its terminal) first",
+            dir.display()
+        );
+    };
     let mut cluster = tokio::select! {
-        cluster = RabbitCluster::start(dir, args.nodes, remove) => cluster?,
+        cluster = RabbitCluster::start(dir.clone(), args.nodes, remove) => cluster?,
         () = shutdown.cancelled() => return Ok(()),
     };
     // The prometheus plugin reports a quorum queue's depth on its leader's node only, so

@@ -40,6 +40,9 @@ pub enum NodeError {
         /// The error.
         source: std::io::Error,
     },
+    /// Starting would not bring back what the directory holds (the reason says what).
+    #[error("{0}")]
+    Refused(String),
     /// The node exited or did not answer in time; the tail of its log says why.
     #[error("RabbitMQ node {node} did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
     StartFailed {
