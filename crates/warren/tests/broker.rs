@@ -102,6 +102,21 @@ fn saved_epmd_port(dir: &Path) -> u16 {
     u16::try_from(state["ports"]["epmd"].as_u64().unwrap()).unwrap()
 }
 
+/// Publishes one confirmed job on `queue`.
+async fn publish_one(url: &str, queue: &str) {
+    let (publisher, task) = Publisher::start(
+        BrokerConfig::new(
+            AmqpUrl::parse(url).unwrap(),
+            QueueName::parse(queue).unwrap(),
+        ),
+        PublisherOptions::default(),
+    );
+    assert!(publisher.wait_connected(Duration::from_secs(10)).await);
+    publisher.publish().await.expect("a confirmed job");
+    publisher.close().await;
+    task.abort();
+}
+
 /// Takes one message from `queue` (no ack), retrying while a restarted quorum queue recovers:
 /// whether the job is there, for real.
 async fn job_is_there(url: &str, queue: &str) -> bool {
@@ -134,17 +149,7 @@ async fn a_restart_on_the_same_dir_keeps_a_published_job_and_the_url() {
     let first = detach(&dir);
     let url = first["AMQP_URL"].clone();
     let queue = "broker-restart";
-    let (publisher, task) = Publisher::start(
-        BrokerConfig::new(
-            AmqpUrl::parse(&url).unwrap(),
-            QueueName::parse(queue).unwrap(),
-        ),
-        PublisherOptions::default(),
-    );
-    assert!(publisher.wait_connected(Duration::from_secs(10)).await);
-    publisher.publish().await.expect("a confirmed job");
-    publisher.close().await;
-    task.abort();
+    publish_one(&url, queue).await;
 
     stop(&dir);
     assert!(
@@ -169,17 +174,7 @@ async fn the_start_after_a_sigkill_cleans_up_its_epmd_and_env_file_and_keeps_the
     let first = detach(&dir);
     let url = first["AMQP_URL"].clone();
     let queue = "broker-sigkill";
-    let (publisher, task) = Publisher::start(
-        BrokerConfig::new(
-            AmqpUrl::parse(&url).unwrap(),
-            QueueName::parse(queue).unwrap(),
-        ),
-        PublisherOptions::default(),
-    );
-    assert!(publisher.wait_connected(Duration::from_secs(10)).await);
-    publisher.publish().await.expect("a confirmed job");
-    publisher.close().await;
-    task.abort();
+    publish_one(&url, queue).await;
 
     // A SIGKILL half a second after the queue's declare lost the queue here (its Raft server
     // was not among those RabbitMQ 3.10 recovered), whoever started the node. The test is about

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use warren::lab::rabbit_node::RabbitNode;
 
-async fn own_node(name: &str) -> RabbitNode {
-    let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    RabbitNode::start(dir, true)
-        .await
-        .expect("private RabbitMQ node")
-}
-
 fn ctl(node: &RabbitNode, args: &[&str]) {
     let out = node.ctl(args).unwrap();
     assert!(
@@ -253,8 +245,7 @@ async fn a_deleted_queue_is_declared_again_and_readyz_is_503_until_it_is() {
 
     ctl(&node, &["set_permissions", "guest", ".*", ".*", ".*"]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
-    let body = get_text(&web.url("/generate")).await;
-    let id = body.trim().strip_prefix("Welcome! ").unwrap().to_owned();
+    let id = generate(&web).await;
     let ran = wait_until(Duration::from_secs(20), || async {
         worker
             .outcomes()
@@ -296,16 +287,8 @@ async fn close_connections_mid_job(
     web: &Warren,
     worker: &Warren,
 ) -> (String, f64) {
-    let body = get_text(&web.url("/generate")).await;
-    let id = body.trim().strip_prefix("Welcome! ").unwrap().to_owned();
-    let in_hand = wait_until(Duration::from_secs(10), || async {
-        metric(
-            &get_text(&worker.url("/metrics")).await,
-            "jobs_in_flight",
-            "",
-        ) == 1.0
-    })
-    .await;
+    let id = generate(web).await;
+    let in_hand = wait_in_flight(worker, 1.0, Duration::from_secs(10)).await;
     assert!(in_hand, "the worker took the job");
     ctl(
         node,

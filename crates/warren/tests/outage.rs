@@ -6,15 +6,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use warren::lab::rabbit_node::RabbitNode;
-
-async fn own_node(name: &str) -> RabbitNode {
-    let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    RabbitNode::start(dir, true)
-        .await
-        .expect("private RabbitMQ node")
-}
 
 /// GETs `url` and returns the status and how long the answer took.
 async fn timed_get(client: &reqwest::Client, url: &str) -> (u16, Duration, Option<String>) {
@@ -75,8 +66,7 @@ async fn generate_and_readyz_answer_503_within_1s_while_the_broker_is_down_and_r
         "recovered in {:?}",
         back.elapsed()
     );
-    let body = get_text(&web.url("/generate")).await;
-    let id = body.trim().strip_prefix("Welcome! ").unwrap().to_owned();
+    let id = generate(&web).await;
     let done = wait_until(Duration::from_secs(10), || async {
         worker
             .outcomes()

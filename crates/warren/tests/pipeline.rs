@@ -202,14 +202,7 @@ async fn worker_sigterm_finishes_jobs_in_flight_acks_them_and_exits_0() {
         .map(str::to_owned)
         .collect();
 
-    let busy = wait_until(Duration::from_secs(5), || async {
-        metric(
-            &get_text(&worker.url("/metrics")).await,
-            "jobs_in_flight",
-            "",
-        ) == 2.0
-    })
-    .await;
+    let busy = wait_in_flight(&worker, 2.0, Duration::from_secs(5)).await;
     assert!(busy, "two jobs in flight");
     worker.signal(Signal::SIGTERM);
     assert_eq!(
@@ -256,16 +249,8 @@ async fn a_job_whose_worker_is_killed_mid_job_is_redelivered_to_another_worker()
     let victim = Warren::worker(&url, &queue, 60_000, &[]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
     victim.wait_ready("/readyz", Duration::from_secs(15)).await;
-    let body = get_text(&web.url("/generate")).await;
-    let id = body.trim().strip_prefix("Welcome! ").unwrap().to_owned();
-    let taken = wait_until(Duration::from_secs(5), || async {
-        metric(
-            &get_text(&victim.url("/metrics")).await,
-            "jobs_in_flight",
-            "",
-        ) == 1.0
-    })
-    .await;
+    let id = generate(&web).await;
+    let taken = wait_in_flight(&victim, 1.0, Duration::from_secs(5)).await;
     assert!(taken);
     let survivor = Warren::worker(&url, &queue, 10, &[]);
     survivor

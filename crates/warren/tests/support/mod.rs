@@ -337,3 +337,34 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
 pub async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
+
+/// A private RabbitMQ node of a test's own (for tests that change broker-wide settings or stop
+/// the broker); its directory goes with it.
+pub async fn own_node(name: &str) -> warren::lab::rabbit_node::RabbitNode {
+    let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    warren::lab::rabbit_node::RabbitNode::start(dir, true)
+        .await
+        .expect("private RabbitMQ node")
+}
+
+/// `GET /generate` on `web`: the id of the job it accepted.
+pub async fn generate(web: &Warren) -> String {
+    let body = get_text(&web.url("/generate")).await;
+    body.trim()
+        .strip_prefix("Welcome! ")
+        .unwrap_or_else(|| panic!("not a job's answer: {body:?}"))
+        .to_owned()
+}
+
+/// Waits up to `timeout` until `worker` reports `jobs` jobs in hand.
+pub async fn wait_in_flight(worker: &Warren, jobs: f64, timeout: Duration) -> bool {
+    wait_until(timeout, || async {
+        metric(
+            &get_text(&worker.url("/metrics")).await,
+            "jobs_in_flight",
+            "",
+        ) == jobs
+    })
+    .await
+}
