@@ -190,3 +190,59 @@ bench_settle() {
   done
   bench_log "broker still busy after 60 s; going on"
 }
+
+# AnonHugePages of a pid in kB (0 if none or gone).
+bench_huge_kb() {
+  awk '/^AnonHugePages:/ { print $2; found = 1 } END { if (!found) print 0 }' \
+    "/proc/$1/smaps_rollup" 2>/dev/null || echo 0
+}
+
+# bench_burst PID PORT BURSTS COUNT IDLE CSV: warren web's memory after a burst. Takes the idle
+# RSS (mean of five samples a second apart), sends BURSTS concurrent `GET /generate?count=COUNT`
+# and records the peak RSS, then RSS and AnonHugePages every 5 s for IDLE seconds into CSV.
+# Sets BURST_IDLE_KB, BURST_PEAK_KB, BURST_OK (answers 200), BURST_SECONDS, BURST_BACK (the
+# first sample from which every later one is within 25 % of idle; -1 if none), BURST_LAST_KB,
+# BURST_MAX_AFTER_KB (the largest from BURST_BACK on), BURST_HUGE_KB (at the end) and
+# BURST_PASS (1 when back within 60 s and staying there).
+bench_burst() {
+  local pid=$1 port=$2 bursts=$3 count=$4 idle=$5 csv=$6 i p rss start
+  BURST_IDLE_KB=$(for _ in 1 2 3 4 5; do bench_rss_kb "$pid"; sleep 1; done | awk '{ s += $1 } END { printf "%d", s / NR }')
+  bench_log "idle RSS $BURST_IDLE_KB kB; burst: $bursts x count=$count"
+  echo "seconds_after_burst,web_rss_kb,anon_huge_kb" >"$csv"
+  local codes=$BENCH_TMP/burst-codes clients=()
+  : >"$codes"
+  start=$SECONDS
+  for ((i = 0; i < bursts; i++)); do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 60 \
+      "http://127.0.0.1:$port/generate?count=$count" >>"$codes" &
+    clients+=($!)
+  done
+  BURST_PEAK_KB=0
+  while :; do
+    rss=$(bench_rss_kb "$pid")
+    [ "$rss" -gt "$BURST_PEAK_KB" ] && BURST_PEAK_KB=$rss
+    local alive=0
+    for p in "${clients[@]}"; do kill -0 "$p" 2>/dev/null && alive=1 && break; done
+    [ "$alive" = 1 ] || break
+    sleep 0.5
+  done
+  for p in "${clients[@]}"; do wait "$p" || true; done
+  BURST_SECONDS=$((SECONDS - start))
+  BURST_OK=$(grep -c '^200$' "$codes" || true)
+  bench_log "burst over in ${BURST_SECONDS} s: $BURST_OK of $bursts answered 200; peak RSS $BURST_PEAK_KB kB"
+  start=$SECONDS
+  while [ $((SECONDS - start)) -le "$idle" ]; do
+    echo "$((SECONDS - start)),$(bench_rss_kb "$pid"),$(bench_huge_kb "$pid")" >>"$csv"
+    sleep 5
+  done
+  read -r BURST_BACK BURST_LAST_KB BURST_MAX_AFTER_KB BURST_HUGE_KB < <(awk -F, -v idle="$BURST_IDLE_KB" '
+    NR > 1 { t[NR] = $1; v[NR] = $2; h[NR] = $3; n = NR }
+    END {
+      back = -1
+      for (i = n; i >= 2; i--) { if (v[i] > idle * 1.25) break; back = t[i] }
+      max = 0; for (i = 2; i <= n; i++) if (back >= 0 && t[i] >= back && v[i] > max) max = v[i]
+      printf "%d %d %d %d\n", back, v[n], max, h[n]
+    }' "$csv")
+  BURST_PASS=0
+  if [ "$BURST_BACK" -ge 0 ] && [ "$BURST_BACK" -le 60 ]; then BURST_PASS=1; fi
+}

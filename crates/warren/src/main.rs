@@ -4,17 +4,16 @@ use std::process::ExitCode;
 
 use warren::cli::{self, Command};
 
-// With glibc's malloc the web server kept the memory of every burst of waiting requests, so its
-// RSS followed its worst moment in the soak; with mimalloc it comes back down after the burst
-// (docs/benchmarks.md, "The allocator"), at the cost of a larger footprint at rest.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// No `#[global_allocator]`: the system allocator (glibc malloc), measured against mimalloc (docs/benchmarks.md, "Lean
+// processes"): an idle worker 11.2 MB against 16.2 MB, warren web 12.0 MB idle against 16.9 MB,
+// and after a burst glibc kept less. mimalloc's reservation per thread was most of the
+// difference at rest; `unsafe_code = "forbid"` rules out choosing per subcommand.
 
 fn main() -> ExitCode {
-    // Transparent huge pages off for this process: khugepaged collapsed mimalloc's regions into
-    // 2 MB pages, so RSS grew while idle after a burst (bench/burst: 190 MB with 117 MB of
-    // AnonHugePages, against 154 MB and none without; idle 29 MB against 18 MB). Best effort:
-    // a kernel without the prctl leaves things as they were.
+    // Transparent huge pages off for this process: khugepaged collapsed the allocator's regions
+    // into 2 MB pages, so RSS grew while idle after a burst (bench/burst with mimalloc: 190 MB
+    // with 117 MB of AnonHugePages, against 154 MB and none without). Best effort: a kernel
+    // without the prctl leaves things as they were.
     let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = cli::parse();
     let filter =

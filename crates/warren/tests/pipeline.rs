@@ -78,6 +78,41 @@ async fn generate_answers_200_only_after_the_message_is_on_the_queue() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_its_window_is_confirmed_whole_and_every_job_is_queued() {
+    let url = broker_url();
+    let queue = unique_queue("batch-window");
+    let web = Warren::web(&url, &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    let connection = amqp(&url).await;
+    // 1000 jobs, published at most BATCH_WINDOW at a time: all confirmed, none twice.
+    let body = get_text(&web.url("/generate?count=1000")).await;
+    let ids: HashSet<&str> = body.lines().collect();
+    assert_eq!(body.lines().count(), 1000);
+    assert_eq!(ids.len(), 1000, "every id distinct");
+    const { assert!(warren::pipeline::publisher::BATCH_WINDOW < 1000) };
+    assert_eq!(queue_depth(&connection, &queue).await, Some(1000));
+    delete_queues(&connection, &queue).await;
+}
+
+#[tokio::test]
+async fn warren_connections_ask_for_small_frames() {
+    let url = broker_url();
+    let config = warren::config::BrokerConfig::new(
+        warren::config::AmqpUrl::parse(&url).unwrap(),
+        warren::config::QueueName::parse(&unique_queue("frames")).unwrap(),
+    );
+    let connection = warren::pipeline::broker::connect(&config, "test")
+        .await
+        .unwrap();
+    // The broker offers 128 KiB; lapin's two 32-frame buffers follow what is agreed.
+    assert_eq!(
+        connection.configuration().frame_max(),
+        warren::pipeline::broker::FRAME_MAX
+    );
+    connection.close(200, "done".into()).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_bad_query_is_answered_400_and_publishes_nothing() {
     let url = broker_url();
     let queue = unique_queue("badquery");

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use clap::Args;
@@ -33,6 +34,12 @@ pub const DELIVERY_LIMIT: i64 = 5;
 
 /// How long to wait for the TCP connect and AMQP handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest AMQP frame warren asks for (`frame_max`). lapin keeps a send and a receive
+/// buffer of 32 frames each, zero-filled once the size is agreed: at RabbitMQ's default of
+/// 128 KiB that was 8 MiB of every process's resting memory, for job messages of a few hundred
+/// bytes. At 8 KiB it is 512 KiB (docs/benchmarks.md, "Lean processes").
+pub const FRAME_MAX: u32 = 8192;
 
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +76,20 @@ pub async fn connect(config: &BrokerConfig, role: &str) -> Result<Connection, Br
     for offset in 0..nodes.len() {
         let node = &nodes[first.wrapping_add(offset) % nodes.len()];
         let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
-        let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(node.expose(), properties),
-        )
-        .await
-        .map_err(|_| BrokerError::ConnectTimeout(node.authority()))
-        .and_then(|connected| connected.map_err(BrokerError::from));
+        let connect = async {
+            match node.expose().parse::<AMQPUri>() {
+                Ok(mut uri) => {
+                    uri.query.frame_max = Some(FRAME_MAX);
+                    Connection::connect_uri(uri, properties).await
+                }
+                // The URL was checked when the config was read; lapin gives the error.
+                Err(_) => Connection::connect(node.expose(), properties).await,
+            }
+        };
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| BrokerError::ConnectTimeout(node.authority()))
+            .and_then(|connected| connected.map_err(BrokerError::from));
         match attempt {
             Ok(connection) => {
                 NEXT_NODE.fetch_add(offset + 1, Ordering::Relaxed);

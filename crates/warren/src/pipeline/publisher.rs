@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection};
@@ -40,6 +40,13 @@ use crate::pipeline::job::{message_properties, now_ms, JobId, JobIdGenerator};
 /// How long a confirm that missed its bound is still awaited in the background, so a late
 /// confirm is counted and an idempotency key learns the job's fate.
 pub const LATE_CONFIRM_BOUND: Duration = Duration::from_secs(600);
+
+/// Most publishes of one `/generate?count=N` batch awaiting their confirm at once. Every job in
+/// flight holds its frames, its confirm and its timer, and the allocator keeps what a burst
+/// took: 50 batches of 1 000 published all at once held about 150 MB, and a window of 64 per
+/// batch still 30 MB against 12 MB at rest (docs/benchmarks.md, "After a burst"). 16 per batch
+/// still keeps the broker busy: 50 such batches are 800 messages in flight.
+pub const BATCH_WINDOW: usize = 16;
 
 /// Why a job was not accepted; every variant means "answer 503". [`PublishError::may_run`]
 /// tells the variants after which the job may still run from those where it never will.
@@ -382,14 +389,24 @@ impl Publisher {
         self.shared.broken.notify_one();
     }
 
-    /// Publishes `count` jobs at once; all confirmed, or the error and those that were.
+    /// Publishes `count` jobs, at most [`BATCH_WINDOW`] awaiting their confirm at a time; all
+    /// confirmed, or the error and those that were. After the first failure no further job of
+    /// the batch is published: those are not queued and never run.
     pub async fn publish_batch(&self, count: usize) -> Result<Vec<JobId>, BatchError> {
-        let results = join_all((0..count).map(|_| self.publish())).await;
         let mut confirmed = Vec::with_capacity(count);
         let mut first_error = None;
         let mut late = Vec::new();
         let mut may_run = 0;
-        for result in results {
+        let mut started = 0;
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            while first_error.is_none() && started < count && in_flight.len() < BATCH_WINDOW {
+                in_flight.push_back(self.publish());
+                started += 1;
+            }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
             match result {
                 Ok(id) => confirmed.push(id),
                 Err(unaccepted) => {
