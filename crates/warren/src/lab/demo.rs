@@ -134,16 +134,6 @@ impl DemoArgs {
         let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
         let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
-        if self.metric_source != "prometheus"
-            && queries
-                .iter()
-                .any(|q| q.metric == warren_sim::capacity::METRIC_NAME)
-        {
-            return Err(ConfigError::new(format!(
-                "{hpa_origin}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
-                warren_sim::capacity::METRIC_NAME
-            )));
-        }
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
