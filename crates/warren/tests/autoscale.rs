@@ -980,10 +980,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
         "the backlog scales the pool up:\n{}",
         autoscale.decisions().join("\n")
     );
-    assert!(autoscale
-        .decisions()
-        .iter()
-        .any(|l| terms(l).2 >= 20.0));
+    assert!(autoscale.decisions().iter().any(|l| terms(l).2 >= 20.0));
 
     // Traffic stops and the queue drains: the metric falls to 0, and the pool to minReplicas.
     let connection = amqp(&broker_url()).await;

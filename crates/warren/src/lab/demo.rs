@@ -9,7 +9,8 @@
 //! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
 //! manifest's sync period, windows and policy periods) and the load pattern. What the demo
 //! shows and reports is in its own time, before `speed` (times multiplied by K, rates divided
-//! by K), so a run at any speed reads like the same run at 1x, and the speed is stated.
+//! by K), so a run at any speed reads like the same run at 1x, and the speed is stated. Its
+//! Prometheus gets the rules rendered for the speed ([`crate::lab::rules`]) for the same reason.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,16 +33,13 @@ use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, 
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
-/// The recording rules (deploy/kubernetes/base/prometheus/rules.yml), compiled in as the
-/// default HPA is, so the demo's Prometheus has the capacity metric from any directory and
-/// from an installed binary.
-const RULES: &str = include_str!("../../../../deploy/kubernetes/base/prometheus/rules.yml");
-
-/// Writes [`RULES`] into the run's directory for the private Prometheus; returns its path.
-fn write_rules(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+/// Writes the recording rules (compiled in as the default HPA is, so the demo's Prometheus has
+/// the capacity metric from any directory and from an installed binary), rendered for `speed`,
+/// into the run's directory for the private Prometheus; returns its path.
+fn write_rules(work_dir: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(work_dir)?;
     let path = work_dir.join("rules.yml");
-    std::fs::write(&path, RULES)?;
+    std::fs::write(&path, text)?;
     // Prometheus reads a relative path from its config file's directory.
     std::fs::canonicalize(path)
 }
@@ -239,13 +237,14 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let autoscaler_port = crate::lab::ports::free_port()?;
     let file_sd = work_dir.join("workers.json");
     let mut prometheus = None;
+    let (rules_text, rules_scaled) = crate::lab::rules::render(crate::lab::rules::RULES, speed);
     if let Some(executable) = crate::lab::prometheus_node::find_prometheus() {
         let targets = ScrapeTargets {
             rabbitmq: format!("127.0.0.1:{}", node.ports().prometheus),
             web: format!("127.0.0.1:{web_port}"),
             autoscaler: format!("127.0.0.1:{autoscaler_port}"),
             workers_file_sd: file_sd.clone(),
-            rule_files: write_rules(&work_dir)
+            rule_files: write_rules(&work_dir, &rules_text)
                 .map_err(|e| tracing::warn!(error = %e, "cannot write the recording rules; Prometheus runs without them"))
                 .into_iter()
                 .collect(),
@@ -262,6 +261,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     } else {
         eprintln!("warren demo: Prometheus is not installed (scripts/setup installs it); going on without it");
     }
+    let rules_description = prometheus
+        .as_ref()
+        .map(|_| crate::lab::rules::describe(speed, &rules_scaled));
     let source = match (&prometheus, config.via_prometheus) {
         (Some(p), true) => MetricSource::Prometheus { url: p.url() },
         _ => MetricSource::Broker {
@@ -515,7 +517,13 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let info = RunInfo {
         title: "warren demo report".into(),
-        settings: settings(&config, &engine, &source_description, started.elapsed()),
+        settings: settings(
+            &config,
+            &engine,
+            &source_description,
+            rules_description.as_deref(),
+            started.elapsed(),
+        ),
         links: log_links(&config.report_dir),
         notes: metric_failures(&decisions),
     };
@@ -546,6 +554,7 @@ fn settings(
     config: &DemoConfig,
     engine: &warren_hpa::Autoscaler,
     source: &str,
+    rules: Option<&str>,
     wall: Duration,
 ) -> Vec<(String, String)> {
     let spec = &engine.hpa().spec;
@@ -643,6 +652,9 @@ fn settings(
         ("load".into(), config.pattern_description.clone()),
         ("metric source".into(), source.to_owned()),
     ]);
+    if let Some(rules) = rules {
+        rows.push(("Prometheus rules".into(), rules.to_owned()));
+    }
     rows
 }
 
