@@ -311,6 +311,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
         state_file: Some(state_file),
     };
+    if let (MetricSource::Prometheus { url }, Some(_)) = (&autoscale_config.source, &prometheus) {
+        wait_for_first_scrape(url, &config.queue.to_string()).await;
+    }
     let engine = warren_hpa::Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let hpa_spec = engine.hpa().spec.clone();
     let min_replicas = u32::try_from(hpa_spec.min_replicas.unwrap_or(1)).unwrap_or(1);
@@ -547,6 +550,40 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+/// How long the demo waits for its Prometheus to have scraped the queue and the web server.
+const FIRST_SCRAPE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until Prometheus holds the queue's ready count and the web server's accepted jobs, so
+/// that the run starts on a Prometheus that sees it, as a cluster's long-running one does.
+/// Without the wait the first seconds of load meet an empty Prometheus: the capacity rules
+/// answer their no-data fallback (0 workers needed), and a queue-length query no series.
+async fn wait_for_first_scrape(prometheus: &str, queue: &str) {
+    let reader = crate::scaling::metric_source::MetricReader::new(
+        MetricSource::Prometheus {
+            url: prometheus.to_owned(),
+        },
+        1.0,
+    );
+    let promql = format!(
+        "count(rabbitmq_detailed_queue_messages_ready{{queue={queue:?}}}) + count(jobs_published_total)"
+    );
+    let started = Instant::now();
+    while started.elapsed() < FIRST_SCRAPE_WAIT {
+        if reader.instant_query(&promql).await.is_ok() {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "Prometheus has scraped the queue and the web server"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "warren demo: Prometheus has not scraped the queue and the web server within {} s; starting anyway",
+        FIRST_SCRAPE_WAIT.as_secs()
+    );
 }
 
 /// The settings in force, as the report opens with them: all times in the demo's own time.

@@ -198,6 +198,16 @@ impl MetricReader {
         }
     }
 
+    /// The sum of a PromQL query's answer, from a Prometheus source; an empty answer is an error.
+    pub async fn instant_query(&self, promql: &str) -> Result<f64, String> {
+        let MetricSource::Prometheus { url } = &self.source else {
+            return Err("not a Prometheus source".into());
+        };
+        let api = format!("{}/api/v1/query", url.trim_end_matches('/'));
+        let body = self.get(&api, &[("query", promql)]).await?;
+        prometheus_vector_sum(&body).map_err(|e| format!("{e} (query {promql} at {url})"))
+    }
+
     async fn read_value(&self, query: &SeriesQuery) -> Result<f64, String> {
         match &self.source {
             MetricSource::Broker { endpoint } => {
@@ -226,12 +236,7 @@ impl MetricReader {
                 }
                 Ok(matching.iter().fold(0.0, |sum, v| sum + v))
             }
-            MetricSource::Prometheus { url } => {
-                let api = format!("{}/api/v1/query", url.trim_end_matches('/'));
-                let promql = query.promql();
-                let body = self.get(&api, &[("query", promql.as_str())]).await?;
-                prometheus_vector_sum(&body).map_err(|e| format!("{e} (query {promql} at {url})"))
-            }
+            MetricSource::Prometheus { .. } => self.instant_query(&query.promql()).await,
         }
     }
 
