@@ -50,6 +50,7 @@ fn each_invalid_setting_exits_2_with_one_line() {
         (&["web"], &[("AMQP_URL", "amqp://u:hunter2@a:5672/,")]),
         (&["broker", "--nodes", "0"], &[]),
         (&["broker", "--nodes", "8"], &[]),
+        (&["demo", "--policy", "fastest"], &[]),
     ];
     for (args, env) in cases {
         let (code, stderr) = run(args, env);

@@ -1,7 +1,8 @@
 //! `warren demo`: the whole system on one machine, one command.
 //!
 //! Starts a private RabbitMQ node and (when installed) a private Prometheus, `warren web`, and
-//! `warren autoscale` with the shipped HPA manifest; drives a load that scales the workers up
+//! `warren autoscale` with a shipped HPA manifest (the capacity overlay's by default,
+//! `--policy queue-length` for the seed-compatible one); drives a load that scales the workers up
 //! and, once it stops, back down; shows it live ([`crate::lab::dashboard`]); and writes a report
 //! ([`crate::lab::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
@@ -29,7 +30,10 @@ use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
 use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals};
 use crate::pipeline::web::WebConfig;
-use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs};
+use crate::scaling::autoscale::{
+    read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs, BUILTIN_CAPACITY_HPA,
+    BUILTIN_CAPACITY_HPA_NAME,
+};
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
@@ -58,10 +62,15 @@ pub struct DemoArgs {
     /// Peak arrival rate of the load, jobs per second (before speed).
     #[arg(long, env = "DEMO_RATE", default_value_t = 2.0)]
     pub rate: f64,
-    /// The HPA manifest. Default: the prometheus-adapter overlay's hpa.yaml, built into warren,
-    /// the very file the cluster applies.
+    /// The HPA manifest; takes the place of --policy.
     #[arg(long, env = "HPA_FILE")]
     pub hpa: Option<PathBuf>,
+    /// Which built-in HPA runs without --hpa, each the very file a cluster overlay applies:
+    /// `capacity` (the prometheus-adapter-capacity overlay: `warren_workers_needed`, 1 per
+    /// worker; it waits least in the scenario suite, docs/scaling.md) or `queue-length` (the
+    /// prometheus-adapter overlay: 5 ready messages per worker, as the seed's HPA).
+    #[arg(long, env = "DEMO_POLICY", default_value = "capacity", value_parser = ["capacity", "queue-length"])]
+    pub policy: String,
     /// The Kubernetes release the autoscaler follows.
     #[command(flatten)]
     pub release: ReleaseArgs,
@@ -130,7 +139,13 @@ impl DemoArgs {
             return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
         }
         let controller = self.release.controller()?;
-        let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        let (hpa_origin, hpa_yaml) = match (&self.hpa, self.policy.as_str()) {
+            (None, "capacity") => (
+                BUILTIN_CAPACITY_HPA_NAME.to_owned(),
+                BUILTIN_CAPACITY_HPA.to_owned(),
+            ),
+            (hpa, _) => read_manifest(hpa.as_deref())?,
+        };
         let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
         let queue = queries
             .iter()

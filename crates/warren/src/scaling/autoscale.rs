@@ -64,6 +64,15 @@ pub const BUILTIN_HPA: &str =
 pub const BUILTIN_HPA_NAME: &str =
     "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml (built in)";
 
+/// The capacity overlay's HPA (`warren_workers_needed`, 1 per worker), compiled in for the
+/// same reasons: `warren demo`'s default.
+pub const BUILTIN_CAPACITY_HPA: &str =
+    include_str!("../../../../deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+
+/// How logs and errors name [`BUILTIN_CAPACITY_HPA`].
+pub const BUILTIN_CAPACITY_HPA_NAME: &str =
+    "deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml (built in)";
+
 /// Reads the manifest at `path`, or gives the built-in one when there is none: its name (for
 /// logs and errors) and its text.
 pub fn read_manifest(path: Option<&Path>) -> Result<(String, String), ConfigError> {
