@@ -183,7 +183,9 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         "{decisions:#?}"
     );
     assert!(
-        decisions.iter().any(|l| !l.contains(" arrival_rate=0.0000 ")),
+        decisions
+            .iter()
+            .any(|l| !l.contains(" arrival_rate=0.0000 ")),
         "{decisions:#?}"
     );
     // The first decision waited for the metric: no start-up FailedGetExternalMetric.
