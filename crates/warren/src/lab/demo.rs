@@ -78,7 +78,8 @@ pub struct DemoArgs {
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub work_ms: u64,
-    /// Where the HPA's metric is read: `broker` or `prometheus` (the adapter's query).
+    /// Where the HPA's metric is read: `broker` (the capacity metric computed from the broker's
+    /// and the workers' metrics) or `prometheus` (the adapter's query on the recording rule).
     #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
     pub metric_source: String,
     /// Directory for the report (default: reports/demo-<UTC time>).

@@ -632,7 +632,8 @@ pub struct AutoscaleArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// Where the HPA's metrics are read: `broker` (the broker's prometheus plugin, no
-    /// Prometheus needed) or `prometheus` (the query prometheus-adapter runs).
+    /// Prometheus needed; `warren_workers_needed` is computed from it and the workers'
+    /// metrics) or `prometheus` (the query prometheus-adapter runs).
     #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
     pub metric_source: String,
     /// The broker's prometheus plugin, for `--metric-source broker`.
