@@ -264,12 +264,10 @@ impl MetricReader {
             .filter(|s| s.name == "rabbitmq_detailed_queue_messages_ready" && matches(s))
             .map(|s| s.value)
             .collect();
-        if ready.is_empty() {
-            return Err(format!(
-                "no series rabbitmq_detailed_queue_messages_ready matches {:?} at {endpoint}",
-                query.matchers
-            ));
-        }
+        // As the rule: no series (a queue not declared yet, a leader moving) is the last
+        // backlog seen within 2 minutes, else none; only a broker that does not answer is an
+        // unavailable metric.
+        let ready = (!ready.is_empty()).then(|| ready.iter().sum());
         let published: BTreeMap<String, f64> = samples
             .iter()
             .filter(|s| s.name == PUBLISHED_SERIES && matches(s))
@@ -295,7 +293,7 @@ impl MetricReader {
         let at_secs = self.started.elapsed().as_secs_f64() * self.speed;
         let scrape = CapacityScrape {
             at_secs,
-            ready: ready.iter().sum(),
+            ready,
             published,
             worker_ports: worker_ports.to_vec(),
             workers: workers.into_iter().flatten().collect(),
@@ -335,6 +333,9 @@ impl MetricReader {
     }
 }
 
+/// How long a ready count stands in for a missing one (the rule's `last_over_time(...[2m])`).
+pub const BACKLOG_LOOKBACK_SECS: f64 = 120.0;
+
 /// One worker's totals, as its `/metrics` gave them (wall-clock seconds).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WorkerTotals {
@@ -351,8 +352,8 @@ pub struct WorkerTotals {
 pub struct CapacityScrape {
     /// When, on the engine's clock, in seconds.
     pub at_secs: f64,
-    /// The queue's ready messages.
-    pub ready: f64,
+    /// The queue's ready messages; `None` when the broker had no series for the queue.
+    pub ready: Option<f64>,
     /// Each publishing channel's count of messages published to the queue, by its labels.
     pub published: BTreeMap<String, f64>,
     /// The pool's workers at the time, answered or not.
@@ -400,6 +401,8 @@ impl RunningTotal {
 /// The capacity metric's scrapes so far: running totals of arrivals, finished jobs and their
 /// work time, and the formula that keeps their window.
 pub struct CapacityScrapes {
+    /// The last ready count seen, and when.
+    last_ready: Option<(f64, f64)>,
     arrived: RunningTotal,
     jobs: RunningTotal,
     work_secs: RunningTotal,
@@ -420,10 +423,23 @@ impl CapacityScrapes {
     /// No scrape yet (a cold start), with these knobs.
     pub fn new(knobs: Knobs) -> Self {
         Self {
+            last_ready: None,
             arrived: RunningTotal::default(),
             jobs: RunningTotal::default(),
             work_secs: RunningTotal::default(),
             formula: CapacityFormula::new(knobs),
+        }
+    }
+
+    /// The backlog as `max(last_over_time(ready[2m])) or vector(0)` reads it: the newest count
+    /// within [`BACKLOG_LOOKBACK_SECS`], else 0.
+    fn backlog(&mut self, scrape: &CapacityScrape) -> f64 {
+        if let Some(ready) = scrape.ready {
+            self.last_ready = Some((scrape.at_secs, ready));
+        }
+        match self.last_ready {
+            Some((at, ready)) if scrape.at_secs - at <= BACKLOG_LOOKBACK_SECS => ready,
+            _ => 0.0,
         }
     }
 
@@ -446,7 +462,7 @@ impl CapacityScrapes {
         }
         let signals = Signals {
             at_secs: scrape.at_secs,
-            ready: to_count(scrape.ready),
+            ready: to_count(self.backlog(scrape)),
             arrived_total: to_count(self.arrived.observe(scrape.published.clone())),
             acked_total: to_count(self.jobs.observe(jobs)),
             busy_secs_total: self.work_secs.observe(work),
@@ -663,7 +679,7 @@ mod tests {
             }
             last = Some(scrapes.observe(&CapacityScrape {
                 at_secs: t,
-                ready: 12.0,
+                ready: Some(12.0),
                 published,
                 worker_ports: workers.iter().map(|w| w.port).collect(),
                 workers,
@@ -680,7 +696,7 @@ mod tests {
         // work time, 6 x 5 / 30.
         let cold = scrapes.observe(&CapacityScrape {
             at_secs: 0.0,
-            ready: 6.0,
+            ready: Some(6.0),
             published: BTreeMap::new(),
             worker_ports: vec![],
             workers: vec![],
@@ -703,7 +719,7 @@ mod tests {
         // is 4.8 s. Counting their totals again as new workers would give 1080 / 240 = 4.5 s.
         let silent = CapacityScrape {
             at_secs: 60.0,
-            ready: 12.0,
+            ready: Some(12.0),
             published: totals(&[("channel 0", 120.0)]),
             worker_ports: vec![1000, 1001],
             workers: vec![],
@@ -747,7 +763,7 @@ mod tests {
         // between the last two (45 s and 150 s); the channel kept publishing 2/s.
         let after_gap = scrapes.observe(&CapacityScrape {
             at_secs: 150.0,
-            ready: 12.0,
+            ready: Some(12.0),
             published: totals(&[("channel 0", 300.0)]),
             worker_ports: vec![1000, 1001],
             workers: vec![
@@ -771,7 +787,7 @@ mod tests {
         for i in 1..=40u32 {
             idle = scrapes.observe(&CapacityScrape {
                 at_secs: 150.0 + 15.0 * f64::from(i),
-                ready: 0.0,
+                ready: Some(0.0),
                 published: totals(&[("channel 0", 300.0)]),
                 worker_ports: vec![1000],
                 workers: vec![WorkerTotals {
@@ -786,6 +802,26 @@ mod tests {
         assert_eq!(idle.arrival_rate, 0.0);
         assert_eq!(idle.work_secs, Knobs::default().default_work_secs);
         assert_eq!(idle.workers_needed, 0.0);
+    }
+
+    #[test]
+    fn a_missing_queue_series_is_the_last_backlog_for_2_minutes_then_none() {
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let at = |at_secs: f64, ready: Option<f64>| CapacityScrape {
+            at_secs,
+            ready,
+            published: BTreeMap::new(),
+            worker_ports: vec![],
+            workers: vec![],
+            speed: 1.0,
+        };
+        // A queue not declared yet: no backlog, no error.
+        assert_eq!(scrapes.observe(&at(0.0, None)).backlog, 0.0);
+        assert_eq!(scrapes.observe(&at(15.0, Some(30.0))).backlog, 30.0);
+        // The series gone (a leader moving): the last count stands for 2 minutes.
+        assert_eq!(scrapes.observe(&at(30.0, None)).backlog, 30.0);
+        assert_eq!(scrapes.observe(&at(135.0, None)).backlog, 30.0);
+        assert_eq!(scrapes.observe(&at(150.0, None)).backlog, 0.0);
     }
 
     #[test]
