@@ -9,7 +9,9 @@
 //! recording rules of group `warren-capacity` in `deploy/kubernetes/base/prometheus/rules.yml`,
 //! with the same fallbacks for a missing input ([`Inputs`]), and a test
 //! (`tests/capacity_promql.rs`) runs both on the same samples. [`CapacityFormula`] evaluates it
-//! in the simulator from the delayed signals, with the rules' windows. Pure: no I/O.
+//! from scraped counters with the rules' windows: in the simulator from the delayed signals,
+//! and in `warren autoscale --metric-source broker` from the broker's and the workers' metrics.
+//! Pure: no I/O.
 
 use std::collections::VecDeque;
 
@@ -158,6 +160,13 @@ impl CapacityFormula {
         }
     }
 
+    /// The metric and its terms after one more scrape (or the same scrape again, which
+    /// changes nothing): what [`MetricFormula::value`] returns, with the terms for a log.
+    pub fn needed(&mut self, seen: &Signals) -> Needed {
+        self.remember(seen);
+        workers_needed(&self.knobs, &self.inputs())
+    }
+
     /// The inputs as the rules would see them after the scrapes so far.
     fn inputs(&self) -> Inputs {
         let Some(newest) = self.scrapes.back() else {
@@ -205,8 +214,7 @@ impl MetricFormula for CapacityFormula {
     }
 
     fn value(&mut self, seen: &Signals) -> f64 {
-        self.remember(seen);
-        workers_needed(&self.knobs, &self.inputs()).workers_needed
+        self.needed(seen).workers_needed
     }
 }
 

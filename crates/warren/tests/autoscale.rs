@@ -898,3 +898,114 @@ fn the_local_scale_to_zero_manifest_is_the_cluster_hpa_with_min_replicas_0() {
     local.spec.min_replicas = cluster.spec.min_replicas;
     assert_eq!(local, cluster);
 }
+
+/// The capacity HPA's metric, on the test's queue, 1 per worker.
+fn capacity_manifest(queue: &str, max: u32) -> String {
+    manifest(queue, max, 15)
+        .replace("rabbitmq_queue_messages_ready", "warren_workers_needed")
+        .replace(r#"averageValue: "5""#, r#"averageValue: "1""#)
+}
+
+/// A decision line's capacity terms: arrival rate, work time and backlog, on the engine's clock.
+fn terms(line: &str) -> (f64, f64, f64) {
+    let f = |name| field(line, name).parse::<f64>().unwrap();
+    (f("arrival_rate"), f("work_secs"), f("backlog"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_workers() {
+    let queue = unique_queue("capacity-broker");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    let web = Warren::web(&broker_url(), &queue, &[]);
+    web.wait_ready("/readyz", Duration::from_secs(15)).await;
+    // At speed 10, 400 ms jobs are 4 s jobs on the engine's clock.
+    let mut autoscale = AutoscaleProcess::start(
+        &dir,
+        &capacity_manifest(&queue, 6),
+        &queue,
+        &rabbit_prometheus_url(),
+        400,
+    );
+    let started = wait_until(Duration::from_secs(15), || async {
+        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
+    })
+    .await;
+    assert!(started, "the pool starts at minReplicas");
+
+    // 5 jobs/s on the wall clock, 0.5/s on the engine's: 2 workers busy, 2.5 needed at 0.8.
+    let load = {
+        let url = web.url("/generate?count=1");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            for _ in 0..150 {
+                tick.tick().await;
+                get_text(&url).await;
+            }
+        })
+    };
+    let followed = wait_until(Duration::from_secs(40), || async {
+        autoscale.decisions().iter().rev().take(3).all(|l| {
+            l.contains("arrival_rate=") && {
+                let (rate, work, _) = terms(l);
+                (0.4..=0.6).contains(&rate) && (3.6..=5.0).contains(&work)
+            }
+        })
+    })
+    .await;
+    assert!(
+        followed,
+        "the arrival rate and work time are the load's on the engine's clock:\n{}",
+        autoscale.decisions().join("\n")
+    );
+    let steady = wait_until(Duration::from_secs(20), || async {
+        autoscale.gauge("autoscaler_current_replicas").await >= Some(3.0)
+    })
+    .await;
+    assert!(
+        steady,
+        "2.5 workers needed is 3 workers:\n{}",
+        autoscale.decisions().join("\n")
+    );
+    load.await.unwrap();
+
+    // A burst of 60: the backlog term adds 60 x 4 / 30 = 8 workers' worth, so the pool goes
+    // to its maximum.
+    get_text(&web.url("/generate?count=60")).await;
+    let burst = wait_until(Duration::from_secs(20), || async {
+        autoscale.gauge("autoscaler_current_replicas").await == Some(6.0)
+    })
+    .await;
+    assert!(
+        burst,
+        "the backlog scales the pool up:\n{}",
+        autoscale.decisions().join("\n")
+    );
+    assert!(autoscale.decisions().iter().any(|l| terms(l).2 >= 20.0));
+
+    // Traffic stops and the queue drains: the metric falls to 0, and the pool to minReplicas.
+    let connection = amqp(&broker_url()).await;
+    let drained = wait_until(Duration::from_secs(40), || async {
+        queue_depth(&connection, &queue).await == Some(0)
+    })
+    .await;
+    assert!(drained, "the workers emptied the queue");
+    let back = wait_until(Duration::from_secs(40), || async {
+        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
+    })
+    .await;
+    assert!(
+        back,
+        "back to minReplicas once idle:\n{}",
+        autoscale.decisions().join("\n")
+    );
+    // Never unavailable, never NaN: every decision had a finite value.
+    let decisions = autoscale.decisions();
+    assert!(decisions.len() >= 10, "{decisions:?}");
+    for line in &decisions {
+        let value: f64 = field(line, "value").parse().unwrap_or(f64::NAN);
+        assert!(value.is_finite() && value >= 0.0, "{line}");
+    }
+    assert_eq!(autoscale.stop().await, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    delete_queues(&connection, &queue).await;
+}

@@ -20,11 +20,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     )
 }
 
-const CAPACITY_HPA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml"
-);
-
 #[test]
 fn each_invalid_setting_exits_2_with_one_line() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
@@ -55,9 +50,7 @@ fn each_invalid_setting_exits_2_with_one_line() {
         (&["web"], &[("AMQP_URL", "amqp://u:hunter2@a:5672/,")]),
         (&["broker", "--nodes", "0"], &[]),
         (&["broker", "--nodes", "8"], &[]),
-        // The capacity metric is a recording rule: no Prometheus, no value.
-        (&["autoscale"], &[("HPA_FILE", CAPACITY_HPA)]),
-        (&["demo"], &[("HPA_FILE", CAPACITY_HPA)]),
+        (&["demo", "--policy", "fastest"], &[]),
     ];
     for (args, env) in cases {
         let (code, stderr) = run(args, env);

@@ -157,9 +157,11 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     for needle in [
         "<th>speed</th><td>x10:",
-        "hpa.yaml (built in)",
-        "External rabbitmq_queue_messages_ready{queue=Orders}",
-        "<th>target</th><td>AverageValue 5</td>",
+        // The default HPA is the capacity overlay's, its metric computed from the broker's
+        // and the workers' metrics (no --metric-source prometheus).
+        "prometheus-adapter-capacity/hpa.yaml (built in)",
+        "External warren_workers_needed{queue=Orders}",
+        "<th>target</th><td>AverageValue 1</td>",
         "<th>replicas</th><td>min 1, max 10</td>",
         "<th>behavior: scale up</th><td>stabilization window 0 s, policies 4 pods per 15 s, 100% per 15 s (select Max)</td>",
         "<th>behavior: scale down</th><td>stabilization window 60 s",
@@ -172,6 +174,20 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
+    // Each decision carries the capacity metric's terms, and the load was seen: a decision
+    // while it ran had a non-zero arrival rate.
+    let log = std::fs::read_to_string(report.join("warren.log")).unwrap();
+    let decisions: Vec<&str> = log.lines().filter(|l| l.contains(" decision ")).collect();
+    assert!(
+        decisions.iter().all(|l| l.contains(" arrival_rate=")),
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|l| !l.contains(" arrival_rate=0.0000 ")),
+        "{decisions:#?}"
+    );
     // The first decision waited for the metric: no start-up FailedGetExternalMetric.
     assert!(
         !html.contains("FailedGetExternalMetric"),

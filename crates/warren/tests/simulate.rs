@@ -256,3 +256,74 @@ fn simulate_refuses_bad_values_and_policies_with_one_line_and_exit_2() {
     assert_one_line_exit_2(&out, &["cannot read", "missing.yaml"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The row of `policy` in a table on stdout, split on whitespace.
+fn row(out: &Output, policy: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cols| cols.get(1).map(String::as_str) == Some(policy))
+        .unwrap_or_else(|| panic!("no row {policy}: {out:?}"))
+}
+
+#[test]
+fn the_capacity_knobs_are_the_users_to_set_and_bad_ones_are_one_line_and_exit_2() {
+    let capacity = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml")
+        .display()
+        .to_string();
+    let scenario = repo("scenarios/step.yaml").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--hpa", &capacity, "--scenario", &scenario, "--no-report"];
+        args.extend_from_slice(extra);
+        simulate(&args)
+    };
+    let shipped = run(&[]);
+    assert!(shipped.status.success(), "{shipped:?}");
+    // The shipped knobs given by hand are the shipped run.
+    let same = run(&["--capacity-utilisation", "0.8", "--capacity-drain", "30s"]);
+    assert_eq!(same.stdout, shipped.stdout);
+    // More headroom and a faster drain: less wait, more worker-seconds (p95 is the 5th word,
+    // worker-s the 12th: "within SLO" is three).
+    let eager = run(&["--capacity-utilisation", "0.5", "--capacity-drain", "10s"]);
+    assert!(eager.status.success(), "{eager:?}");
+    let (a, b) = (row(&shipped, "hpa"), row(&eager, "hpa"));
+    let num = |r: &[String], i: usize| r[i].parse::<f64>().unwrap();
+    assert!(num(&b, 4) < num(&a, 4), "p95 wait: {a:?} vs {b:?}");
+    assert!(num(&b, 11) > num(&a, 11), "worker-seconds: {a:?} vs {b:?}");
+
+    for (extra, wanted) in [
+        (
+            &["--capacity-utilisation", "1.5"][..],
+            "target utilisation 1.5 is not in (0, 1]",
+        ),
+        (
+            &["--capacity-utilisation", "NaN"][..],
+            "target utilisation NaN",
+        ),
+        (
+            &["--capacity-drain", "0s"][..],
+            "drain time 0 s is not positive",
+        ),
+        (&["--capacity-drain", "soon"][..], "--capacity-drain"),
+        (
+            &["--capacity-utilisation", "most"][..],
+            "--capacity-utilisation",
+        ),
+    ] {
+        assert_one_line_exit_2(&run(extra), &[wanted]);
+    }
+    // Knobs with no capacity HPA to apply them to are a mistake, not silently ignored.
+    let queue_length = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml")
+        .display()
+        .to_string();
+    let out = simulate(&[
+        "--hpa",
+        &queue_length,
+        "--scenario",
+        &scenario,
+        "--no-report",
+        "--capacity-drain",
+        "10s",
+    ]);
+    assert_one_line_exit_2(&out, &["warren_workers_needed"]);
+}

@@ -1,7 +1,8 @@
 //! `warren demo`: the whole system on one machine, one command.
 //!
 //! Starts a private RabbitMQ node and (when installed) a private Prometheus, `warren web`, and
-//! `warren autoscale` with the shipped HPA manifest; drives a load that scales the workers up
+//! `warren autoscale` with a shipped HPA manifest (the capacity overlay's by default,
+//! `--policy queue-length` for the seed-compatible one); drives a load that scales the workers up
 //! and, once it stops, back down; shows it live ([`crate::lab::dashboard`]); and writes a report
 //! ([`crate::lab::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
@@ -9,7 +10,8 @@
 //! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
 //! manifest's sync period, windows and policy periods) and the load pattern. What the demo
 //! shows and reports is in its own time, before `speed` (times multiplied by K, rates divided
-//! by K), so a run at any speed reads like the same run at 1x, and the speed is stated.
+//! by K), so a run at any speed reads like the same run at 1x, and the speed is stated. Its
+//! Prometheus gets the rules rendered for the speed ([`crate::lab::rules`]) for the same reason.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,20 +30,20 @@ use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
 use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals};
 use crate::pipeline::web::WebConfig;
-use crate::scaling::autoscale::{read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs};
+use crate::scaling::autoscale::{
+    read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs, BUILTIN_CAPACITY_HPA,
+    BUILTIN_CAPACITY_HPA_NAME,
+};
 use crate::scaling::metric_source::{parse_samples, MetricSource};
 use crate::scaling::pool::WorkerSpec;
 
-/// The recording rules (deploy/kubernetes/base/prometheus/rules.yml), compiled in as the
-/// default HPA is, so the demo's Prometheus has the capacity metric from any directory and
-/// from an installed binary.
-const RULES: &str = include_str!("../../../../deploy/kubernetes/base/prometheus/rules.yml");
-
-/// Writes [`RULES`] into the run's directory for the private Prometheus; returns its path.
-fn write_rules(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+/// Writes the recording rules (compiled in as the default HPA is, so the demo's Prometheus has
+/// the capacity metric from any directory and from an installed binary), rendered for `speed`,
+/// into the run's directory for the private Prometheus; returns its path.
+fn write_rules(work_dir: &std::path::Path, text: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(work_dir)?;
     let path = work_dir.join("rules.yml");
-    std::fs::write(&path, RULES)?;
+    std::fs::write(&path, text)?;
     // Prometheus reads a relative path from its config file's directory.
     std::fs::canonicalize(path)
 }
@@ -60,10 +62,15 @@ pub struct DemoArgs {
     /// Peak arrival rate of the load, jobs per second (before speed).
     #[arg(long, env = "DEMO_RATE", default_value_t = 2.0)]
     pub rate: f64,
-    /// The HPA manifest. Default: the prometheus-adapter overlay's hpa.yaml, built into warren,
-    /// the very file the cluster applies.
+    /// The HPA manifest; takes the place of --policy.
     #[arg(long, env = "HPA_FILE")]
     pub hpa: Option<PathBuf>,
+    /// Which built-in HPA runs without --hpa, each the very file a cluster overlay applies:
+    /// `capacity` (the prometheus-adapter-capacity overlay: `warren_workers_needed`, 1 per
+    /// worker; it waits least in the scenario suite, docs/scaling.md) or `queue-length` (the
+    /// prometheus-adapter overlay: 5 ready messages per worker, as the seed's HPA).
+    #[arg(long, env = "DEMO_POLICY", default_value = "capacity", value_parser = ["capacity", "queue-length"])]
+    pub policy: String,
     /// The Kubernetes release the autoscaler follows.
     #[command(flatten)]
     pub release: ReleaseArgs,
@@ -71,7 +78,8 @@ pub struct DemoArgs {
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub work_ms: u64,
-    /// Where the HPA's metric is read: `broker` or `prometheus` (the adapter's query).
+    /// Where the HPA's metric is read: `broker` (the capacity metric computed from the broker's
+    /// and the workers' metrics) or `prometheus` (the adapter's query on the recording rule).
     #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
     pub metric_source: String,
     /// Directory for the report (default: reports/demo-<UTC time>).
@@ -132,18 +140,14 @@ impl DemoArgs {
             return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
         }
         let controller = self.release.controller()?;
-        let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        let (hpa_origin, hpa_yaml) = match (&self.hpa, self.policy.as_str()) {
+            (None, "capacity") => (
+                BUILTIN_CAPACITY_HPA_NAME.to_owned(),
+                BUILTIN_CAPACITY_HPA.to_owned(),
+            ),
+            (hpa, _) => read_manifest(hpa.as_deref())?,
+        };
         let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
-        if self.metric_source != "prometheus"
-            && queries
-                .iter()
-                .any(|q| q.metric == warren_sim::capacity::METRIC_NAME)
-        {
-            return Err(ConfigError::new(format!(
-                "{hpa_origin}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
-                warren_sim::capacity::METRIC_NAME
-            )));
-        }
         let queue = queries
             .iter()
             .find_map(|q| q.matchers.get("queue"))
@@ -249,13 +253,14 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let autoscaler_port = crate::lab::ports::free_port()?;
     let file_sd = work_dir.join("workers.json");
     let mut prometheus = None;
+    let (rules_text, rules_scaled) = crate::lab::rules::render(crate::lab::rules::RULES, speed);
     if let Some(executable) = crate::lab::prometheus_node::find_prometheus() {
         let targets = ScrapeTargets {
             rabbitmq: format!("127.0.0.1:{}", node.ports().prometheus),
             web: format!("127.0.0.1:{web_port}"),
             autoscaler: format!("127.0.0.1:{autoscaler_port}"),
             workers_file_sd: file_sd.clone(),
-            rule_files: write_rules(&work_dir)
+            rule_files: write_rules(&work_dir, &rules_text)
                 .map_err(|e| tracing::warn!(error = %e, "cannot write the recording rules; Prometheus runs without them"))
                 .into_iter()
                 .collect(),
@@ -272,6 +277,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     } else {
         eprintln!("warren demo: Prometheus is not installed (scripts/setup installs it); going on without it");
     }
+    let rules_description = prometheus
+        .as_ref()
+        .map(|_| crate::lab::rules::describe(speed, &rules_scaled));
     let source = match (&prometheus, config.via_prometheus) {
         (Some(p), true) => MetricSource::Prometheus { url: p.url() },
         _ => MetricSource::Broker {
@@ -319,6 +327,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
         state_file: Some(state_file),
     };
+    if let (MetricSource::Prometheus { url }, Some(_)) = (&autoscale_config.source, &prometheus) {
+        wait_for_first_scrape(url, &config.queue.to_string()).await;
+    }
     let engine = warren_hpa::Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let hpa_spec = engine.hpa().spec.clone();
     let min_replicas = u32::try_from(hpa_spec.min_replicas.unwrap_or(1)).unwrap_or(1);
@@ -525,7 +536,13 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let info = RunInfo {
         title: "warren demo report".into(),
-        settings: settings(&config, &engine, &source_description, started.elapsed()),
+        settings: settings(
+            &config,
+            &engine,
+            &source_description,
+            rules_description.as_deref(),
+            started.elapsed(),
+        ),
         links: log_links(&config.report_dir),
         notes: metric_failures(&decisions),
     };
@@ -551,11 +568,46 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
+/// How long the demo waits for its Prometheus to have scraped the queue and the web server.
+const FIRST_SCRAPE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until Prometheus holds the queue's ready count and the web server's accepted jobs, so
+/// that the run starts on a Prometheus that sees it, as a cluster's long-running one does.
+/// Without the wait the first seconds of load meet an empty Prometheus: the capacity rules
+/// answer their no-data fallback (0 workers needed), and a queue-length query no series.
+async fn wait_for_first_scrape(prometheus: &str, queue: &str) {
+    let reader = crate::scaling::metric_source::MetricReader::new(
+        MetricSource::Prometheus {
+            url: prometheus.to_owned(),
+        },
+        1.0,
+    );
+    let promql = format!(
+        "count(rabbitmq_detailed_queue_messages_ready{{queue={queue:?}}}) + count(jobs_published_total)"
+    );
+    let started = Instant::now();
+    while started.elapsed() < FIRST_SCRAPE_WAIT {
+        if reader.instant_query(&promql).await.is_ok() {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "Prometheus has scraped the queue and the web server"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "warren demo: Prometheus has not scraped the queue and the web server within {} s; starting anyway",
+        FIRST_SCRAPE_WAIT.as_secs()
+    );
+}
+
 /// The settings in force, as the report opens with them: all times in the demo's own time.
 fn settings(
     config: &DemoConfig,
     engine: &warren_hpa::Autoscaler,
     source: &str,
+    rules: Option<&str>,
     wall: Duration,
 ) -> Vec<(String, String)> {
     let spec = &engine.hpa().spec;
@@ -653,6 +705,9 @@ fn settings(
         ("load".into(), config.pattern_description.clone()),
         ("metric source".into(), source.to_owned()),
     ]);
+    if let Some(rules) = rules {
+        rows.push(("Prometheus rules".into(), rules.to_owned()));
+    }
     rows
 }
 

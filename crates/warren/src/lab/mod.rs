@@ -11,6 +11,8 @@
 //! - [`rabbit_cluster`]: several private nodes as one cluster, for `warren broker --nodes 3`
 //!   and the node-loss test.
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
+//! - [`rules`]: the recording and alerting rules that Prometheus loads, rendered for the demo's
+//!   speed.
 //! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
 //! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
 //! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web,
@@ -33,4 +35,5 @@ pub mod rabbit_cluster;
 pub mod rabbit_node;
 pub mod recommend;
 pub mod report;
+pub mod rules;
 pub mod simulate;

@@ -37,6 +37,14 @@ pub struct SimulateArgs {
     /// Print the table only; write no report.
     #[arg(long)]
     pub no_report: bool,
+    /// The capacity metric's target utilisation, in (0, 1], for every HPA on
+    /// `warren_workers_needed` (default: the shipped rules' 0.8).
+    #[arg(long, value_name = "RATIO")]
+    pub capacity_utilisation: Option<f64>,
+    /// The capacity metric's drain time, e.g. 30s, for every HPA on `warren_workers_needed`
+    /// (default: the shipped rules' 30s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub capacity_drain: Option<Duration>,
 }
 
 /// Settings of `warren simulate`, validated.
@@ -62,8 +70,10 @@ impl SimulateArgs {
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))
         };
+        let knobs = self.capacity_knobs()?;
         let mut policies = Vec::new();
         let mut names = Vec::new();
+        let mut knobs_used = false;
         for (path, keda) in self
             .hpa
             .iter()
@@ -72,13 +82,31 @@ impl SimulateArgs {
         {
             let name = unique_name(&mut names, path);
             let text = read(path)?;
-            let policy = if keda {
-                PolicySpec::from_scaledobject_yaml(&name, &text)
+            let capacity = if keda {
+                Vec::new()
             } else {
-                PolicySpec::from_hpa_yaml(&name, &text)
+                capacity_metrics(&text)
+            };
+            let policy = match knobs {
+                Some(knobs) if !capacity.is_empty() => {
+                    let factory: warren_sim::FormulaFactory = std::sync::Arc::new(move || {
+                        Box::new(warren_sim::capacity::CapacityFormula::new(knobs))
+                    });
+                    let formulas = capacity.iter().map(|&i| (i, factory.clone())).collect();
+                    PolicySpec::from_hpa_yaml_with_formulas(&name, &text, formulas)
+                }
+                _ if keda => PolicySpec::from_scaledobject_yaml(&name, &text),
+                _ => PolicySpec::from_hpa_yaml(&name, &text),
             }
             .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+            knobs_used |= !capacity.is_empty();
             policies.push(policy);
+        }
+        if knobs.is_some() && !knobs_used {
+            return Err(ConfigError::new(format!(
+                "--capacity-utilisation and --capacity-drain apply to an HPA whose metric is {}; no --hpa given has one",
+                warren_sim::capacity::METRIC_NAME
+            )));
         }
         let mut scenarios = Vec::new();
         let mut scenario_names = Vec::new();
@@ -109,6 +137,47 @@ impl SimulateArgs {
             report_dir,
         })
     }
+}
+
+impl SimulateArgs {
+    /// The capacity knobs given, over the shipped ones; `None` when neither is given.
+    fn capacity_knobs(&self) -> Result<Option<warren_sim::capacity::Knobs>, ConfigError> {
+        if self.capacity_utilisation.is_none() && self.capacity_drain.is_none() {
+            return Ok(None);
+        }
+        let shipped = warren_sim::capacity::Knobs::default();
+        let knobs = warren_sim::capacity::Knobs {
+            target_utilisation: self
+                .capacity_utilisation
+                .unwrap_or(shipped.target_utilisation),
+            drain_secs: self
+                .capacity_drain
+                .map_or(shipped.drain_secs, |d| d.as_secs_f64()),
+            ..shipped
+        };
+        knobs.validate().map_err(|e| {
+            ConfigError::new(format!("--capacity-utilisation/--capacity-drain: {e}"))
+        })?;
+        Ok(Some(knobs))
+    }
+}
+
+/// The indexes of an HPA manifest's External metrics named `warren_workers_needed`; none for a
+/// text that does not parse (the policy's own parse then says why).
+fn capacity_metrics(text: &str) -> Vec<usize> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Vec::new();
+    };
+    doc["spec"]["metrics"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, m)| {
+            m["external"]["metric"]["name"].as_str() == Some(warren_sim::capacity::METRIC_NAME)
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The file's stem, with `-2`, `-3`, ... when two files share one.

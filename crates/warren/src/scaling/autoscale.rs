@@ -9,6 +9,10 @@
 //! A metric that cannot be read becomes an unavailable metric for the engine, which keeps the
 //! worker count (ScalingActive False, `FailedGetExternalMetric`), as the controller would.
 //!
+//! The capacity metric `warren_workers_needed` from the broker is computed at each read from
+//! the broker's and the pool's workers' metrics (their ports come from the pool), and the
+//! decision line carries its terms.
+//!
 //! `speed` runs the engine's clock K times faster than the wall clock (and divides the sync
 //! period by K): windows and policy periods of the manifest then pass K times faster, for demos
 //! and tests, while the manifest itself stays as written.
@@ -48,6 +52,7 @@ use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerPool, WorkerSpec};
 use crate::scaling::state_file::{self, SavedState, StateFile};
+use warren_sim::capacity::Needed;
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
 /// default on one machine cannot drift from what the cluster runs, and so that warren needs no
@@ -58,6 +63,15 @@ pub const BUILTIN_HPA: &str =
 /// How logs and errors name [`BUILTIN_HPA`].
 pub const BUILTIN_HPA_NAME: &str =
     "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml (built in)";
+
+/// The capacity overlay's HPA (`warren_workers_needed`, 1 per worker), compiled in for the
+/// same reasons: `warren demo`'s default.
+pub const BUILTIN_CAPACITY_HPA: &str =
+    include_str!("../../../../deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+
+/// How logs and errors name [`BUILTIN_CAPACITY_HPA`].
+pub const BUILTIN_CAPACITY_HPA_NAME: &str =
+    "deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml (built in)";
 
 /// Reads the manifest at `path`, or gives the built-in one when there is none: its name (for
 /// logs and errors) and its text.
@@ -297,7 +311,7 @@ pub async fn run_with(
             None
         }
     });
-    let reader = MetricReader::new(config.source.clone());
+    let reader = MetricReader::new(config.source.clone(), config.speed);
 
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
@@ -343,6 +357,7 @@ pub async fn run_with(
     wait_for_first_sample(
         &reader,
         &queries,
+        &pool.metrics_ports(),
         config.first_metric_wait.div_f64(config.speed),
         &shutdown,
     )
@@ -365,16 +380,20 @@ pub async fn run_with(
             _ = sync.tick() => {
                 let status = pool.refresh().await;
                 let mut values = Vec::with_capacity(queries.len());
+                let mut terms = Vec::with_capacity(queries.len());
                 let mut observations = Vec::with_capacity(queries.len());
+                let worker_ports = pool.metrics_ports();
                 for query in &queries {
-                    match reader.read(query).await {
-                        Ok(value) => {
+                    match reader.read_with_terms(query, &worker_ports).await {
+                        Ok((value, needed)) => {
                             m.metric_value.get_or_create(&MetricLabel { metric: query.metric.clone() }).set(value);
                             values.push(Some(value));
+                            terms.push(needed);
                             observations.push(MetricObservation::External(vec![to_milli(value)]));
                         }
                         Err(e) => {
                             values.push(None);
+                            terms.push(None);
                             observations.push(MetricObservation::Unavailable(e));
                         }
                     }
@@ -385,7 +404,7 @@ pub async fn run_with(
                 let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
                 let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
                 let reasons = reasons(&decision);
-                let line = format!("{} engine_ms={}", describe(&queries, &values, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
+                let line = format!("{} engine_ms={}", describe(&queries, &values, &terms, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
                 tracing::info!("{line}");
                 if let Some(file) = state_file.as_mut() {
                     file.save(&SavedState {
@@ -435,6 +454,7 @@ pub async fn run_with(
 async fn wait_for_first_sample(
     reader: &MetricReader,
     queries: &[SeriesQuery],
+    worker_ports: &[u16],
     wait: Duration,
     shutdown: &CancellationToken,
 ) {
@@ -446,7 +466,7 @@ async fn wait_for_first_sample(
     loop {
         let mut missing = None;
         for query in queries {
-            if let Err(e) = reader.read(query).await {
+            if let Err(e) = reader.read(query, worker_ports).await {
                 missing = Some((query, e));
                 break;
             }
@@ -524,12 +544,15 @@ fn deciding_reason(decision: &ScaleDecision) -> String {
 fn describe(
     queries: &[SeriesQuery],
     values: &[Option<f64>],
+    terms: &[Option<Needed>],
     decision: &ScaleDecision,
     status: &crate::scaling::pool::PoolStatus,
     reasons: &str,
 ) -> String {
     let mut parts = Vec::new();
-    for ((query, value), proposal) in queries.iter().zip(values).zip(&decision.metrics) {
+    for (((query, value), proposal), needed) in
+        queries.iter().zip(values).zip(&decision.metrics).zip(terms)
+    {
         let value = value.map_or_else(|| "unavailable".to_owned(), |v| format!("{v}"));
         let proposal = match proposal {
             Ok(p) => p.replicas.to_string(),
@@ -539,6 +562,13 @@ fn describe(
             "metric={} value={value} proposal={proposal}",
             query.metric
         ));
+        // The capacity metric computed here: its terms, on the engine's clock.
+        if let Some(n) = needed {
+            parts.push(format!(
+                "arrival_rate={:.4} work_secs={:.3} backlog={} busy_workers={:.3} drain_workers={:.3}",
+                n.arrival_rate, n.work_secs, n.backlog, n.busy_workers, n.drain_workers
+            ));
+        }
     }
     if decision.metrics.is_empty() {
         for (query, value) in queries.iter().zip(values) {
@@ -602,7 +632,8 @@ pub struct AutoscaleArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
     /// Where the HPA's metrics are read: `broker` (the broker's prometheus plugin, no
-    /// Prometheus needed) or `prometheus` (the query prometheus-adapter runs).
+    /// Prometheus needed; `warren_workers_needed` is computed from it and the workers'
+    /// metrics) or `prometheus` (the query prometheus-adapter runs).
     #[arg(long, env = "METRIC_SOURCE", default_value = "broker", value_parser = ["broker", "prometheus"])]
     pub metric_source: String,
     /// The broker's prometheus plugin, for `--metric-source broker`.
@@ -656,18 +687,7 @@ impl AutoscaleArgs {
         let broker = self.broker.to_config()?;
         let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
-        let queries = AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
-        if self.metric_source != "prometheus" {
-            if let Some(q) = queries
-                .iter()
-                .find(|q| q.metric == warren_sim::capacity::METRIC_NAME)
-            {
-                return Err(ConfigError::new(format!(
-                    "{hpa_origin}: the metric {} is a Prometheus recording rule; use --metric-source prometheus",
-                    q.metric
-                )));
-            }
-        }
+        AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
         }

@@ -10,21 +10,31 @@
 //! `sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)`.
 //!
 //! The capacity metric `warren_workers_needed` is a Prometheus recording rule
-//! (`deploy/kubernetes/base/prometheus/rules.yml`); it is read, as the capacity overlay's adapter
-//! rule reads it, with `max(warren_workers_needed{<matchers>}) by (queue)`, from Prometheus only.
+//! (`deploy/kubernetes/base/prometheus/rules.yml`); from Prometheus it is read, as the capacity
+//! overlay's adapter rule reads it, with `max(warren_workers_needed{<matchers>}) by (queue)`.
 //!
 //! - [`MetricSource::Broker`] reads the broker's prometheus plugin,
 //!   `/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count`, and sums the
-//!   matching samples itself: no Prometheus needed, one hop less lag.
+//!   matching samples itself: no Prometheus needed, one hop less lag. For the capacity metric it
+//!   scrapes, at each read, the queue's ready count and its per-channel publish counters
+//!   (`rabbitmq_detailed_queue_messages_published_total`, family
+//!   `channel_queue_exchange_metrics`: every producer's, not only warren web's) from the broker,
+//!   and `job_duration_seconds_sum`/`_count` from each worker of the pool; a
+//!   [`CapacityScrapes`] keeps them as counters that outlive the channels and workers they came
+//!   from, and hands them to `warren_sim::capacity::CapacityFormula`, the formula and windows
+//!   the simulator uses, so the rules' fallbacks hold here too.
 //! - [`MetricSource::Prometheus`] sends the query to Prometheus's HTTP API, as the adapter does.
 //!
 //! Any failure (unreachable, bad answer, no matching series) is an error string; the autoscaler
 //! hands it to the engine as an unavailable metric, which keeps the worker count unchanged.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::MetricSpec;
+use warren_sim::capacity::{CapacityFormula, Knobs, Needed};
+use warren_sim::policy::Signals;
 
 /// How long one metric read may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,21 +126,46 @@ impl SeriesQuery {
     }
 }
 
-/// Reads metric values; cheap to clone.
+/// How long one worker's `/metrics` may take: a worker that does not answer in time is read as
+/// unchanged, so that a stuck one does not hold up the decision.
+pub const WORKER_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The broker's series of jobs published to a queue, one per publishing channel.
+pub const PUBLISHED_SERIES: &str = "rabbitmq_detailed_queue_messages_published_total";
+
+/// Reads metric values; cheap to clone (clones share the capacity metric's scrapes).
 #[derive(Clone, Debug)]
 pub struct MetricReader {
     source: MetricSource,
     client: reqwest::Client,
+    worker_client: reqwest::Client,
+    /// The capacity metric's scrapes so far, per query.
+    capacity: Arc<Mutex<BTreeMap<String, CapacityScrapes>>>,
+    /// The clock the capacity metric's windows run on, and how fast it runs.
+    started: Instant,
+    speed: f64,
 }
 
 impl MetricReader {
-    /// A reader for `source`.
-    pub fn new(source: MetricSource) -> Self {
+    /// A reader for `source`. `speed` is the autoscaler's: the capacity metric's windows and
+    /// drain time are on the engine's clock, which runs `speed` times the wall clock.
+    pub fn new(source: MetricSource, speed: f64) -> Self {
         let client = reqwest::Client::builder()
             .timeout(READ_TIMEOUT)
             .build()
             .unwrap_or_default();
-        Self { source, client }
+        let worker_client = reqwest::Client::builder()
+            .timeout(WORKER_READ_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self {
+            source,
+            client,
+            worker_client,
+            capacity: Arc::default(),
+            started: Instant::now(),
+            speed,
+        }
     }
 
     /// The source.
@@ -138,15 +173,43 @@ impl MetricReader {
         &self.source
     }
 
-    /// Reads one metric's current value.
-    pub async fn read(&self, query: &SeriesQuery) -> Result<f64, String> {
+    /// Reads one metric's current value; `worker_ports` are the pool's workers' metrics ports
+    /// on 127.0.0.1 (the capacity metric from the broker reads their work times).
+    pub async fn read(&self, query: &SeriesQuery, worker_ports: &[u16]) -> Result<f64, String> {
+        self.read_with_terms(query, worker_ports)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// [`MetricReader::read`], with the capacity metric's terms when this reader computed it.
+    pub async fn read_with_terms(
+        &self,
+        query: &SeriesQuery,
+        worker_ports: &[u16],
+    ) -> Result<(f64, Option<Needed>), String> {
         match &self.source {
-            MetricSource::Broker { .. } if query.metric == warren_sim::capacity::METRIC_NAME => {
-                Err(format!(
-                    "{} is a Prometheus recording rule: use --metric-source prometheus",
-                    query.metric
-                ))
+            MetricSource::Broker { endpoint }
+                if query.metric == warren_sim::capacity::METRIC_NAME =>
+            {
+                let needed = self.read_capacity(endpoint, query, worker_ports).await?;
+                Ok((needed.workers_needed, Some(needed)))
             }
+            _ => self.read_value(query).await.map(|value| (value, None)),
+        }
+    }
+
+    /// The sum of a PromQL query's answer, from a Prometheus source; an empty answer is an error.
+    pub async fn instant_query(&self, promql: &str) -> Result<f64, String> {
+        let MetricSource::Prometheus { url } = &self.source else {
+            return Err("not a Prometheus source".into());
+        };
+        let api = format!("{}/api/v1/query", url.trim_end_matches('/'));
+        let body = self.get(&api, &[("query", promql)]).await?;
+        prometheus_vector_sum(&body).map_err(|e| format!("{e} (query {promql} at {url})"))
+    }
+
+    async fn read_value(&self, query: &SeriesQuery) -> Result<f64, String> {
+        match &self.source {
             MetricSource::Broker { endpoint } => {
                 let url = format!(
                     "{}/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count",
@@ -173,13 +236,78 @@ impl MetricReader {
                 }
                 Ok(matching.iter().fold(0.0, |sum, v| sum + v))
             }
-            MetricSource::Prometheus { url } => {
-                let api = format!("{}/api/v1/query", url.trim_end_matches('/'));
-                let promql = query.promql();
-                let body = self.get(&api, &[("query", promql.as_str())]).await?;
-                prometheus_vector_sum(&body).map_err(|e| format!("{e} (query {promql} at {url})"))
-            }
+            MetricSource::Prometheus { .. } => self.instant_query(&query.promql()).await,
         }
+    }
+
+    /// One scrape of the broker and the workers for the capacity metric, and the metric after it.
+    async fn read_capacity(
+        &self,
+        endpoint: &str,
+        query: &SeriesQuery,
+        worker_ports: &[u16],
+    ) -> Result<Needed, String> {
+        let url = format!(
+            "{}/metrics/detailed?family=queue_coarse_metrics&family=channel_queue_exchange_metrics",
+            endpoint.trim_end_matches('/')
+        );
+        let text = self.get(&url, &[]).await?;
+        let matches = |s: &Sample| {
+            query
+                .matchers
+                .iter()
+                .all(|(k, v)| s.labels.get(k) == Some(v))
+        };
+        let samples = parse_samples(&text);
+        let ready: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == "rabbitmq_detailed_queue_messages_ready" && matches(s))
+            .map(|s| s.value)
+            .collect();
+        // As the rule: no series (a queue not declared yet, a leader moving) is the last
+        // backlog seen within 2 minutes, else none; only a broker that does not answer is an
+        // unavailable metric.
+        let ready = (!ready.is_empty()).then(|| ready.iter().sum());
+        let published: BTreeMap<String, f64> = samples
+            .iter()
+            .filter(|s| s.name == PUBLISHED_SERIES && matches(s))
+            .map(|s| (format!("{:?}", s.labels), s.value))
+            .collect();
+        let reads = worker_ports.iter().map(|&port| {
+            let client = self.worker_client.clone();
+            async move {
+                let url = format!("http://127.0.0.1:{port}/metrics");
+                let text = async { client.get(url).send().await?.text().await }
+                    .await
+                    .ok()?;
+                let samples = parse_samples(&text);
+                let value = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+                Some(WorkerTotals {
+                    port,
+                    work_secs: value("job_duration_seconds_sum")?,
+                    jobs: value("job_duration_seconds_count")?,
+                })
+            }
+        });
+        let workers: Vec<Option<WorkerTotals>> = futures_util::future::join_all(reads).await;
+        let at_secs = self.started.elapsed().as_secs_f64() * self.speed;
+        let scrape = CapacityScrape {
+            at_secs,
+            ready,
+            published,
+            worker_ports: worker_ports.to_vec(),
+            workers: workers.into_iter().flatten().collect(),
+            speed: self.speed,
+        };
+        let mut all = self
+            .capacity
+            .lock()
+            .map_err(|_| "the capacity metric's state is poisoned".to_owned())?;
+        let needed = all
+            .entry(query.promql())
+            .or_insert_with(|| CapacityScrapes::new(Knobs::default()))
+            .observe(&scrape);
+        Ok(needed)
     }
 
     async fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<String, String> {
@@ -202,6 +330,153 @@ impl MetricReader {
             return Err(format!("{url} answered {status}"));
         }
         Ok(text)
+    }
+}
+
+/// How long a ready count stands in for a missing one (the rule's `last_over_time(...[2m])`).
+pub const BACKLOG_LOOKBACK_SECS: f64 = 120.0;
+
+/// One worker's totals, as its `/metrics` gave them (wall-clock seconds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WorkerTotals {
+    /// Its metrics port, which names it while it lives.
+    pub port: u16,
+    /// `job_duration_seconds_sum`.
+    pub work_secs: f64,
+    /// `job_duration_seconds_count`.
+    pub jobs: f64,
+}
+
+/// What one read of the capacity metric scraped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapacityScrape {
+    /// When, on the engine's clock, in seconds.
+    pub at_secs: f64,
+    /// The queue's ready messages; `None` when the broker had no series for the queue.
+    pub ready: Option<f64>,
+    /// Each publishing channel's count of messages published to the queue, by its labels.
+    pub published: BTreeMap<String, f64>,
+    /// The pool's workers at the time, answered or not.
+    pub worker_ports: Vec<u16>,
+    /// The totals of those that answered.
+    pub workers: Vec<WorkerTotals>,
+    /// The engine's clock rate: a wall-clock work time counts `speed` times on it.
+    pub speed: f64,
+}
+
+/// A counter summed over series that come and go (channels that close, workers that stop):
+/// each series adds what it rose by since its last sample, a series seen for the first time
+/// adds its value (a new channel or worker counts from 0), and one that fell was restarted and
+/// adds its new value, as PromQL's `rate` reads a counter reset. So the sum only rises, and a
+/// window's increase of it is what the series did in that window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunningTotal {
+    last: BTreeMap<String, f64>,
+    total: f64,
+}
+
+impl RunningTotal {
+    /// Takes the current value of every live series (those missing are gone for good) and
+    /// returns the total.
+    pub fn observe(&mut self, current: BTreeMap<String, f64>) -> f64 {
+        for (key, value) in &current {
+            if !value.is_finite() || *value < 0.0 {
+                continue;
+            }
+            self.total += match self.last.get(key) {
+                Some(last) if value >= last => value - last,
+                _ => *value,
+            };
+        }
+        self.last = current;
+        self.total
+    }
+
+    /// The value last seen of one series.
+    pub fn last(&self, key: &str) -> Option<f64> {
+        self.last.get(key).copied()
+    }
+}
+
+/// The capacity metric's scrapes so far: running totals of arrivals, finished jobs and their
+/// work time, and the formula that keeps their window.
+pub struct CapacityScrapes {
+    /// The last ready count seen, and when.
+    last_ready: Option<(f64, f64)>,
+    arrived: RunningTotal,
+    jobs: RunningTotal,
+    work_secs: RunningTotal,
+    formula: CapacityFormula,
+}
+
+impl std::fmt::Debug for CapacityScrapes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapacityScrapes")
+            .field("arrived", &self.arrived)
+            .field("jobs", &self.jobs)
+            .field("work_secs", &self.work_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CapacityScrapes {
+    /// No scrape yet (a cold start), with these knobs.
+    pub fn new(knobs: Knobs) -> Self {
+        Self {
+            last_ready: None,
+            arrived: RunningTotal::default(),
+            jobs: RunningTotal::default(),
+            work_secs: RunningTotal::default(),
+            formula: CapacityFormula::new(knobs),
+        }
+    }
+
+    /// The backlog as `max(last_over_time(ready[2m])) or vector(0)` reads it: the newest count
+    /// within [`BACKLOG_LOOKBACK_SECS`], else 0.
+    fn backlog(&mut self, scrape: &CapacityScrape) -> f64 {
+        if let Some(ready) = scrape.ready {
+            self.last_ready = Some((scrape.at_secs, ready));
+        }
+        match self.last_ready {
+            Some((at, ready)) if scrape.at_secs - at <= BACKLOG_LOOKBACK_SECS => ready,
+            _ => 0.0,
+        }
+    }
+
+    /// Adds one scrape and gives the metric after it. A worker of the pool that did not answer
+    /// is read as unchanged since its last answer, so a slow scrape is no reset.
+    pub fn observe(&mut self, scrape: &CapacityScrape) -> Needed {
+        let mut jobs = BTreeMap::new();
+        let mut work = BTreeMap::new();
+        for port in &scrape.worker_ports {
+            let key = port.to_string();
+            let answered = scrape.workers.iter().find(|w| w.port == *port);
+            let (n, secs) = match answered {
+                Some(w) => (Some(w.jobs), Some(w.work_secs * scrape.speed)),
+                None => (self.jobs.last(&key), self.work_secs.last(&key)),
+            };
+            if let (Some(n), Some(secs)) = (n, secs) {
+                jobs.insert(key.clone(), n);
+                work.insert(key, secs);
+            }
+        }
+        let signals = Signals {
+            at_secs: scrape.at_secs,
+            ready: to_count(self.backlog(scrape)),
+            arrived_total: to_count(self.arrived.observe(scrape.published.clone())),
+            acked_total: to_count(self.jobs.observe(jobs)),
+            busy_secs_total: self.work_secs.observe(work),
+            ..Signals::default()
+        };
+        self.formula.needed(&signals)
+    }
+}
+
+fn to_count(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 {
+        value.round() as u64
+    } else {
+        0
     }
 }
 
@@ -357,6 +632,196 @@ mod tests {
         assert_eq!(samples[2].labels["a"], "q\"uote");
         assert_eq!(samples[2].labels["b"], "x,y}");
         assert_eq!(samples[2].value, 25.0);
+    }
+
+    fn totals(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn a_running_total_outlives_its_series_and_reads_a_fall_as_a_restart() {
+        let mut t = RunningTotal::default();
+        assert_eq!(t.observe(totals(&[("a", 10.0)])), 10.0);
+        assert_eq!(t.observe(totals(&[("a", 15.0), ("b", 2.0)])), 17.0);
+        // a is gone (a closed channel, a stopped worker): what it did stays.
+        assert_eq!(t.observe(totals(&[("b", 4.0)])), 19.0);
+        // b fell: it restarted, and counts from 0 again.
+        assert_eq!(t.observe(totals(&[("b", 1.0)])), 20.0);
+        // A NaN or negative sample adds nothing.
+        assert_eq!(t.observe(totals(&[("b", f64::NAN)])), 20.0);
+    }
+
+    /// 2 jobs/s of 4 s jobs on the engine's clock with 12 ready, scraped every `every` engine
+    /// seconds from `from`, with the work split over two workers and published on one channel,
+    /// all three replaced by new ones every minute (the old ones seen a last time with their
+    /// final counts at the minute, beside the new ones at 0).
+    fn steady(scrapes: &mut CapacityScrapes, from: u32, to: u32, every: f64, speed: f64) -> Needed {
+        let mut last = None;
+        for i in from..=to {
+            let t = every * f64::from(i);
+            let minute = (t / 60.0).floor();
+            let mut published = BTreeMap::new();
+            let mut workers = Vec::new();
+            let mut generations = vec![(minute, t - 60.0 * minute)];
+            if minute > 0.0 && t == 60.0 * minute {
+                generations.push((minute - 1.0, 60.0));
+            }
+            for (generation, since) in generations {
+                let jobs = 2.0 * since;
+                published.insert(format!("channel {generation}"), jobs);
+                for n in 0..2u16 {
+                    workers.push(WorkerTotals {
+                        port: 1000 + 2 * generation as u16 + n,
+                        jobs: jobs / 2.0,
+                        work_secs: 4.0 * jobs / 2.0 / speed,
+                    });
+                }
+            }
+            last = Some(scrapes.observe(&CapacityScrape {
+                at_secs: t,
+                ready: Some(12.0),
+                published,
+                worker_ports: workers.iter().map(|w| w.port).collect(),
+                workers,
+                speed,
+            }));
+        }
+        last.unwrap()
+    }
+
+    #[test]
+    fn capacity_from_scrapes_takes_the_rules_windows_over_channels_and_workers_that_come_and_go() {
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        // Cold start: nothing published, no worker, 6 ready: the backlog term at the default
+        // work time, 6 x 5 / 30.
+        let cold = scrapes.observe(&CapacityScrape {
+            at_secs: 0.0,
+            ready: Some(6.0),
+            published: BTreeMap::new(),
+            worker_ports: vec![],
+            workers: vec![],
+            speed: 1.0,
+        });
+        assert_eq!(cold.workers_needed, 1.0);
+        // As the rule's steady case: 2/s x 4 s / 0.8 + 12 x 4 / 30 = 11.6.
+        let n = steady(&mut scrapes, 1, 40, 15.0, 1.0);
+        assert!((n.arrival_rate - 2.0).abs() < 1e-9, "{n:?}");
+        assert!((n.work_secs - 4.0).abs() < 1e-9, "{n:?}");
+        assert!((n.workers_needed - 11.6).abs() < 1e-9, "{n:?}");
+    }
+
+    #[test]
+    fn a_worker_that_does_not_answer_is_unchanged_not_restarted() {
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        steady(&mut scrapes, 0, 3, 15.0, 1.0);
+        // 90 jobs of 4 s by 45 s. At 60 s both workers stop answering (a slow scrape); when
+        // they answer again at 75 s they have done 60 more jobs of 6 s: (360 + 360) / 150 jobs
+        // is 4.8 s. Counting their totals again as new workers would give 1080 / 240 = 4.5 s.
+        let silent = CapacityScrape {
+            at_secs: 60.0,
+            ready: Some(12.0),
+            published: totals(&[("channel 0", 120.0)]),
+            worker_ports: vec![1000, 1001],
+            workers: vec![],
+            speed: 1.0,
+        };
+        scrapes.observe(&silent);
+        let back = scrapes.observe(&CapacityScrape {
+            at_secs: 75.0,
+            published: totals(&[("channel 0", 150.0)]),
+            workers: vec![
+                WorkerTotals {
+                    port: 1000,
+                    jobs: 75.0,
+                    work_secs: 360.0,
+                },
+                WorkerTotals {
+                    port: 1001,
+                    jobs: 75.0,
+                    work_secs: 360.0,
+                },
+            ],
+            ..silent
+        });
+        assert!((back.work_secs - 4.8).abs() < 1e-9, "{back:?}");
+        assert!((back.arrival_rate - 2.0).abs() < 1e-9, "{back:?}");
+    }
+
+    #[test]
+    fn at_speed_k_the_wall_clock_work_time_counts_k_times_on_the_engines_clock() {
+        // The same load as at 1x, run 10 times faster: 0.4 s jobs on the wall clock.
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let n = steady(&mut scrapes, 0, 40, 15.0, 10.0);
+        assert!((n.workers_needed - 11.6).abs() < 1e-9, "{n:?}");
+    }
+
+    #[test]
+    fn a_scrape_gap_takes_the_last_two_scrapes_and_traffic_stopped_is_no_nan() {
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        steady(&mut scrapes, 0, 3, 15.0, 1.0);
+        // 105 s without a scrape: no other scrape in the minute before, so the rate is taken
+        // between the last two (45 s and 150 s); the channel kept publishing 2/s.
+        let after_gap = scrapes.observe(&CapacityScrape {
+            at_secs: 150.0,
+            ready: Some(12.0),
+            published: totals(&[("channel 0", 300.0)]),
+            worker_ports: vec![1000, 1001],
+            workers: vec![
+                WorkerTotals {
+                    port: 1000,
+                    jobs: 150.0,
+                    work_secs: 600.0,
+                },
+                WorkerTotals {
+                    port: 1001,
+                    jobs: 150.0,
+                    work_secs: 600.0,
+                },
+            ],
+            speed: 1.0,
+        });
+        assert!((after_gap.arrival_rate - 2.0).abs() < 1e-9, "{after_gap:?}");
+        // Then nothing more arrives or finishes for 10 minutes, the queue empty: 0 arrivals,
+        // the default work time, 0 workers needed, and no NaN on the way.
+        let mut idle = after_gap;
+        for i in 1..=40u32 {
+            idle = scrapes.observe(&CapacityScrape {
+                at_secs: 150.0 + 15.0 * f64::from(i),
+                ready: Some(0.0),
+                published: totals(&[("channel 0", 300.0)]),
+                worker_ports: vec![1000],
+                workers: vec![WorkerTotals {
+                    port: 1000,
+                    jobs: 150.0,
+                    work_secs: 600.0,
+                }],
+                speed: 1.0,
+            });
+            assert!(idle.workers_needed.is_finite());
+        }
+        assert_eq!(idle.arrival_rate, 0.0);
+        assert_eq!(idle.work_secs, Knobs::default().default_work_secs);
+        assert_eq!(idle.workers_needed, 0.0);
+    }
+
+    #[test]
+    fn a_missing_queue_series_is_the_last_backlog_for_2_minutes_then_none() {
+        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let at = |at_secs: f64, ready: Option<f64>| CapacityScrape {
+            at_secs,
+            ready,
+            published: BTreeMap::new(),
+            worker_ports: vec![],
+            workers: vec![],
+            speed: 1.0,
+        };
+        // A queue not declared yet: no backlog, no error.
+        assert_eq!(scrapes.observe(&at(0.0, None)).backlog, 0.0);
+        assert_eq!(scrapes.observe(&at(15.0, Some(30.0))).backlog, 30.0);
+        // The series gone (a leader moving): the last count stands for 2 minutes.
+        assert_eq!(scrapes.observe(&at(30.0, None)).backlog, 30.0);
+        assert_eq!(scrapes.observe(&at(135.0, None)).backlog, 30.0);
+        assert_eq!(scrapes.observe(&at(150.0, None)).backlog, 0.0);
     }
 
     #[test]
