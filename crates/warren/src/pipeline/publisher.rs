@@ -48,6 +48,12 @@ pub const LATE_CONFIRM_BOUND: Duration = Duration::from_secs(600);
 /// still keeps the broker busy: 50 such batches are 800 messages in flight.
 pub const BATCH_WINDOW: usize = 16;
 
+/// Most publishes of all batches together awaiting their confirm at once: however many batches
+/// arrive together, the memory they hold (and the allocator keeps) stays that of this many
+/// jobs. The broker's confirm rate, not this bound, sets how long a burst takes: 64 in flight
+/// keep it busy on this machine.
+pub const BATCHES_IN_FLIGHT: usize = 64;
+
 /// Why a job was not accepted; every variant means "answer 503". [`PublishError::may_run`]
 /// tells the variants after which the job may still run from those where it never will.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +242,8 @@ struct Shared {
     stop: CancellationToken,
     /// Job ids.
     ids: JobIdGenerator,
+    /// The publishes batches may have awaiting a confirm, all together ([`BATCHES_IN_FLIGHT`]).
+    batch_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Publishes jobs to the work queue; cheap to clone, shared by all requests.
@@ -261,6 +269,7 @@ impl Publisher {
             metrics: PublisherMetrics::default(),
             stop: CancellationToken::new(),
             ids: JobIdGenerator::new(),
+            batch_slots: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
         });
         let task = tokio::spawn(supervise(shared.clone()));
         (Self { shared }, task)
@@ -389,9 +398,10 @@ impl Publisher {
         self.shared.broken.notify_one();
     }
 
-    /// Publishes `count` jobs, at most [`BATCH_WINDOW`] awaiting their confirm at a time; all
-    /// confirmed, or the error and those that were. After the first failure no further job of
-    /// the batch is published: those are not queued and never run.
+    /// Publishes `count` jobs, at most [`BATCH_WINDOW`] awaiting their confirm at a time (and
+    /// at most [`BATCHES_IN_FLIGHT`] of all batches together); all confirmed, or the error and
+    /// those that were. After the first failure no further job of the batch is published: those
+    /// are not queued and never run.
     pub async fn publish_batch(&self, count: usize) -> Result<Vec<JobId>, BatchError> {
         let mut confirmed = Vec::with_capacity(count);
         let mut first_error = None;
@@ -401,7 +411,23 @@ impl Publisher {
         let mut in_flight = FuturesOrdered::new();
         loop {
             while first_error.is_none() && started < count && in_flight.len() < BATCH_WINDOW {
-                in_flight.push_back(self.publish());
+                let slots = self.shared.batch_slots.clone();
+                // A batch with nothing in flight holds no slot, so it may wait for one; one with
+                // publishes in flight must poll them (they free its slots), so it only takes a
+                // slot that is free now.
+                let slot = if in_flight.is_empty() {
+                    slots.acquire_owned().await.ok()
+                } else {
+                    match slots.try_acquire_owned() {
+                        Ok(slot) => Some(slot),
+                        Err(_) => break,
+                    }
+                };
+                in_flight.push_back(async move {
+                    let result = self.publish().await;
+                    drop(slot);
+                    result
+                });
                 started += 1;
             }
             let Some(result) = in_flight.next().await else {
