@@ -156,28 +156,14 @@ impl RabbitNode {
         ports: NodePorts,
         remove_dir: bool,
     ) -> Result<Self, NodeError> {
-        let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
-            .map_or_else(|| PathBuf::from(DEFAULT_SERVER_SCRIPT), PathBuf::from);
-        if !script.exists() {
-            return Err(NodeError::NotInstalled(script));
-        }
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        let dir = dir
-            .canonicalize()
-            .map_err(io(format!("resolving {}", dir.display())))?;
-        let mut node = Self {
-            name: name.to_owned(),
-            dir,
-            remove_dir,
+        Self::launch(
+            dir.into(),
+            name.to_owned(),
             ports,
-            child: None,
-            script,
-            member: MemberSetup::default(),
-        };
-        node.write_config()?;
-        node.spawn_and_wait().await?;
-        Ok(node)
+            remove_dir,
+            MemberSetup::default(),
+        )
+        .await
     }
 
     /// Starts a cluster member: a node with the given name and ports (the epmd port shared
@@ -188,17 +174,31 @@ impl RabbitNode {
         ports: NodePorts,
         member: MemberSetup,
     ) -> Result<Self, NodeError> {
+        Self::launch(dir.into(), name, ports, false, member).await
+    }
+
+    /// Writes the node's config into `dir` (created if missing), starts it and waits until it
+    /// serves.
+    async fn launch(
+        dir: PathBuf,
+        name: String,
+        ports: NodePorts,
+        remove_dir: bool,
+        member: MemberSetup,
+    ) -> Result<Self, NodeError> {
         let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
             .map_or_else(|| PathBuf::from(DEFAULT_SERVER_SCRIPT), PathBuf::from);
         if !script.exists() {
             return Err(NodeError::NotInstalled(script));
         }
-        let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", dir.display())))?;
         let mut node = Self {
             name,
             dir,
-            remove_dir: false,
+            remove_dir,
             ports,
             child: None,
             script,
