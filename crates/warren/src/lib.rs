@@ -23,6 +23,7 @@
 //!   - [`metrics`]: the metrics registry pattern and the operations router (`/metrics`, probes).
 //!   - [`telemetry`]: the logging subscriber.
 //!   - [`shutdown`]: the one SIGTERM/SIGINT helper (first signal drains, second exits at once).
+//!   - [`memory`]: gives the allocator's free pages back when a busy process goes quiet.
 //!
 //! `scripts/check-layers` (run by `scripts/test`) fails on any `crate::` path that points up.
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod lab;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod scaling;

@@ -7,7 +7,8 @@ use warren::cli::{self, Command};
 // No `#[global_allocator]`: the system allocator (glibc malloc), measured against mimalloc (docs/benchmarks.md, "Lean
 // processes"): an idle worker 11.2 MB against 16.2 MB, warren web 12.0 MB idle against 16.9 MB,
 // and after a burst glibc kept less. mimalloc's reservation per thread was most of the
-// difference at rest; `unsafe_code = "forbid"` rules out choosing per subcommand.
+// difference at rest. Choosing one per subcommand would need an unsafe `GlobalAlloc` of our
+// own. What glibc keeps after a burst, `warren::memory` gives back once the process is quiet.
 
 fn main() -> ExitCode {
     // Transparent huge pages off for this process: khugepaged collapsed the allocator's regions

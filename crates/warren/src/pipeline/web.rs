@@ -487,6 +487,10 @@ fn publish_unavailable(
     response
 }
 
+/// How often web looks whether it went quiet, to give a burst's memory back
+/// ([`crate::memory::release_when_quiet`]): a burst's pages return 10-20 s after its end.
+const TRIM_PERIOD: Duration = Duration::from_secs(10);
+
 /// Runs `warren web` until `shutdown` is cancelled, then drains.
 pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -513,7 +517,17 @@ pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Resu
         max_concurrent_requests: config.max_concurrent_requests,
     };
     tracing::info!(listen = %local, broker = %config.broker.url, queue = %config.broker.queue, "warren web listening");
+    let trim = tokio::spawn(crate::memory::release_when_quiet(
+        {
+            let published = published.clone();
+            move || published.get()
+        },
+        crate::memory::release_free_pages,
+        TRIM_PERIOD,
+        shutdown.clone(),
+    ));
     serve(listener, app(state, limits), shutdown).await;
+    let _ = trim.await;
     tracing::info!("in-flight requests finished; closing the broker connection");
     publisher.close().await;
     let _ = supervisor.await;
