@@ -28,7 +28,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -302,14 +301,8 @@ pub async fn run_with(
 
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
-    let serving = Arc::new(AtomicBool::new(true));
-    let ready = serving.clone();
-    let ops = metrics::OpsServer::start(
-        config.metrics_listen,
-        registry,
-        Arc::new(move || ready.load(Ordering::Relaxed)),
-    )
-    .await?;
+    // Ready until it stops its workers.
+    let ops = metrics::OpsServer::start(config.metrics_listen, registry, true).await?;
     let metrics_addr = ops.addr();
 
     tracing::info!(hpa = %config.hpa_origin, kubernetes_release = %config.release, source = ?config.source, metrics = %metrics_addr,
@@ -420,7 +413,7 @@ pub async fn run_with(
             }
         }
     }
-    serving.store(false, Ordering::Relaxed);
+    ops.set_ready(false);
     tracing::info!("stopping all workers (each drains its jobs in flight)");
     pool.shutdown().await;
     ops.stop().await;
