@@ -803,6 +803,23 @@ impl ScaleDecision {
     pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
+
+    /// The reason of each condition set, as one line for a decision log:
+    /// `AbleToScale=... ScalingActive=... ScalingLimited=... ScaledToZero=...`, always in that
+    /// order, a condition not set left out (ScaledToZero appears only with HPAScaleToZero,
+    /// from the first rescale on).
+    pub fn reasons(&self) -> String {
+        [
+            ConditionType::AbleToScale,
+            ConditionType::ScalingActive,
+            ConditionType::ScalingLimited,
+            ConditionType::ScaledToZero,
+        ]
+        .into_iter()
+        .filter_map(|t| self.condition(t).map(|c| format!("{t}={}", c.reason)))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
 }
 
 /// What the controller remembers about one autoscaler between evaluations: what a cluster keeps
@@ -1194,5 +1211,80 @@ pub fn scaled_to_zero_change(
             "NotScaledToZero",
             "the HPA controller did not scale the workload to zero",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(conditions: &[(ConditionType, ConditionStatus, &str)]) -> ScaleDecision {
+        ScaleDecision {
+            current_replicas: 1,
+            desired_replicas: 1,
+            rescale: false,
+            reason: None,
+            metrics: Vec::new(),
+            conditions: conditions
+                .iter()
+                .map(|(t, status, reason)| {
+                    Condition::new(*t, *status, *reason, "", Timestamp::EPOCH)
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn reasons_name_each_condition_in_describe_order_with_scaled_to_zero_last() {
+        // Stored out of order, as the state after a resume may be.
+        let d = decision(&[
+            (
+                ConditionType::ScaledToZero,
+                ConditionStatus::True,
+                "ScaledToZero",
+            ),
+            (
+                ConditionType::ScalingLimited,
+                ConditionStatus::True,
+                "TooFewReplicas",
+            ),
+            (
+                ConditionType::AbleToScale,
+                ConditionStatus::True,
+                "SucceededRescale",
+            ),
+            (
+                ConditionType::ScalingActive,
+                ConditionStatus::True,
+                "ValidMetricFound",
+            ),
+        ]);
+        assert_eq!(
+            d.reasons(),
+            "AbleToScale=SucceededRescale ScalingActive=ValidMetricFound \
+             ScalingLimited=TooFewReplicas ScaledToZero=ScaledToZero"
+        );
+    }
+
+    #[test]
+    fn reasons_leave_out_a_condition_not_set() {
+        let d = decision(&[
+            (
+                ConditionType::ScalingActive,
+                ConditionStatus::False,
+                "ScalingDisabled",
+            ),
+            (
+                ConditionType::AbleToScale,
+                ConditionStatus::True,
+                "SucceededGetScale",
+            ),
+        ]);
+        assert_eq!(
+            d.reasons(),
+            "AbleToScale=SucceededGetScale ScalingActive=ScalingDisabled"
+        );
+        assert_eq!(decision(&[]).reasons(), "");
     }
 }

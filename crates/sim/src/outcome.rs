@@ -1,6 +1,7 @@
 //! What a run produces: totals, a time series, every decision and every scale event.
 
 use serde::Serialize;
+use warren_hpa::ScaleDecision;
 
 /// The totals of one run (`totals.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -86,10 +87,10 @@ pub struct Sample {
     pub queue_wait_p95_secs: Option<f64>,
 }
 
-/// One HPA sync.
+/// One HPA sync: the record the simulator keeps of each, and `warren autoscale` sends of each.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
-    /// Simulated seconds.
+    /// Seconds since the run started: simulated ones here, wall-clock ones in `warren autoscale`.
     pub at_secs: f64,
     /// Workers before the decision.
     pub current: u32,
@@ -101,9 +102,10 @@ pub struct Decision {
     pub rescale: bool,
     /// Each metric's value as the HPA saw it; none when unavailable.
     pub metric_values: Vec<Option<f64>>,
-    /// The controller's rescale reason, if any.
+    /// The controller's rescale reason, if any, e.g. `external metric ... above target`.
     pub summary: Option<String>,
-    /// The condition reasons: `AbleToScale=... ScalingActive=... ScalingLimited=...`.
+    /// The condition reasons, [`ScaleDecision::reasons`]: `AbleToScale=... ScalingActive=...
+    /// ScalingLimited=...` and, with HPAScaleToZero, `ScaledToZero=...`.
     pub reasons: String,
 }
 
@@ -148,6 +150,27 @@ pub struct RunOutcome {
 }
 
 impl Decision {
+    /// The record of the engine's `decision` at `at_secs`, from `current` workers of which
+    /// `ready` were ready, with the metric values it was given.
+    pub fn new(
+        at_secs: f64,
+        current: u32,
+        ready: u32,
+        metric_values: Vec<Option<f64>>,
+        decision: &ScaleDecision,
+    ) -> Self {
+        Decision {
+            at_secs,
+            current,
+            ready,
+            desired: u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0),
+            rescale: decision.rescale,
+            metric_values,
+            summary: decision.reason.clone(),
+            reasons: decision.reasons(),
+        }
+    }
+
     /// The decision as one line, as `warren autoscale` logs it.
     pub fn line(&self, metric_names: &[String]) -> String {
         let metrics: Vec<String> = metric_names

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
-use warren_hpa::{ConditionType, MetricObservation, ScaleTarget, Timestamp};
+use warren_hpa::{MetricObservation, ScaleTarget, Timestamp};
 
 use crate::arrivals::ArrivalStream;
 use crate::outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
@@ -821,30 +821,15 @@ impl<'a> Sim<'a> {
             return;
         };
         let decision = engine.evaluate(now, &ScaleTarget::workers(current, ready), &observations);
-        let desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
-        let reasons = [
-            ConditionType::AbleToScale,
-            ConditionType::ScalingActive,
-            ConditionType::ScalingLimited,
-        ]
-        .iter()
-        .filter_map(|t| {
-            decision
-                .condition(*t)
-                .map(|c| format!("{t:?}={}", c.reason))
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-        self.decisions.push(Decision {
-            at_secs: self.now,
-            current: self.current,
-            ready: self.ready_workers,
-            desired,
-            rescale: decision.rescale,
-            metric_values: values,
-            summary: decision.reason.clone(),
-            reasons,
-        });
+        let record = Decision::new(
+            self.now,
+            self.current,
+            self.ready_workers,
+            values,
+            &decision,
+        );
+        let desired = record.desired;
+        self.decisions.push(record);
         self.totals.decisions += 1;
         self.totals.desired_per_sync.push(desired);
         self.desired = desired;

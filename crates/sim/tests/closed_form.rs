@@ -1,4 +1,4 @@
-//! Cases whose answer is known in closed form, determinism, drain, KEDA's 0 <-> 1.
+//! Cases whose answer is known in closed form, determinism, drain, KEDA's 0 <-> 1, the HPA's own scale to 0.
 
 use warren_sim::{run, PolicySpec, ScaleCause, Scenario};
 
@@ -173,6 +173,39 @@ spec:
         .iter()
         .any(|d| d.reasons.contains("ScalingDisabled")));
     assert!(outcome.totals.burst_drain_secs[0].is_some());
+}
+
+#[test]
+fn an_hpa_at_min_replicas_0_records_scaled_to_zero_in_its_reasons_as_the_live_line_does() {
+    let s = scenario(
+        "arrivals: { pattern: constant, rate: 2, pattern_secs: 60 }\nwork: { distribution: fixed, secs: 1 }\nworkers: { initial: 1 }\n",
+    );
+    let hpa = SHIPPED_HPA.replace("minReplicas: 1", "minReplicas: 0");
+    let outcome = run(
+        &s,
+        &PolicySpec::from_hpa_yaml("to zero", &hpa).expect("valid"),
+    )
+    .expect("runs");
+    let to_zero = outcome
+        .decisions
+        .iter()
+        .find(|d| d.rescale && d.desired == 0)
+        .expect("scaled to 0 once idle");
+    assert!(
+        to_zero.reasons.ends_with(" ScaledToZero=ScaledToZero"),
+        "{}",
+        to_zero.reasons
+    );
+    let up = outcome
+        .decisions
+        .iter()
+        .find(|d| d.rescale && d.desired > 0)
+        .expect("scaled up under load");
+    assert!(
+        up.reasons.ends_with(" ScaledToZero=NotScaledToZero"),
+        "{}",
+        up.reasons
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! Each component keeps its own metrics struct beside the code it measures (`WebMetrics` in
 //! `pipeline/web.rs`, `WorkerMetrics` in `pipeline/worker.rs`) and registers it here.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -119,10 +120,13 @@ pub fn ops_router(registry: Arc<Registry>, ready: Readiness) -> Router {
         .with_state(OpsState { registry, ready })
 }
 
-/// A running operations server: [`ops_router`] on its own port.
+/// A running operations server: [`ops_router`] on its own port, its `/readyz` following
+/// [`OpsServer::set_ready`].
 pub struct OpsServer {
     /// The address it listens on (the real port when 0 was asked).
     addr: std::net::SocketAddr,
+    /// What `/readyz` answers.
+    ready: Arc<AtomicBool>,
     /// Stops it.
     stop: tokio_util::sync::CancellationToken,
     /// The serving task.
@@ -130,17 +134,23 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Binds `listen` and serves `registry` and `ready` there until [`OpsServer::stop`].
+    /// Binds `listen` and serves `registry` there until [`OpsServer::stop`], ready from the
+    /// start or not.
     pub async fn start(
         listen: std::net::SocketAddr,
         registry: Registry,
-        ready: Readiness,
+        ready: bool,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        let router = ops_router(Arc::new(registry), ready);
+        let ready = Arc::new(AtomicBool::new(ready));
+        let readiness = ready.clone();
+        let router = ops_router(
+            Arc::new(registry),
+            Arc::new(move || readiness.load(Ordering::Relaxed)),
+        );
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
@@ -148,7 +158,17 @@ impl OpsServer {
                 .with_graceful_shutdown(stopped)
                 .await
         });
-        Ok(Self { addr, stop, task })
+        Ok(Self {
+            addr,
+            ready,
+            stop,
+            task,
+        })
+    }
+
+    /// Makes `/readyz` answer 200 (`true`) or 503 (`false`) from now on.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// The address it listens on.
@@ -166,6 +186,22 @@ impl OpsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn readyz_follows_set_ready_and_stop_closes_the_port() {
+        let ops = OpsServer::start(([127, 0, 0, 1], 0).into(), Registry::default(), false)
+            .await
+            .expect("bind a free port");
+        let url = format!("http://{}/readyz", ops.addr());
+        let status = || async { reqwest::get(&url).await.map(|r| r.status().as_u16()) };
+        assert_eq!(status().await.expect("readyz answers"), 503);
+        ops.set_ready(true);
+        assert_eq!(status().await.expect("readyz answers"), 200);
+        ops.set_ready(false);
+        assert_eq!(status().await.expect("readyz answers"), 503);
+        ops.stop().await;
+        assert!(status().await.is_err(), "the port still answers after stop");
+    }
 
     #[test]
     fn classic_text_names_counter_families_after_their_samples() {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lapin::Connection;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::*;
@@ -131,6 +132,34 @@ impl AutoscaleProcess {
         Some(metric(&text, name, ""))
     }
 
+    /// Waits up to `timeout` until the pool has `replicas` workers.
+    async fn wait_replicas(&self, replicas: f64, timeout: Duration) -> bool {
+        wait_until(timeout, || async {
+            self.gauge("autoscaler_current_replicas").await == Some(replicas)
+        })
+        .await
+    }
+
+    /// Waits up to `drain` for the workers to empty `queue`, then up to 40 s for the pool to be
+    /// back at `minReplicas` (1); fails naming the step that did not happen.
+    async fn assert_drains_back_to_min(
+        &self,
+        connection: &Connection,
+        queue: &str,
+        drain: Duration,
+    ) {
+        let drained = wait_until(drain, || async {
+            queue_depth(connection, queue).await == Some(0)
+        })
+        .await;
+        assert!(drained, "the workers emptied the queue");
+        assert!(
+            self.wait_replicas(1.0, Duration::from_secs(40)).await,
+            "back to minReplicas once the queue was empty; decisions:\n{}",
+            self.decisions().join("\n")
+        );
+    }
+
     fn decisions(&self) -> Vec<String> {
         self.log_text()
             .lines()
@@ -189,18 +218,12 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
     let mut autoscale = AutoscaleProcess::start(&dir, &hpa, &queue, &rabbit_prometheus_url(), 400);
     let web = Warren::web(&broker_url(), &queue, &[]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
-    let started = wait_until(Duration::from_secs(15), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
-    })
-    .await;
-    assert!(started, "the pool starts at minReplicas");
+    assert!(
+        autoscale.wait_replicas(1.0, Duration::from_secs(15)).await,
+        "the pool starts at minReplicas"
+    );
 
-    let accepted: Vec<String> = get_text(&web.url("/generate?count=80"))
-        .await
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(accepted.len(), 80);
+    let accepted = generate_many(&web, 80).await;
     let peak = Arc::new(AtomicI64::new(0));
     let scaled_up = wait_until(Duration::from_secs(30), || {
         let peak = peak.clone();
@@ -222,20 +245,9 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
     );
 
     let connection = amqp(&broker_url()).await;
-    let drained = wait_until(Duration::from_secs(60), || async {
-        queue_depth(&connection, &queue).await == Some(0)
-    })
-    .await;
-    assert!(drained, "the workers emptied the queue");
-    let scaled_down = wait_until(Duration::from_secs(40), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
-    })
-    .await;
-    assert!(
-        scaled_down,
-        "back to minReplicas; decisions:\n{}",
-        autoscale.decisions().join("\n")
-    );
+    autoscale
+        .assert_drains_back_to_min(&connection, &queue, Duration::from_secs(60))
+        .await;
     assert_eq!(
         autoscale.stop().await,
         Some(0),
@@ -339,10 +351,7 @@ async fn no_scaling_while_the_metric_source_is_down_and_normal_scaling_once_it_r
         .all(|l| field(l, "rescale") == "false"));
 
     ready.store(20, Ordering::Relaxed);
-    let scaled = wait_until(Duration::from_secs(15), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(4.0)
-    })
-    .await;
+    let scaled = autoscale.wait_replicas(4.0, Duration::from_secs(15)).await;
     assert!(
         scaled,
         "scales once the source is back:\n{}",
@@ -567,17 +576,11 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
         AutoscaleProcess::start_with(&dir, "first", &hpa, &queue, &rabbit, 300, &with_state);
     let web = Warren::web(&broker_url(), &queue, &[]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
-    let started = wait_until(Duration::from_secs(15), || async {
-        first.gauge("autoscaler_current_replicas").await == Some(1.0)
-    })
-    .await;
-    assert!(started, "the pool starts at minReplicas");
-    let accepted: Vec<String> = get_text(&web.url("/generate?count=40"))
-        .await
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(accepted.len(), 40);
+    assert!(
+        first.wait_replicas(1.0, Duration::from_secs(15)).await,
+        "the pool starts at minReplicas"
+    );
+    let accepted = generate_many(&web, 40).await;
 
     // Up to 4, the queue drains, and the window holds the 4 workers.
     let holding = wait_until(Duration::from_secs(60), || async {
@@ -795,12 +798,7 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
     assert!(next.contains("ScaledToZero=ScaledToZero"), "{next}");
 
     // The first message wakes it: one worker, which does the job; then back to 0.
-    let accepted: Vec<String> = get_text(&web.url("/generate?count=1"))
-        .await
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(accepted.len(), 1);
+    let accepted = generate_many(&web, 1).await;
     let woke_and_slept = wait_until(Duration::from_secs(40), || async {
         let decisions = resumed.decisions();
         let woke = decisions.iter().position(|l| {
@@ -830,10 +828,7 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
         .rfind(|l| field(l, "desired") == "0" && field(l, "rescale") == "true")
         .unwrap();
     assert!(slept.contains("ScaledToZero=ScaledToZero"), "{slept}");
-    let back_at_zero = wait_until(Duration::from_secs(15), || async {
-        resumed.gauge("autoscaler_current_replicas").await == Some(0.0)
-    })
-    .await;
+    let back_at_zero = resumed.wait_replicas(0.0, Duration::from_secs(15)).await;
     assert!(back_at_zero);
     assert_eq!(resumed.stop().await, Some(0));
 
@@ -926,11 +921,10 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
         &rabbit_prometheus_url(),
         400,
     );
-    let started = wait_until(Duration::from_secs(15), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
-    })
-    .await;
-    assert!(started, "the pool starts at minReplicas");
+    assert!(
+        autoscale.wait_replicas(1.0, Duration::from_secs(15)).await,
+        "the pool starts at minReplicas"
+    );
 
     // 5 jobs/s on the wall clock, 0.5/s on the engine's: 2 workers busy, 2.5 needed at 0.8.
     let load = {
@@ -971,10 +965,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     // A burst of 60: the backlog term adds 60 x 4 / 30 = 8 workers' worth, so the pool goes
     // to its maximum.
     get_text(&web.url("/generate?count=60")).await;
-    let burst = wait_until(Duration::from_secs(20), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(6.0)
-    })
-    .await;
+    let burst = autoscale.wait_replicas(6.0, Duration::from_secs(20)).await;
     assert!(
         burst,
         "the backlog scales the pool up:\n{}",
@@ -984,20 +975,9 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
 
     // Traffic stops and the queue drains: the metric falls to 0, and the pool to minReplicas.
     let connection = amqp(&broker_url()).await;
-    let drained = wait_until(Duration::from_secs(40), || async {
-        queue_depth(&connection, &queue).await == Some(0)
-    })
-    .await;
-    assert!(drained, "the workers emptied the queue");
-    let back = wait_until(Duration::from_secs(40), || async {
-        autoscale.gauge("autoscaler_current_replicas").await == Some(1.0)
-    })
-    .await;
-    assert!(
-        back,
-        "back to minReplicas once idle:\n{}",
-        autoscale.decisions().join("\n")
-    );
+    autoscale
+        .assert_drains_back_to_min(&connection, &queue, Duration::from_secs(40))
+        .await;
     // Never unavailable, never NaN: every decision had a finite value.
     let decisions = autoscale.decisions();
     assert!(decisions.len() >= 10, "{decisions:?}");

@@ -305,33 +305,18 @@ async fn under_load_worker_kills_scale_down_and_broker_and_web_restarts_lose_no_
     stop_load.cancel();
     let summary = load.await.unwrap().unwrap();
     let load_took = started.elapsed();
-    let mut accepted = HashSet::new();
-    while let Ok(id) = accepted_rx.try_recv() {
-        accepted.insert(id);
-    }
+    let accepted = accepted_ids(&mut accepted_rx);
 
     // Drain: every accepted id acked, the queue empty, no job in hand.
-    let mut ledger = Ledger::new();
-    let drained = wait_until(Duration::from_secs(60), || {
-        ledger.read_dir(&logs).unwrap();
-        let lost = ledger.lost(&accepted).len();
-        let url = url.clone();
-        let queue = queue.clone();
-        let workers: Vec<String> = pool.workers.iter().map(|w| w.url("/metrics")).collect();
-        async move {
-            if lost > 0 {
-                return false;
-            }
-            let connection = amqp(&url).await;
-            let empty = queue_depth(&connection, &queue).await == Some(0);
-            let _ = connection.close(200, "".into()).await;
-            let mut idle = true;
-            for worker in workers {
-                idle &= metric(&get_text(&worker).await, "jobs_in_flight", "") == 0.0;
-            }
-            empty && idle
-        }
-    })
+    let workers: Vec<String> = pool.workers.iter().map(|w| w.url("/metrics")).collect();
+    let drained = wait_drained(
+        &logs,
+        &accepted,
+        &url,
+        &queue,
+        &workers,
+        Duration::from_secs(60),
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ledger = Ledger::new();

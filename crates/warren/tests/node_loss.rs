@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -231,31 +230,20 @@ async fn a_three_node_cluster_loses_a_node_twice_under_load_and_loses_no_accepte
     stop_load.cancel();
     let summary = load.await.unwrap().unwrap();
     let load_took = load_start.elapsed();
-    let mut accepted = HashSet::new();
-    while let Ok(id) = accepted_rx.try_recv() {
-        accepted.insert(id);
-    }
+    let accepted = accepted_ids(&mut accepted_rx);
 
     // Drain with two nodes up: every accepted id acked, the queue empty.
     let survivor = (0..3).find(|&i| i != second).unwrap();
     let survivor_url = cluster.node(survivor).amqp_url().expose().to_owned();
-    let mut ledger = Ledger::new();
     let draining = Instant::now();
-    let drained = wait_until(Duration::from_secs(60), || {
-        ledger.read_dir(&logs).unwrap();
-        let lost = ledger.lost(&accepted).len();
-        let survivor_url = survivor_url.clone();
-        let queue = queue.clone();
-        async move {
-            if lost > 0 {
-                return false;
-            }
-            let connection = amqp(&survivor_url).await;
-            let empty = queue_depth(&connection, &queue).await == Some(0);
-            let _ = connection.close(200, "".into()).await;
-            empty
-        }
-    })
+    let drained = wait_drained(
+        &logs,
+        &accepted,
+        &survivor_url,
+        &queue,
+        &[],
+        Duration::from_secs(60),
+    )
     .await;
     let drain_took = draining.elapsed();
     let mut ledger = Ledger::new();

@@ -417,20 +417,21 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         while let Ok(event) = events.try_recv() {
             // On the samples' clock.
             let at_demo_secs = event.at.saturating_duration_since(started).as_secs_f64() * speed;
-            view.workers_desired = event.desired;
+            let decision = &event.decision;
+            view.workers_desired = decision.desired;
             view.last_decision = Some(Decision {
                 at: Duration::from_secs_f64(at_demo_secs),
-                current: event.current,
-                desired: event.desired,
-                reasons: event
+                current: decision.current,
+                desired: decision.desired,
+                reasons: decision
                     .reasons
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect(),
-                summary: event.summary.clone(),
+                summary: decision.summary.clone(),
                 metrics: targets
                     .iter()
-                    .zip(&event.metric_values)
+                    .zip(&decision.metric_values)
                     .map(|((name, target), value)| MetricReading {
                         name: name.clone(),
                         value: value.unwrap_or(f64::NAN),
@@ -440,7 +441,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             });
             decisions.push(DecisionEntry {
                 t_secs: at_demo_secs,
-                rescale: event.rescale,
+                rescale: decision.rescale,
                 line: event.line.clone(),
             });
         }

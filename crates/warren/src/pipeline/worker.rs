@@ -20,7 +20,6 @@
 //! exits 1 without acking, and the broker requeues what was unacked.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,14 +137,8 @@ impl WorkerMetrics {
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let worker_metrics = WorkerMetrics::register(&mut registry);
-    let consuming = Arc::new(AtomicBool::new(false));
-    let ready = consuming.clone();
-    let ops = metrics::OpsServer::start(
-        config.metrics_listen,
-        registry,
-        Arc::new(move || ready.load(Ordering::Relaxed)),
-    )
-    .await?;
+    // Ready while consuming.
+    let ops = metrics::OpsServer::start(config.metrics_listen, registry, false).await?;
     let metrics_addr = ops.addr();
     tracing::info!(metrics = %metrics_addr, broker = %config.broker.url, queue = %config.broker.queue,
         work_ms = config.work.as_millis() as u64, prefetch = config.prefetch, "warren worker starting");
@@ -173,7 +166,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             }
         };
         backoff.reset();
-        consuming.store(true, Ordering::Relaxed);
+        ops.set_ready(true);
         tracing::info!(queue = %config.broker.queue, "consuming");
         // Cancelled when this channel is lost: its jobs' deliveries are then void.
         let channel_lost = CancellationToken::new();
@@ -187,7 +180,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             &channel_lost,
         )
         .await;
-        consuming.store(false, Ordering::Relaxed);
+        ops.set_ready(false);
         match stopped {
             Stopped::Shutdown => {
                 last_connection = Some((connection, channel));

@@ -28,7 +28,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +52,7 @@ use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerPool, WorkerSpec};
 use crate::scaling::state_file::{self, SavedState, StateFile};
 use warren_sim::capacity::Needed;
+use warren_sim::outcome::Decision;
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
 /// default on one machine cannot drift from what the cluster runs, and so that warren needs no
@@ -145,28 +145,14 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-/// What happened at one sync, for the demo's view and report.
+/// What happened at one sync, for the demo's view and report: the record the simulator keeps
+/// of a decision, and what only a live run has.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoscaleEvent {
-    /// Wall-clock seconds since the autoscaler started.
-    pub at_secs: f64,
+    /// The decision; its `at_secs` are wall-clock seconds since the autoscaler started.
+    pub decision: Decision,
     /// When the decision was made, to place it on another clock (the demo's).
     pub at: Instant,
-    /// Live workers before the decision.
-    pub current: u32,
-    /// Ready workers before the decision.
-    pub ready: u32,
-    /// The engine's desired replicas.
-    pub desired: u32,
-    /// Whether the pool was rescaled.
-    pub rescale: bool,
-    /// Each metric's value, `None` when it could not be read.
-    pub metric_values: Vec<Option<f64>>,
-    /// The controller's rescale reason, e.g. `external metric ... above target`.
-    pub summary: Option<String>,
-    /// The condition reasons, e.g. `AbleToScale=ScaleDownStabilized ScalingActive=ValidMetricFound`
-    /// (and `ScaledToZero=ScaledToZero` once the controller took the pool to 0).
-    pub reasons: String,
     /// The whole log line.
     pub line: String,
 }
@@ -315,14 +301,8 @@ pub async fn run_with(
 
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
-    let serving = Arc::new(AtomicBool::new(true));
-    let ready = serving.clone();
-    let ops = metrics::OpsServer::start(
-        config.metrics_listen,
-        registry,
-        Arc::new(move || ready.load(Ordering::Relaxed)),
-    )
-    .await?;
+    // Ready until it stops its workers.
+    let ops = metrics::OpsServer::start(config.metrics_listen, registry, true).await?;
     let metrics_addr = ops.addr();
 
     tracing::info!(hpa = %config.hpa_origin, kubernetes_release = %config.release, source = ?config.source, metrics = %metrics_addr,
@@ -403,8 +383,7 @@ pub async fn run_with(
                 let current = i32::try_from(status.current).unwrap_or(i32::MAX);
                 let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
                 let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
-                let reasons = reasons(&decision);
-                let line = format!("{} engine_ms={}", describe(&queries, &values, &terms, &decision, &status, &reasons), engine_now.as_nanos() / 1_000_000);
+                let line = format!("{} engine_ms={}", describe(&queries, &values, &terms, &decision, &status), engine_now.as_nanos() / 1_000_000);
                 tracing::info!("{line}");
                 if let Some(file) = state_file.as_mut() {
                     file.save(&SavedState {
@@ -426,22 +405,15 @@ pub async fn run_with(
                 m.current.set(i64::from(pool.status().current));
                 if let Some(events) = &events {
                     let _ = events.send(AutoscaleEvent {
-                        at_secs: started.elapsed().as_secs_f64(),
+                        decision: Decision::new(started.elapsed().as_secs_f64(), status.current, status.ready, values, &decision),
                         at: Instant::now(),
-                        current: status.current,
-                        ready: status.ready,
-                        desired,
-                        rescale: decision.rescale,
-                        metric_values: values,
-                        summary: decision.reason.clone(),
-                        reasons,
                         line,
                     });
                 }
             }
         }
     }
-    serving.store(false, Ordering::Relaxed);
+    ops.set_ready(false);
     tracing::info!("stopping all workers (each drains its jobs in flight)");
     pool.shutdown().await;
     ops.stop().await;
@@ -512,25 +484,6 @@ fn to_milli(value: f64) -> i64 {
         .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
-/// `AbleToScale=... ScalingActive=... ScalingLimited=... ScaledToZero=...` (the last only
-/// once set: HPAScaleToZero on and a rescale seen).
-fn reasons(decision: &ScaleDecision) -> String {
-    [
-        ConditionType::AbleToScale,
-        ConditionType::ScalingActive,
-        ConditionType::ScalingLimited,
-        ConditionType::ScaledToZero,
-    ]
-    .iter()
-    .filter_map(|t| {
-        decision
-            .condition(*t)
-            .map(|c| format!("{t:?}={}", c.reason))
-    })
-    .collect::<Vec<_>>()
-    .join(" ")
-}
-
 /// The reason that decided: ScalingActive's when it is False (no valid metric), else AbleToScale's.
 fn deciding_reason(decision: &ScaleDecision) -> String {
     match decision.condition(ConditionType::ScalingActive) {
@@ -547,7 +500,6 @@ fn describe(
     terms: &[Option<Needed>],
     decision: &ScaleDecision,
     status: &crate::scaling::pool::PoolStatus,
-    reasons: &str,
 ) -> String {
     let mut parts = Vec::new();
     for (((query, value), proposal), needed) in
@@ -577,12 +529,13 @@ fn describe(
         }
     }
     format!(
-        "decision {} current={} ready={} desired={} rescale={} {reasons}",
+        "decision {} current={} ready={} desired={} rescale={} {}",
         parts.join(" "),
         status.current,
         status.ready,
         decision.desired_replicas,
-        decision.rescale
+        decision.rescale,
+        decision.reasons()
     )
 }
 

@@ -2,7 +2,8 @@
 //! queue inspection and waiting helpers. Each test uses its own queue, so tests run in parallel.
 #![allow(dead_code)] // Each test binary uses a different part of the fixtures.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use warren::lab::ledger::Ledger;
 
 /// The shared test broker's URL (set by `scripts/test`).
 pub fn broker_url() -> String {
@@ -357,6 +359,17 @@ pub async fn generate(web: &Warren) -> String {
         .to_owned()
 }
 
+/// `GET /generate?count=N` on `web`: the ids of the `count` jobs it accepted, one a line.
+pub async fn generate_many(web: &Warren, count: usize) -> Vec<String> {
+    let ids: Vec<String> = get_text(&web.url(&format!("/generate?count={count}")))
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), count, "every job of the batch accepted");
+    ids
+}
+
 /// Waits up to `timeout` until `worker` reports `jobs` jobs in hand.
 pub async fn wait_in_flight(worker: &Warren, jobs: f64, timeout: Duration) -> bool {
     wait_until(timeout, || async {
@@ -365,6 +378,43 @@ pub async fn wait_in_flight(worker: &Warren, jobs: f64, timeout: Duration) -> bo
             "jobs_in_flight",
             "",
         ) == jobs
+    })
+    .await
+}
+
+/// The ids a load run reported accepted so far (`lab::load::run_with`'s channel).
+pub fn accepted_ids(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> HashSet<String> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+/// Waits up to `timeout` until the work is done: every id in `accepted` acked in the worker
+/// logs under `logs`, `queue` empty on the broker at `amqp_url`, and no job in hand at any of
+/// `worker_metrics` (the workers' `/metrics` URLs).
+pub async fn wait_drained(
+    logs: &Path,
+    accepted: &HashSet<String>,
+    amqp_url: &str,
+    queue: &str,
+    worker_metrics: &[String],
+    timeout: Duration,
+) -> bool {
+    let mut ledger = Ledger::new();
+    wait_until(timeout, || {
+        ledger.read_dir(logs).unwrap();
+        let acked = ledger.lost(accepted).is_empty();
+        async move {
+            if !acked {
+                return false;
+            }
+            let connection = amqp(amqp_url).await;
+            let empty = queue_depth(&connection, queue).await == Some(0);
+            let _ = connection.close(200, "".into()).await;
+            let mut idle = true;
+            for worker in worker_metrics {
+                idle &= metric(&get_text(worker).await, "jobs_in_flight", "") == 0.0;
+            }
+            empty && idle
+        }
     })
     .await
 }
