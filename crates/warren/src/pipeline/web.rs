@@ -491,6 +491,9 @@ fn publish_unavailable(
 /// ([`crate::memory::release_when_quiet`]): a burst's pages return 10-20 s after its end.
 const TRIM_PERIOD: Duration = Duration::from_secs(10);
 
+/// Under a load that does not stop, web trims every this many [`TRIM_PERIOD`]s (a minute).
+const TRIM_BUSY_EVERY: u32 = 6;
+
 /// Runs `warren web` until `shutdown` is cancelled, then drains.
 pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -524,6 +527,7 @@ pub async fn run(config: WebConfig, shutdown: CancellationToken) -> anyhow::Resu
         },
         crate::memory::release_free_pages,
         TRIM_PERIOD,
+        TRIM_BUSY_EVERY,
         shutdown.clone(),
     ));
     serve(listener, app(state, limits), shutdown).await;
