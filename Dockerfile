@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every warren subcommand: the pod's args choose (web, worker, ...).
+# It also holds warren-worker, `warren worker` alone, which the worker's pods run: less
+# code mapped per replica.
 #
 #   docker build -t warren:local .
 #   docker run --rm warren:local --help
@@ -17,13 +19,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release -p warren --locked \
-    && install -D -m 0755 target/release/warren /out/warren
+    && install -D -m 0755 target/release/warren /out/warren \
+    && install -D -m 0755 target/release/warren-worker /out/warren-worker
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="warren" \
       org.opencontainers.image.description="Queue-driven autoscaling for RabbitMQ workers" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=builder /out/warren /usr/local/bin/warren
+COPY --from=builder /out/warren /out/warren-worker /usr/local/bin/
 USER 65532:65532
 # web: 3000 (PORT), worker metrics: 9100 (METRICS_PORT)
 EXPOSE 3000 9100

@@ -67,8 +67,10 @@ bench_prepare() {
   WARREN_SETUP_BENCH=1 scripts/setup
   local target=${CARGO_TARGET_DIR:-$PWD/target}
   WARREN=$target/release/warren
+  # The worker as deployed: `warren worker` alone (deploy/kubernetes/base/worker.yaml).
+  WORKER=$target/release/warren-worker
   BENCH=$target/release/warren-bench
-  if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$WARREN" ] && [ -x "$BENCH" ]; then
+  if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$WARREN" ] && [ -x "$WORKER" ] && [ -x "$BENCH" ]; then
     bench_log "BENCH_NO_BUILD=1: using the binaries in $target/release as they are"
     return 0
   fi

@@ -531,19 +531,21 @@ def check_credentials(objs: list[dict], label: str) -> None:
 
 def check_warren_apps(objs: list[dict], label: str) -> None:
     deps = {o["metadata"]["name"]: o for o in objs if o.get("kind") == "Deployment"}
+    # What each container runs: the image's entrypoint (`warren`) with a subcommand, or the
+    # worker's own binary (`warren-worker`, the worker alone: less memory per replica).
     expect = {
-        "warren-web": ("web", "http", 3000),
-        "warren-worker": ("worker", "metrics", 9100),
+        "warren-web": ({"args": ["web"]}, "warren web", "http", 3000),
+        "warren-worker": ({"command": ["/usr/local/bin/warren-worker"]}, "warren-worker", "metrics", 9100),
     }
-    for name, (sub, port_name, port) in expect.items():
+    for name, (invocation, program, port_name, port) in expect.items():
         d = deps.get(name)
         if not d:
             fail(f"{label}: Deployment {name} missing")
             continue
         spec = pod_spec(d)
         c = spec["containers"][0]
-        if c.get("args", [None])[0] != sub:
-            fail(f"{label}: {name} does not run `warren {sub}`")
+        if {k: c[k] for k in ("command", "args") if k in c} != invocation:
+            fail(f"{label}: {name} does not run `{program}` ({invocation})")
         ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
         if ports.get(port_name) != port:
             fail(f"{label}: {name} port {port_name} is not {port}")

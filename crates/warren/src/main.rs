@@ -1,8 +1,9 @@
-//! The `warren` binary: parse the command line, then run one subcommand.
+//! The `warren` binary: parse the command line, then run one subcommand. (`warren-worker`,
+//! in `bin/warren-worker.rs`, is the worker alone.)
 
 use std::process::ExitCode;
 
-use warren::cli::{self, Command};
+use warren::cli::{self, run_until_shutdown as run, Cli, Command};
 
 // No `#[global_allocator]`: the system allocator (glibc malloc), measured against mimalloc (docs/benchmarks.md, "Lean
 // processes"): an idle worker 11.2 MB against 16.2 MB, warren web 12.0 MB idle against 16.9 MB,
@@ -11,14 +12,10 @@ use warren::cli::{self, Command};
 // own. What glibc keeps after a burst, `warren::memory` gives back once the process is quiet.
 
 fn main() -> ExitCode {
-    // Transparent huge pages off for this process: khugepaged collapsed the allocator's regions
-    // into 2 MB pages, so RSS grew while idle after a burst (bench/burst with mimalloc: 190 MB
-    // with 117 MB of AnonHugePages, against 154 MB and none without). Best effort: a kernel
-    // without the prctl leaves things as they were.
-    let _ = nix::sys::prctl::set_thp_disable(true);
-    let cli = cli::parse();
-    let filter =
-        warren::telemetry::filter(&cli.log_level).unwrap_or_else(|e| cli::exit_config_error(&e));
+    cli::start_process();
+    let cli: Cli = cli::parse();
+    let filter = warren::telemetry::filter(&cli.log.log_level)
+        .unwrap_or_else(|e| cli::exit_config_error(&e));
     // Every config is checked here, before logging starts and before any network call.
     let result = match cli.command {
         Command::Demo(args) => {
@@ -84,32 +81,5 @@ fn main() -> ExitCode {
             })
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warren: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Builds the runtime, installs the shutdown signal and runs one subcommand to its end.
-fn run<F, Fut>(multi_thread: bool, subcommand: F) -> anyhow::Result<()>
-where
-    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let runtime = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    };
-    runtime.block_on(async {
-        let shutdown = warren::shutdown::install()?;
-        subcommand(shutdown).await
-    })
+    cli::exit_code(result)
 }

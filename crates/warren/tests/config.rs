@@ -276,3 +276,59 @@ fn argument_errors_keep_clap_content_on_one_line() {
         }
     }
 }
+
+/// `warren-worker` (the worker's pods run it) checks the same settings as `warren worker`, and
+/// says its own name: one line, exit code 2, nothing started.
+#[test]
+fn warren_worker_checks_the_worker_settings_and_names_itself() {
+    // Arguments, environment, a part the error line must name.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&[], &[("PREFETCH", "0")], "PREFETCH"),
+        (&[], &[("WORK_MS", "-5")], "WORK_MS"),
+        (&[], &[("AMQP_URL", "http://guest:hunter2@host")], "amqp"),
+        (&[], &[("LOG_LEVEL", "loud")], "loud"),
+        (&["--prefetch", "many"], &[], "see 'warren-worker --help'"),
+        // The worker alone: another subcommand is not an argument it knows.
+        (&["web"], &[], "'web'"),
+    ];
+    for (args, env, wanted) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warren-worker"));
+        command
+            .args(*args)
+            .env_remove("AMQP_URL")
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_LEVEL")
+            .envs(env.iter().copied());
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?} {env:?}: {stderr:?}");
+        assert!(stderr.starts_with("warren-worker: "), "{stderr}");
+        assert!(
+            stderr.contains(wanted),
+            "{wanted:?} missing from {stderr:?}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "a password was printed: {stderr}"
+        );
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_warren-worker"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for wanted in [
+        "Usage: warren-worker",
+        "--prefetch",
+        "[env: WORK_MS=]",
+        "--log-level",
+    ] {
+        assert!(
+            text.contains(wanted),
+            "{wanted:?} missing from --help:\n{text}"
+        );
+    }
+}

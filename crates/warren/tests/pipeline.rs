@@ -228,7 +228,8 @@ async fn worker_sigterm_finishes_jobs_in_flight_acks_them_and_exits_0() {
     let url = broker_url();
     let queue = unique_queue("drain");
     let web = Warren::web(&url, &queue, &[]);
-    let mut worker = Warren::worker(&url, &queue, 1500, &[("PREFETCH", "2")]);
+    // The binary the worker's pods run drains; `warren worker` then does the rest.
+    let mut worker = Warren::worker_binary(&url, &queue, 1500, &[("PREFETCH", "2")]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
     worker.wait_ready("/readyz", Duration::from_secs(15)).await;
     let ids: Vec<String> = get_text(&web.url("/generate?count=6"))

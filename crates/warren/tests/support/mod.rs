@@ -64,9 +64,15 @@ impl Warren {
         log: PathBuf,
         keep_log: bool,
     ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+        // `warren-worker` is the worker alone: no subcommand.
+        let mut command = if subcommand == "warren-worker" {
+            Command::new(env!("CARGO_BIN_EXE_warren-worker"))
+        } else {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+            command.arg(subcommand);
+            command
+        };
         command
-            .arg(subcommand)
             .env_remove("AMQP_URL")
             .env_remove("RUST_LOG")
             .env("LOG_LEVEL", "info")
@@ -127,6 +133,18 @@ impl Warren {
     pub fn worker(amqp_url: &str, queue: &str, work_ms: u64, extra: &[(&str, &str)]) -> Self {
         let (envs, port) = worker_env(amqp_url, queue, work_ms, extra);
         Self::spawn("worker", &envs, port)
+    }
+
+    /// Starts `warren-worker` (`warren worker` alone, as the worker's pods run it) against
+    /// `amqp_url`, queue `queue`.
+    pub fn worker_binary(
+        amqp_url: &str,
+        queue: &str,
+        work_ms: u64,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let (envs, port) = worker_env(amqp_url, queue, work_ms, extra);
+        Self::spawn("warren-worker", &envs, port)
     }
 
     /// `http://127.0.0.1:<port><path>`.
