@@ -112,14 +112,21 @@ mod tests {
             }
         });
         let releases = || RELEASES.load(Ordering::SeqCst);
+        // Busy for `periods` periods: the count moves between every two looks.
+        let busy_for = |periods: u32| {
+            let activity = activity.clone();
+            async move {
+                for _ in 0..periods {
+                    activity.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            }
+        };
         // Quiet from the start: nothing to give back.
         tokio::time::sleep(Duration::from_secs(35)).await;
         assert_eq!(releases(), 0, "trimmed without any activity");
-        // Busy for 30 s, the count moving between every two looks: under the 4 periods.
-        for _ in 0..3 {
-            activity.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        }
+        // Busy for 30 s: under the 4 periods.
+        busy_for(3).await;
         assert_eq!(releases(), 0, "trimmed under a short load");
         // Quiet again: one trim within two periods, then none.
         tokio::time::sleep(Duration::from_secs(20)).await;
@@ -127,10 +134,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(releases(), 1, "trimmed again without new activity");
         // A long load: one trim every 4 busy periods, 80 s busy -> 2.
-        for _ in 0..8 {
-            activity.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        }
+        busy_for(8).await;
         assert_eq!(releases(), 3, "a long load is trimmed every 4 periods");
         shutdown.cancel();
         task.await.expect("the trim loop ends on shutdown");
