@@ -122,7 +122,17 @@ impl RabbitCluster {
             cluster.nodes.push(member(0).await?);
         }
         let joined = futures_util::future::join_all((first..usize::from(size)).map(member)).await;
-        for node in joined {
+        for (i, node) in (first..).zip(joined) {
+            let node = match node {
+                // RabbitMQ 3.10: a member restarted beside peers still booting can fail to
+                // sync feature flags with one of them (`incompatible_feature_flags`, a badmap in
+                // `enable_dependencies`) and exit. Once the others are up it starts: once more.
+                Err(NodeError::StartFailed { reason, .. }) if restart => {
+                    tracing::warn!(member = i, %reason, "cluster member failed to start beside the others; starting it again");
+                    member(i).await
+                }
+                other => other,
+            };
             cluster.nodes.push(node?);
         }
         let running = cluster.running_nodes(0);
