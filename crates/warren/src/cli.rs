@@ -157,6 +157,16 @@ where
     })
 }
 
+/// `warren worker` and `warren-worker`: checks the config (a bad one exits 2), starts logging
+/// with `filter`, then runs the worker on one thread until it has drained.
+pub fn run_worker(args: WorkerArgs, filter: tracing_subscriber::EnvFilter) -> anyhow::Result<()> {
+    let config = args.to_config().unwrap_or_else(|e| exit_config_error(&e));
+    crate::telemetry::init(filter);
+    run_until_shutdown(false, |shutdown| {
+        crate::pipeline::worker::run(config, shutdown)
+    })
+}
+
 /// The process's exit code for a subcommand's result; an error is printed as one line first.
 pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {

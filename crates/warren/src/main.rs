@@ -36,15 +36,7 @@ fn main() -> ExitCode {
                 warren::pipeline::web::run(config, shutdown)
             })
         }
-        Command::Worker(args) => {
-            let config = args
-                .to_config()
-                .unwrap_or_else(|e| cli::exit_config_error(&e));
-            warren::telemetry::init(filter);
-            run(false, |shutdown| {
-                warren::pipeline::worker::run(config, shutdown)
-            })
-        }
+        Command::Worker(args) => cli::run_worker(args, filter),
         Command::Autoscale(args) => {
             let config = args
                 .to_config()

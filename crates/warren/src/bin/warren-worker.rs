@@ -13,12 +13,5 @@ fn main() -> ExitCode {
     let cli: WorkerCli = cli::parse();
     let filter = warren::telemetry::filter(&cli.log.log_level)
         .unwrap_or_else(|e| cli::exit_config_error(&e));
-    let config = cli
-        .worker
-        .to_config()
-        .unwrap_or_else(|e| cli::exit_config_error(&e));
-    warren::telemetry::init(filter);
-    cli::exit_code(cli::run_until_shutdown(false, |shutdown| {
-        warren::pipeline::worker::run(config, shutdown)
-    }))
+    cli::exit_code(cli::run_worker(cli.worker, filter))
 }
