@@ -638,6 +638,18 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
     if triggers.is_empty() {
         return err("spec.triggers: no triggers defined in the ScaledObject/ScaledJob".into());
     }
+    // The scenario is one queue: every trigger must read it.
+    let queues: Vec<&str> = spec
+        .triggers
+        .iter()
+        .filter_map(|t| given(&t.metadata.queue_name))
+        .collect();
+    if let Some(i) = queues.iter().position(|q| *q != queues[0]) {
+        return err(format!(
+            "spec.triggers[{i}].metadata.queueName: the scenario has one queue and spec.triggers[0] reads {:?}; a trigger on another queue is not simulated",
+            queues[0]
+        ));
+    }
     let mut names = std::collections::BTreeSet::new();
     for (i, t) in spec.triggers.iter().enumerate() {
         if let Some(name) = t.name.as_deref().filter(|n| !n.is_empty()) {
