@@ -1,5 +1,6 @@
-//! A KEDA ScaledObject with rabbitmq triggers, as KEDA runs it: the HPA it generates, its own
-//! scale loop beside that HPA, and what its rabbitmq scaler reads from the broker.
+//! A KEDA ScaledObject with rabbitmq triggers (and prometheus triggers on warren's capacity
+//! metric), as KEDA runs it: the HPA it generates, its own scale loop beside that HPA, and what
+//! its rabbitmq scaler reads from the broker.
 //!
 //! Read from KEDA's source, v2.20 line (kedacore/keda at 8b4f083, 2026-08-20), not guessed:
 //! `apis/keda/v1alpha1` (defaults, `CheckReplicaCountBoundsAreValid`, `CheckFallbackValid`, the
@@ -7,7 +8,8 @@
 //! scaledobject_controller.go` (`handlePause`), `pkg/scaling/executor/scale_scaledobjects.go`
 //! (`RequestScale`), `pkg/scaling/scale_handler.go` (`getScaledObjectState`: active when any
 //! trigger is), `pkg/scalers/rabbitmq_scaler.go` (metadata, `Validate`, `GetMetricsAndActivity`,
-//! `GetMetricSpecForScaling`) and `pkg/scalers/scaler.go` (`GetMetricTargetMili`).
+//! `GetMetricSpecForScaling`), `pkg/scalers/prometheus_scaler.go` and `pkg/scalers/scaler.go`
+//! (`GetMetricTargetMili`).
 //!
 //! What is refused, what is accepted and changes nothing a simulation shows, and why: see the
 //! "KEDA" section of docs/simulation.md.
@@ -85,8 +87,43 @@ pub struct KedaLoop {
     pub pause_scale_out: bool,
     /// `autoscaling.keda.sh/force-activation`.
     pub force_activation: bool,
-    /// The rabbitmq triggers, in order: trigger i feeds the HPA's metric `s{i}-rabbitmq-...`.
-    pub triggers: Vec<RabbitTrigger>,
+    /// The triggers, in order: trigger i feeds the HPA's metric `s{i}-...`.
+    pub triggers: Vec<KedaTrigger>,
+}
+
+/// A trigger the simulator models.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum KedaTrigger {
+    /// The rabbitmq scaler.
+    Rabbit(RabbitTrigger),
+    /// The prometheus scaler on warren's capacity metric.
+    Capacity(CapacityTrigger),
+}
+
+impl KedaTrigger {
+    /// `useCachedMetrics`: the HPA gets the value of the last poll.
+    pub fn use_cached_metrics(&self) -> bool {
+        match self {
+            KedaTrigger::Rabbit(t) => t.use_cached_metrics,
+            KedaTrigger::Capacity(t) => t.use_cached_metrics,
+        }
+    }
+}
+
+/// A prometheus trigger whose query is warren's recording rule `warren_workers_needed` (the
+/// `keda-capacity` overlay's), computed by [`crate::capacity::CapacityFormula`] from what the
+/// simulated Prometheus (or, with `source: broker`, the broker) holds, as the capacity HPA's
+/// metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CapacityTrigger {
+    /// `threshold`: the target per replica.
+    pub threshold: f64,
+    /// `activationThreshold` (default 0): active when the value is above it.
+    pub activation_threshold: f64,
+    /// `ignoreNullValues` (default true): an empty answer is 0, not an error.
+    pub ignore_null_values: bool,
+    /// `useCachedMetrics`.
+    pub use_cached_metrics: bool,
 }
 
 /// The rabbitmq scaler's modes (`rabbitModeQueueLength` ...).
@@ -252,7 +289,14 @@ impl KedaLoop {
     pub fn uses_management_api(&self) -> bool {
         self.triggers
             .iter()
-            .any(|t| t.protocol == RabbitProtocol::Http)
+            .any(|t| matches!(t, KedaTrigger::Rabbit(r) if r.protocol == RabbitProtocol::Http))
+    }
+
+    /// Whether any trigger reads the capacity metric.
+    pub fn uses_capacity_metric(&self) -> bool {
+        self.triggers
+            .iter()
+            .any(|t| matches!(t, KedaTrigger::Capacity(_)))
     }
 
     /// `RequestScale` at `now` with `current` replicas: the count to set, if any, and why;
@@ -406,7 +450,8 @@ struct Trigger {
     type_: String,
     #[serde(default)]
     name: Option<String>,
-    metadata: RabbitMetadata,
+    /// Read strictly by the trigger's type.
+    metadata: Value,
     #[serde(default)]
     authentication_ref: Option<AuthenticationRef>,
     #[serde(default)]
@@ -471,6 +516,74 @@ struct RabbitMetadata {
     password_from_env: Option<String>,
 }
 
+/// The prometheus scaler's trigger metadata (`prometheusMetadata`'s `triggerMetadata` keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PrometheusMetadata {
+    #[serde(default)]
+    server_address: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    threshold: Option<String>,
+    #[serde(default)]
+    activation_threshold: Option<String>,
+    #[serde(default)]
+    ignore_null_values: Option<String>,
+    #[serde(default)]
+    unsafe_ssl: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    // Connection and tenancy settings.
+    #[allow(dead_code)]
+    #[serde(default)]
+    namespace: Option<String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    custom_headers: Option<String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    query_parameters: Option<String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    aws_region: Option<String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    identity_owner: Option<String>,
+}
+
+/// A trigger's metadata, strictly, as its type reads it; a problem's path starts at the trigger.
+fn metadata<T: serde::de::DeserializeOwned>(i: usize, value: &Value) -> Result<T, PolicyError> {
+    warren_strict::from_value(value).map_err(|mut e| {
+        for p in &mut e.problems {
+            p.path = if p.path.is_empty() {
+                format!("spec.triggers[{i}].metadata")
+            } else {
+                format!("spec.triggers[{i}].metadata.{}", p.path)
+            };
+        }
+        PolicyError(e.to_string())
+    })
+}
+
+/// Whether a PromQL query is warren's capacity metric alone: `warren_workers_needed`, with
+/// label matchers or not, bare or inside one `max`, `min`, `sum` or `avg`.
+fn is_capacity_query(query: &str) -> bool {
+    let q: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    let inner = ["max(", "min(", "sum(", "avg("]
+        .iter()
+        .find_map(|f| q.strip_prefix(f).and_then(|r| r.strip_suffix(')')))
+        .unwrap_or(&q);
+    let Some(rest) = inner.strip_prefix(crate::capacity::METRIC_NAME) else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('{')
+            .and_then(|r| r.strip_suffix('}'))
+            .is_some_and(|m| !m.contains(['{', '}', '(', ')']))
+}
+
 /// KEDA's metadata value: trimmed, and absent when empty (`configParamValue`).
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -523,8 +636,7 @@ pub fn metric_name(index: usize, queue: &str) -> String {
             _ => escaped.push_str(&format!("%{b:02X}")),
         }
     }
-    let normalized = format!("rabbitmq-{escaped}").replace(['/', '.', ':', '%', '(', ')'], "-");
-    format!("s{index}-{normalized}")
+    metric_name_for(index, &format!("rabbitmq-{escaped}"))
 }
 
 /// Reads a ScaledObject and applies it as KEDA does; every refusal names the field.
@@ -629,25 +741,34 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
             ));
         }
     }
-    let triggers = spec
-        .triggers
-        .iter()
-        .enumerate()
-        .map(|(i, t)| rabbit_trigger(i, t))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut triggers = Vec::new();
+    let mut queues: Vec<(usize, String)> = Vec::new();
+    for (i, t) in spec.triggers.iter().enumerate() {
+        triggers.push(match t.type_.as_str() {
+            "rabbitmq" => {
+                let m: RabbitMetadata = metadata(i, &t.metadata)?;
+                if let Some(q) = given(&m.queue_name) {
+                    queues.push((i, q.to_owned()));
+                }
+                rabbit_trigger(i, t, &m)?
+            }
+            "prometheus" => capacity_trigger(i, t, &metadata(i, &t.metadata)?)?,
+            other => {
+                return err(format!(
+                    "spec.triggers[{i}].type: {other:?} is not simulated; only rabbitmq, and prometheus on {}",
+                    crate::capacity::METRIC_NAME
+                ))
+            }
+        });
+    }
     if triggers.is_empty() {
         return err("spec.triggers: no triggers defined in the ScaledObject/ScaledJob".into());
     }
-    // The scenario is one queue: every trigger must read it.
-    let queues: Vec<&str> = spec
-        .triggers
-        .iter()
-        .filter_map(|t| given(&t.metadata.queue_name))
-        .collect();
-    if let Some(i) = queues.iter().position(|q| *q != queues[0]) {
+    // The scenario is one queue: every rabbitmq trigger must read it.
+    if let Some((i, q)) = queues.iter().find(|(_, q)| *q != queues[0].1) {
         return err(format!(
-            "spec.triggers[{i}].metadata.queueName: the scenario has one queue and spec.triggers[0] reads {:?}; a trigger on another queue is not simulated",
-            queues[0]
+            "spec.triggers[{i}].metadata.queueName: the scenario has one queue and spec.triggers[{}] reads {:?}, not {q:?}; a trigger on another queue is not simulated",
+            queues[0].0, queues[0].1
         ));
     }
     let mut names = std::collections::BTreeSet::new();
@@ -783,19 +904,101 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
     ))
 }
 
-/// One trigger: its metric name, target type, target quantity, and what it reads.
-fn rabbit_trigger(
-    i: usize,
-    t: &Trigger,
-) -> Result<(String, String, String, RabbitTrigger), PolicyError> {
+type Parsed = (String, String, String, KedaTrigger);
+
+/// GetMetricTargetType: AverageValue by default; Utilization refused.
+fn target_type(i: usize, t: &Trigger) -> Result<String, PolicyError> {
+    match t.metric_type.as_deref() {
+        None | Some("") => Ok("AverageValue".to_owned()),
+        Some("Utilization") => Err(PolicyError(format!(
+            "spec.triggers[{i}].metricType: scaler doesn't support utilization metric type"
+        ))),
+        Some(other) => Ok(other.to_owned()),
+    }
+}
+
+/// A prometheus trigger (pkg/scalers/prometheus_scaler.go): metric `s{i}-prometheus`, target
+/// `threshold`, active above `activationThreshold`; only on warren's capacity metric.
+fn capacity_trigger(i: usize, t: &Trigger, m: &PrometheusMetadata) -> Result<Parsed, PolicyError> {
+    let at = |field: &str| format!("spec.triggers[{i}].metadata.{field}");
+    let required = |field: &str, v: &Option<String>| {
+        given(v).map(str::to_owned).ok_or_else(|| {
+            PolicyError(format!(
+                "{}: missing required parameter {field:?}",
+                at(field)
+            ))
+        })
+    };
+    let float = |field: &str, s: &str| {
+        parse_float(s).ok_or_else(|| {
+            PolicyError(format!(
+                "{}: unable to set param {field:?} value {s:?}: not a number",
+                at(field)
+            ))
+        })
+    };
+    let boolean = |field: &str, v: &Option<String>, default: bool| match given(v) {
+        None => Ok(default),
+        Some(s) => parse_bool(s).ok_or_else(|| {
+            PolicyError(format!(
+                "{}: unable to parse boolean value {s:?}",
+                at(field)
+            ))
+        }),
+    };
+    required("serverAddress", &m.server_address)?;
+    let query = required("query", &m.query)?;
+    let threshold = float("threshold", &required("threshold", &m.threshold)?)?;
+    let activation_threshold = match given(&m.activation_threshold) {
+        None => 0.0,
+        Some(s) => float("activationThreshold", s)?,
+    };
+    let ignore_null_values = boolean("ignoreNullValues", &m.ignore_null_values, true)?;
+    boolean("unsafeSsl", &m.unsafe_ssl, false)?;
+    if let Some(s) = given(&m.timeout) {
+        if !(s.parse::<i64>().map(|ms| ms >= 0).unwrap_or(false) || go_duration(s)) {
+            return Err(PolicyError(format!(
+                "{}: unable to parse duration value {s:?}",
+                at("timeout")
+            )));
+        }
+    }
+    if !is_capacity_query(&query) {
+        return Err(PolicyError(format!(
+            "{}: {query:?} is not simulated; a prometheus trigger is simulated only on {} (e.g. max({}{{queue=\"Orders\"}}))",
+            at("query"),
+            crate::capacity::METRIC_NAME,
+            crate::capacity::METRIC_NAME
+        )));
+    }
+    if threshold <= 0.0 || activation_threshold < 0.0 {
+        return Err(PolicyError(format!(
+            "{}: a threshold of 0 or less is not simulated",
+            at("threshold")
+        )));
+    }
+    Ok((
+        metric_name_for(i, "prometheus"),
+        target_type(i, t)?,
+        format!("{threshold:.3}"),
+        KedaTrigger::Capacity(CapacityTrigger {
+            threshold,
+            activation_threshold,
+            ignore_null_values,
+            use_cached_metrics: t.use_cached_metrics.unwrap_or(false),
+        }),
+    ))
+}
+
+/// `GenerateMetricNameWithIndex(i, NormalizeString(name))`.
+fn metric_name_for(i: usize, name: &str) -> String {
+    format!("s{i}-{}", name.replace(['/', '.', ':', '%', '(', ')'], "-"))
+}
+
+/// One rabbitmq trigger: its metric name, target type, target quantity, and what it reads.
+fn rabbit_trigger(i: usize, t: &Trigger, m: &RabbitMetadata) -> Result<Parsed, PolicyError> {
     let at = |field: &str| format!("spec.triggers[{i}].{field}");
     let err = |field: &str, m: String| Err(PolicyError(format!("{}: {m}", at(field))));
-    if t.type_ != "rabbitmq" {
-        return err(
-            "type",
-            format!("{:?} is not simulated; only rabbitmq", t.type_),
-        );
-    }
     if let Some(kind) = t
         .authentication_ref
         .as_ref()
@@ -808,7 +1011,6 @@ fn rabbit_trigger(
             );
         }
     }
-    let m = &t.metadata;
     let number = |field: &str, v: &Option<String>| -> Result<f64, PolicyError> {
         match given(v) {
             None => Ok(0.0),
@@ -993,30 +1195,19 @@ fn rabbit_trigger(
             "a negative target or activationValue is not simulated".into(),
         );
     }
-    // GetMetricTargetType: AverageValue by default; Utilization refused.
-    let target_type = match t.metric_type.as_deref() {
-        None | Some("") => "AverageValue".to_owned(),
-        Some("Utilization") => {
-            return err(
-                "metricType",
-                "scaler doesn't support utilization metric type".into(),
-            )
-        }
-        Some(other) => other.to_owned(),
-    };
     Ok((
         metric_name(i, queue),
-        target_type,
+        target_type(i, t)?,
         // GetMetricTargetMili: quantityFromFloat64, "%.3f".
         format!("{value:.3}"),
-        RabbitTrigger {
+        KedaTrigger::Rabbit(RabbitTrigger {
             mode,
             value,
             activation_value,
             protocol,
             exclude_unacknowledged,
             use_cached_metrics: t.use_cached_metrics.unwrap_or(false),
-        },
+        }),
     ))
 }
 

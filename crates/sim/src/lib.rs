@@ -31,9 +31,10 @@
 //!   and its [`MetricFormula`] over the simulated signals.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
-//! - [`keda`]: a ScaledObject with rabbitmq triggers as KEDA applies it: the generated HPA, the
-//!   scale loop (activation, cooldown, idle count, the pause and force annotations), each
-//!   mode's metric from the broker's counts or the management API's rates.
+//! - [`keda`]: a ScaledObject with rabbitmq triggers (or prometheus on the capacity metric) as
+//!   KEDA applies it: the generated HPA, the scale loop (activation, cooldown, idle count, the
+//!   pause and force annotations), each mode's metric from the broker's counts or the
+//!   management API's rates.
 //! - [`sim`]: the event loop ([`run`]).
 //! - [`outcome`]: what a run produces.
 #![deny(missing_docs)]

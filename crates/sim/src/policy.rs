@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use warren_hpa::Autoscaler;
 
-use crate::keda::{Applied, KedaLoop};
+use crate::keda::{Applied, KedaLoop, KedaTrigger};
 use crate::scenario::ReplicaOverrides;
 
 /// A policy that cannot be used; the message is one line.
@@ -134,6 +134,8 @@ pub(crate) struct Controller {
     pub(crate) inputs: Vec<MetricInput>,
     pub(crate) metric_names: Vec<String>,
     pub(crate) keda: Option<KedaLoop>,
+    /// The capacity formula of each KEDA trigger on `warren_workers_needed`, by trigger index.
+    pub(crate) keda_formulas: Vec<Option<Box<dyn MetricFormula>>>,
     pub(crate) fixed: Option<u32>,
     pub(crate) min: u32,
     pub(crate) max: u32,
@@ -241,6 +243,7 @@ impl PolicySpec {
                     inputs: Vec::new(),
                     metric_names: Vec::new(),
                     keda: None,
+                    keda_formulas: Vec::new(),
                     fixed: Some(*n),
                     min: *n,
                     max: *n,
@@ -254,6 +257,7 @@ impl PolicySpec {
                     inputs: Vec::new(),
                     metric_names: Vec::new(),
                     keda: None,
+                    keda_formulas: Vec::new(),
                     fixed: Some(n),
                     min: n,
                     max: u32::MAX,
@@ -328,6 +332,17 @@ impl PolicySpec {
             inputs,
             metric_names,
             min: keda.as_ref().map_or(min, |k| k.min_replica_count),
+            keda_formulas: keda
+                .iter()
+                .flat_map(|k| k.triggers.iter())
+                .map(|t| match t {
+                    KedaTrigger::Capacity(_) => Some(Box::new(
+                        crate::capacity::CapacityFormula::new(Default::default()),
+                    )
+                        as Box<dyn MetricFormula>),
+                    KedaTrigger::Rabbit(_) => None,
+                })
+                .collect(),
             keda,
             fixed: None,
             max,

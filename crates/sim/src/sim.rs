@@ -16,7 +16,9 @@ use rand_pcg::Pcg64Mcg;
 use warren_hpa::{MetricObservation, ScaleTarget, Timestamp};
 
 use crate::arrivals::ArrivalStream;
-use crate::keda::{ManagementStats, QueueCounters, QueueStatus, RabbitProtocol, RabbitTrigger};
+use crate::keda::{
+    KedaTrigger, ManagementStats, QueueCounters, QueueStatus, RabbitProtocol, RabbitTrigger,
+};
 use crate::outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
 use crate::policy::{Controller, MetricInput, PolicyError, PolicySpec, Signals};
 use crate::scenario::{MetricSource, Scenario, VictimOrder};
@@ -331,7 +333,13 @@ impl<'a> Sim<'a> {
             sim.schedule(phase, Event::BrokerTick);
         }
         if sim.controller.engine.is_some() {
-            if ticks.source == MetricSource::Prometheus && sim.controller.keda.is_none() {
+            // KEDA's rabbitmq scaler reads the broker itself; its prometheus scaler, Prometheus.
+            let scraped = sim
+                .controller
+                .keda
+                .as_ref()
+                .is_none_or(|k| k.uses_capacity_metric());
+            if ticks.source == MetricSource::Prometheus && scraped {
                 sim.schedule(0.0, Event::Scrape);
             }
             sim.schedule(0.0, Event::Sync);
@@ -822,23 +830,20 @@ impl<'a> Sim<'a> {
             (Some(_), _) | (None, MetricSource::Broker) => Some(self.broker_read()),
             (None, MetricSource::Prometheus) => self.scraped,
         };
-        let keda_values: Vec<f64> = match &self.controller.keda {
-            Some(keda) => keda
-                .triggers
-                .iter()
-                .enumerate()
-                .map(|(i, t)| match self.keda_cached.get(i).copied().flatten() {
-                    Some(v) if t.use_cached_metrics => v,
-                    _ => t.metric_and_activity(self.keda_status(t)).0,
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let keda = self.controller.keda.take();
+        let mut keda_values = Vec::new();
+        for (i, t) in keda.iter().flat_map(|k| k.triggers.iter().enumerate()) {
+            keda_values.push(match self.keda_cached.get(i).copied().flatten() {
+                Some(v) if t.use_cached_metrics() => Some(v),
+                _ => self.keda_read(i, t).map(|(v, _)| v),
+            });
+        }
+        self.controller.keda = keda;
         let mut values = Vec::with_capacity(self.controller.inputs.len());
         let mut observations = Vec::with_capacity(self.controller.inputs.len());
         for input in &mut self.controller.inputs {
             let value = match (input, &seen) {
-                (MetricInput::Keda(i), _) => keda_values.get(*i).copied(),
+                (MetricInput::Keda(i), _) => keda_values.get(*i).copied().flatten(),
                 (MetricInput::Signal(s), Some(seen)) => Some(s.read(seen)),
                 (MetricInput::Formula(f), Some(seen)) => Some(f.value(seen)),
                 (_, None) => None,
@@ -892,6 +897,35 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Trigger `i`'s metric and activity now; None when its scaler answers an error (the
+    /// capacity metric with no scrape yet and `ignoreNullValues: "false"`).
+    fn keda_read(&mut self, i: usize, t: &KedaTrigger) -> Option<(f64, bool)> {
+        match t {
+            KedaTrigger::Rabbit(r) => Some(r.metric_and_activity(self.keda_status(r))),
+            KedaTrigger::Capacity(c) => {
+                // Prometheus' last scrape, or the broker as `warren autoscale` reads it: what
+                // the capacity HPA's metric reads too.
+                let seen = match self.scenario.metrics.source {
+                    MetricSource::Prometheus => self.scraped,
+                    MetricSource::Broker => Some(self.broker_read()),
+                };
+                let formula = self
+                    .controller
+                    .keda_formulas
+                    .get_mut(i)
+                    .and_then(Option::as_mut);
+                match (seen, formula) {
+                    (Some(seen), Some(f)) => {
+                        let v = f.value(&seen);
+                        Some((v, v > c.activation_threshold))
+                    }
+                    _ if c.ignore_null_values => Some((0.0, false)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
     /// KEDA's scale loop every `pollingInterval`: every trigger's metric and activity (the
     /// ScaledObject is active when any trigger is), cached for `useCachedMetrics`, then
     /// `RequestScale` ([`crate::keda::KedaLoop::request_scale`]).
@@ -901,7 +935,10 @@ impl<'a> Sim<'a> {
         };
         let mut active = false;
         for (i, t) in keda.triggers.iter().enumerate() {
-            let (metric, trigger_active) = t.metric_and_activity(self.keda_status(t));
+            // A scaler that answers an error is not active and caches nothing.
+            let Some((metric, trigger_active)) = self.keda_read(i, t) else {
+                continue;
+            };
             if let Some(slot) = self.keda_cached.get_mut(i) {
                 *slot = Some(metric);
             }

@@ -2,8 +2,8 @@
 //! the KEDA test (kedacore/keda at 8b4f083, v2.20 line, 2026-08-20) its cases come from.
 
 use warren_sim::keda::{
-    metric_name, ManagementStats, QueueCounters, QueueStatus, RabbitMode, RabbitProtocol,
-    RabbitTrigger,
+    metric_name, KedaTrigger, ManagementStats, QueueCounters, QueueStatus, RabbitMode,
+    RabbitProtocol, RabbitTrigger,
 };
 use warren_sim::{run, PolicySpec, ScaleCause, Scenario};
 
@@ -329,8 +329,10 @@ fn defaults_and_targets_are_keda_s() {
         ),
         (30.0, 300.0, 0.0, 0)
     );
-    assert_eq!(loop_.triggers[0].mode, RabbitMode::QueueLength);
-    assert_eq!(loop_.triggers[0].value, 20.0);
+    let KedaTrigger::Rabbit(t) = loop_.triggers[0] else {
+        panic!("a rabbitmq trigger: {loop_:?}");
+    };
+    assert_eq!((t.mode, t.value), (RabbitMode::QueueLength, 20.0));
 }
 
 /// `TestRabbitMQGetMetricSpecForScaling` (pkg/scalers/rabbitmq_scaler_test.go): index 0 of
@@ -399,6 +401,9 @@ fn what_keda_refuses_and_what_cannot_be_simulated_is_refused_by_name() {
         (so("", "  advanced: { scalingModifiers: { formula: \"s0 * 2\", target: \"2\" } }\n", m), "spec.advanced.scalingModifiers"),
         (so("", "  pollingInterval: 0\n", m), "spec.pollingInterval"),
         (so("", "", m).replace("type: rabbitmq", "type: kafka"), "spec.triggers[0].type"),
+        (so("", "", m).replace("type: rabbitmq", "type: rabbitmq\n      metadata: { queueName: Orders, host: \"amqp://x\", vhost: v }\n      name: x").replace("      metadata: { queueName: Orders, host: \"amqp://x\" }\n", ""), "spec.triggers[0].metadata.vhost"),
+        (so("", "", m).replace("type: rabbitmq", "type: prometheus").replace(m, "serverAddress: \"http://p:9090\", query: \"sum(rate(jobs_published_total[1m]))\", threshold: \"3\""), "spec.triggers[0].metadata.query"),
+        (so("", "", m).replace("type: rabbitmq", "type: prometheus").replace(m, "serverAddress: \"http://p:9090\", query: \"max(warren_workers_needed)\""), "spec.triggers[0].metadata.threshold"),
         (so("", "", m).replace("type: rabbitmq", "type: rabbitmq\n      metricType: Utilization"), "spec.triggers[0].metricType"),
         (so("\"autoscaling.keda.sh/paused-replicas\": \"two\"", "", m), "metadata.annotations.autoscaling.keda.sh/paused-replicas"),
         (so("\"autoscaling.keda.sh/pause\": \"true\"", "", m), "metadata.annotations.autoscaling.keda.sh/pause"),
@@ -756,4 +761,66 @@ fn several_triggers_scale_on_the_largest_proposal() {
         "{:?}",
         late[0]
     );
+}
+
+/// The prometheus scaler on warren's capacity metric (pkg/scalers/prometheus_scaler.go,
+/// `GetMetricSpecForScaling`): metric `s0-prometheus`, target `threshold`; it reads the capacity
+/// formula the capacity HPA reads, so the same ScaledObject and HPA give the same decisions.
+#[test]
+fn a_prometheus_trigger_on_the_capacity_metric_runs_as_the_capacity_hpa() {
+    let s = Scenario::from_yaml(
+        "description: steady\nduration_secs: 600\nslo_secs: 60\narrivals: { pattern: constant, rate: 2 }\nwork: { distribution: fixed, secs: 4 }\nmetrics: { source: prometheus }\n",
+    )
+    .expect("valid");
+    let text = so(
+        "",
+        "  minReplicaCount: 1\n  maxReplicaCount: 30\n  pollingInterval: 15\n",
+        r#"serverAddress: "http://prometheus:9090", query: "max(warren_workers_needed{queue=\"Orders\"})", threshold: "1""#,
+    )
+    .replace("type: rabbitmq", "type: prometheus");
+    let keda = policy(&text).expect("valid");
+    let hpa_text = keda.hpa_yaml(&Default::default()).expect("an HPA");
+    assert!(hpa_text.contains("name: s0-prometheus"), "{hpa_text}");
+    let hpa = PolicySpec::from_hpa_yaml(
+        "hpa",
+        &hpa_text.replace("s0-prometheus", "warren_workers_needed"),
+    )
+    .expect("valid");
+    let (a, b) = (run(&s, &keda).expect("runs"), run(&s, &hpa).expect("runs"));
+    let desired =
+        |o: &warren_sim::RunOutcome| o.decisions.iter().map(|d| d.desired).collect::<Vec<_>>();
+    assert_eq!(desired(&a), desired(&b));
+    // 2 jobs/s of 4 s jobs at 0.8 utilisation: 10 workers, plus the ready backlog's drain term.
+    let last = a.decisions.last().map_or(0, |d| d.desired);
+    assert!((10..=11).contains(&last), "{last}");
+}
+
+/// The keda-scale-to-zero overlay: the keda overlay's ScaledObject with its component's patch
+/// (minReplicaCount 0, activationValue "0"): it starts at 0, the poll after a burst activates
+/// 0 -> 1, the HPA scales above, and 120 s after the last ready message KEDA removes the last
+/// worker.
+#[test]
+fn the_keda_scale_to_zero_overlay_rests_at_zero_and_wakes_on_a_burst() {
+    let overlay = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/overlays/keda/scaledobject.yaml");
+    let text = std::fs::read_to_string(overlay).expect("the keda overlay");
+    let patched = text
+        .replace("minReplicaCount: 1", "minReplicaCount: 0")
+        .replace(
+            "value: \"5\"",
+            "value: \"5\"\n        activationValue: \"0\"",
+        );
+    assert_ne!(patched, text);
+    let p = policy(&patched).expect("valid");
+    let outcome = run(&burst_scenario(), &p).expect("runs");
+    let e = &outcome.scale_events;
+    // pollingInterval 15: the poll after the burst at 100 s.
+    assert_eq!(
+        (e[0].at_secs, e[0].from, e[0].to, e[0].cause),
+        (105.0, 0, 1, ScaleCause::KedaActivation)
+    );
+    assert!(e.iter().any(|x| x.cause == ScaleCause::Hpa && x.to > 1));
+    let last = e.last().expect("events");
+    assert_eq!((last.to, last.cause), (0, ScaleCause::KedaDeactivation));
+    assert_eq!(outcome.totals.jobs_done, 400);
 }

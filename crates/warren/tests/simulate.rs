@@ -385,3 +385,28 @@ fn a_scaledobject_paused_for_scale_out_is_predicted_not_to_scale_out() {
     assert_eq!(peak("paused"), 1, "{out:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_keda_capacity_overlay_gives_the_figures_of_its_hpa_twin() {
+    let hpa = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+    let so = repo("deploy/kubernetes/overlays/keda-capacity/scaledobject.yaml");
+    for scenario in ["step", "burst", "demo"] {
+        let out = simulate(&[
+            "--hpa",
+            &hpa.display().to_string(),
+            "--scaledobject",
+            &so.display().to_string(),
+            "--scenario",
+            &repo(&format!("scenarios/{scenario}.yaml"))
+                .display()
+                .to_string(),
+            "--no-report",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            row(&out, "hpa")[2..],
+            row(&out, "scaledobject")[2..],
+            "{scenario}"
+        );
+    }
+}

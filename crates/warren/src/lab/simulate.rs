@@ -23,7 +23,8 @@ pub struct SimulateArgs {
     /// An autoscaling/v2 HorizontalPodAutoscaler manifest; repeat to compare several.
     #[arg(long = "hpa", value_name = "FILE")]
     pub hpa: Vec<PathBuf>,
-    /// A KEDA ScaledObject with rabbitmq triggers, simulated as KEDA 2.20 runs it: the HPA it
+    /// A KEDA ScaledObject with rabbitmq triggers (or prometheus ones on warren_workers_needed),
+    /// simulated as KEDA 2.20 runs it: the HPA it
     /// generates, its scale loop (activation, cooldown, idleReplicaCount, the pause and
     /// force-activation annotations), every mode; repeat to compare several. What KEDA refuses,
     /// and what the simulator cannot model (scalingModifiers, useRegex, other scalers), is one
