@@ -650,6 +650,26 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
         ));
     }
     let spec = &so.spec;
+    let advanced = spec.advanced.as_ref();
+    let hpa_config = advanced.and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
+    let hpa_name = hpa_config
+        .and_then(|c| c.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("keda-hpa-{}", so.metadata.name));
+    // verifyName: both are label values.
+    if so.metadata.name.len() > 63 {
+        return err(format!(
+            "metadata.name: scaledobject name {:?} is {} characters long; must be no more than 63",
+            so.metadata.name,
+            so.metadata.name.len()
+        ));
+    }
+    if hpa_name.len() > 63 {
+        return err(format!(
+            "spec.advanced.horizontalPodAutoscalerConfig.name: HPA name {hpa_name:?} derived from scaledobject is {} characters long; must be no more than 63",
+            hpa_name.len()
+        ));
+    }
     let count = |field: &str, v: Option<i64>, least: i64| -> Result<Option<u32>, PolicyError> {
         match v {
             None => Ok(None),
@@ -808,11 +828,7 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
     let pause_scale_out = flag(PAUSED_SCALE_OUT);
 
     // newHPAForScaledObject.
-    let hpa_config = advanced.and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
-    let hpa_name = hpa_config
-        .and_then(|c| c.name.clone())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("keda-hpa-{}", so.metadata.name));
+
     let mut behavior = hpa_config
         .and_then(|c| c.behavior.clone())
         .unwrap_or(Value::Null);

@@ -400,6 +400,9 @@ fn what_keda_refuses_and_what_cannot_be_simulated_is_refused_by_name() {
         (so("", "  fallback: { failureThreshold: 3, replicas: 2, behavior: scalingModifiers }\n", m), "spec.fallback.behavior"),
         (so("", "  advanced: { scalingModifiers: { formula: \"s0 * 2\", target: \"2\" } }\n", m), "spec.advanced.scalingModifiers"),
         (so("", "  pollingInterval: 0\n", m), "spec.pollingInterval"),
+        // verifyName: the name is a label value, and so is the generated HPA's.
+        (so("", "", m).replace("name: w\n", &format!("name: {}\n", "w".repeat(64))), "metadata.name"),
+        (so("", "", m).replace("name: w\n", &format!("name: {}\n", "w".repeat(60))), "spec.advanced.horizontalPodAutoscalerConfig.name"),
         (so("", "", m).replace("type: rabbitmq", "type: kafka"), "spec.triggers[0].type"),
         (so("", "", m).replace("type: rabbitmq", "type: rabbitmq\n      metadata: { queueName: Orders, host: \"amqp://x\", vhost: v }\n      name: x").replace("      metadata: { queueName: Orders, host: \"amqp://x\" }\n", ""), "spec.triggers[0].metadata.vhost"),
         (so("", "", m).replace("type: rabbitmq", "type: prometheus").replace(m, "serverAddress: \"http://p:9090\", query: \"sum(rate(jobs_published_total[1m]))\", threshold: \"3\""), "spec.triggers[0].metadata.query"),
