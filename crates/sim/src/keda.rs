@@ -640,7 +640,7 @@ pub fn metric_name(index: usize, queue: &str) -> String {
 }
 
 /// Reads a ScaledObject and applies it as KEDA does; every refusal names the field.
-pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
+pub(crate) fn apply(text: &str) -> Result<Applied, PolicyError> {
     let so: ScaledObject = warren_strict::from_str(text).map_err(|e| PolicyError(e.to_string()))?;
     let err = |m: String| Err(PolicyError(m));
     if so.api_version != "keda.sh/v1alpha1" || so.kind != "ScaledObject" {
@@ -675,7 +675,8 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
             None => Ok(None),
             Some(n) if n >= least && n <= i64::from(i32::MAX) => Ok(Some(n as u32)),
             Some(n) => Err(PolicyError(format!(
-                "spec.{field}: {n} is below {least}, the least KEDA's CRD allows"
+                "spec.{field}: {n} is out of range; KEDA's CRD allows {least} to {}",
+                i32::MAX
             ))),
         }
     };
@@ -707,11 +708,9 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
             "spec.scaleTargetRef.name: ScaledObject.spec.scaleTargetRef.name is missing".into(),
         );
     }
-    let advanced = spec.advanced.as_ref();
-    if advanced
-        .and_then(|a| a.scaling_modifiers.as_ref())
-        .is_some()
-    {
+    // IsUsingModifiers: an empty scalingModifiers is none.
+    let modifiers = advanced.and_then(|a| a.scaling_modifiers.as_ref());
+    if modifiers.is_some_and(|m| !m.is_null() && m.as_mapping().is_none_or(|m| !m.is_empty())) {
         return err(
             "spec.advanced.scalingModifiers: not simulated (its formulas are expr-lang expressions the simulator does not evaluate); remove it to simulate the triggers as they are"
                 .into(),
@@ -755,7 +754,7 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
         ]
         .contains(&key.as_str())
             || COSMETIC_ANNOTATIONS.contains(&key.as_str());
-        if !known && (key.starts_with("autoscaling.keda.sh/") || key.contains("keda.sh/")) {
+        if !known && key.contains("keda.sh/") {
             return err(format!(
                 "metadata.annotations.{key}: not a KEDA annotation the simulator knows"
             ));
@@ -801,7 +800,6 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
             }
         }
     }
-    let metric_names: Vec<String> = triggers.iter().map(|(name, ..)| name.clone()).collect();
     if let Some(value) = annotations.get(PAUSED_REPLICAS) {
         // GetPausedReplicaCount: strconv.ParseInt(val, 10, 32).
         let n: i32 = value.parse().map_err(|_| {
@@ -814,21 +812,17 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
                 "metadata.annotations.{PAUSED_REPLICAS}: {n} is below 0"
             ))
         })?;
-        return Ok((Applied::PausedAt(n), metric_names));
+        return Ok(Applied::PausedAt(n));
     }
     if flag(PAUSED) {
-        return Ok((
-            Applied::Paused {
-                min_replica_count: min,
-            },
-            metric_names,
-        ));
+        return Ok(Applied::Paused {
+            min_replica_count: min,
+        });
     }
     let pause_scale_in = flag(PAUSED_SCALE_IN);
     let pause_scale_out = flag(PAUSED_SCALE_OUT);
 
     // newHPAForScaledObject.
-
     let mut behavior = hpa_config
         .and_then(|c| c.behavior.clone())
         .unwrap_or(Value::Null);
@@ -911,13 +905,10 @@ pub(crate) fn apply(text: &str) -> Result<(Applied, Vec<String>), PolicyError> {
         force_activation: flag(FORCE_ACTIVATION),
         triggers: triggers.into_iter().map(|(.., t)| t).collect(),
     };
-    Ok((
-        Applied::Running {
-            hpa: hpa.into(),
-            scale_loop,
-        },
-        metric_names,
-    ))
+    Ok(Applied::Running {
+        hpa: hpa.into(),
+        scale_loop,
+    })
 }
 
 type Parsed = (String, String, String, KedaTrigger);

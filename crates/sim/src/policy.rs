@@ -186,7 +186,7 @@ impl PolicySpec {
     /// ([`crate::keda`]); strict: a field KEDA refuses, or one the simulator cannot model, is an
     /// error naming it.
     pub fn from_scaledobject_yaml(name: &str, text: &str) -> Result<Self, PolicyError> {
-        let (applied, _) = crate::keda::apply(text)?;
+        let applied = crate::keda::apply(text)?;
         let kind = match applied {
             Applied::PausedAt(n) => Kind::Fixed(n),
             Applied::Paused { min_replica_count } => Kind::Frozen(min_replica_count),
@@ -197,7 +197,17 @@ impl PolicySpec {
             kind,
             formulas: Vec::new(),
         };
-        spec.build(&ReplicaOverrides::default(), None)?;
+        // The HPA's behavior is the ScaledObject's: name it where the user wrote it.
+        spec.build(&ReplicaOverrides::default(), None)
+            .map_err(|e| {
+                PolicyError(format!(
+                    "the HPA KEDA generates: {}",
+                    e.0.replace(
+                        "spec.behavior",
+                        "spec.advanced.horizontalPodAutoscalerConfig.behavior"
+                    )
+                ))
+            })?;
         Ok(spec)
     }
 

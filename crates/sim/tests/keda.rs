@@ -400,6 +400,8 @@ fn what_keda_refuses_and_what_cannot_be_simulated_is_refused_by_name() {
         (so("", "  fallback: { failureThreshold: 3, replicas: 2, behavior: scalingModifiers }\n", m), "spec.fallback.behavior"),
         (so("", "  advanced: { scalingModifiers: { formula: \"s0 * 2\", target: \"2\" } }\n", m), "spec.advanced.scalingModifiers"),
         (so("", "  pollingInterval: 0\n", m), "spec.pollingInterval"),
+        // The HPA's behavior is checked as the API server checks the generated HPA.
+        (so("", "  advanced:\n    horizontalPodAutoscalerConfig:\n      behavior: { scaleUp: { stabilizationWindowSeconds: 9999 } }\n", m), "the HPA KEDA generates: invalid HorizontalPodAutoscaler: spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp.stabilizationWindowSeconds"),
         // verifyName: the name is a label value, and so is the generated HPA's.
         (so("", "", m).replace("name: w\n", &format!("name: {}\n", "w".repeat(64))), "metadata.name"),
         (so("", "", m).replace("name: w\n", &format!("name: {}\n", "w".repeat(60))), "spec.advanced.horizontalPodAutoscalerConfig.name"),
