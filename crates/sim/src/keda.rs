@@ -357,10 +357,14 @@ struct ScaledObject {
     kind: String,
     metadata: Metadata,
     spec: ScaledObjectSpec,
+    // What the cluster reports (`kubectl get -o yaml`): a run starts from none of it.
+    #[allow(dead_code)]
+    #[serde(default)]
+    status: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Metadata {
     name: String,
     // Where it lives changes nothing the simulator models.
@@ -373,6 +377,25 @@ struct Metadata {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
+    // Set by the API server (`kubectl get -o yaml`): they change nothing KEDA does.
+    #[allow(dead_code)]
+    #[serde(default)]
+    uid: Option<Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    resource_version: Option<Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    generation: Option<Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    creation_timestamp: Option<Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    managed_fields: Option<Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    finalizers: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -829,3 +829,31 @@ fn the_keda_scale_to_zero_overlay_rests_at_zero_and_wakes_on_a_burst() {
     assert_eq!((last.to, last.cause), (0, ScaleCause::KedaDeactivation));
     assert_eq!(outcome.totals.jobs_done, 400);
 }
+
+/// `kubectl get scaledobject -o yaml` output runs: the API server's metadata and the status are
+/// accepted and change nothing; `autoscaling.keda.sh/paused: "true"` holds the count the run
+/// starts with (`handlePause` with no paused-replicas: the scale loop stopped, the HPA deleted).
+#[test]
+fn a_paused_scaledobject_from_the_cluster_holds_its_starting_count() {
+    let m = r#"queueName: Orders, host: "amqp://x", mode: QueueLength, value: "5""#;
+    let from_cluster = so(r#""autoscaling.keda.sh/paused": "true""#, "  minReplicaCount: 2\n", m)
+        .replace(
+            "  name: w\n",
+            "  name: w\n  uid: 9e1c\n  resourceVersion: \"1234\"\n  generation: 3\n  creationTimestamp: \"2026-12-01T10:00:00Z\"\n  finalizers: [finalizer.keda.sh]\n",
+        )
+        + "status:\n  lastActiveTime: \"2026-12-01T10:05:00Z\"\n  hpaName: keda-hpa-w\n";
+    let p = policy(&from_cluster).expect("valid");
+    assert!(p.hpa_yaml(&Default::default()).is_none());
+    let outcome = run(&burst_scenario(), &p).expect("runs");
+    assert!(
+        outcome.scale_events.is_empty(),
+        "{:?}",
+        outcome.scale_events
+    );
+    assert_eq!(outcome.totals.peak_workers, 2);
+    let mut s = burst_scenario();
+    s.workers.initial = Some(4);
+    let outcome = run(&s, &p).expect("runs");
+    assert_eq!(outcome.totals.peak_workers, 4);
+    assert!(outcome.scale_events.is_empty());
+}
