@@ -857,3 +857,65 @@ fn a_paused_scaledobject_from_the_cluster_holds_its_starting_count() {
     assert_eq!(outcome.totals.peak_workers, 4);
     assert!(outcome.scale_events.is_empty());
 }
+
+/// `TestCheckReplicaCountBoundsAreValid` and the rabbitmq-applicable cases of
+/// `TestCheckFallbackValid` (apis/keda/v1alpha1/scaledobject_types_test.go), case by case, with
+/// KEDA's own messages.
+#[test]
+fn replica_bounds_and_fallback_are_checked_with_keda_s_cases() {
+    let m = r#"queueName: Orders, host: "amqp://x""#;
+    let cases: [(&str, &str, Option<&str>); 9] = [
+        (
+            "Valid: min 1, max 5, no idle",
+            "  minReplicaCount: 1\n  maxReplicaCount: 5\n",
+            None,
+        ),
+        (
+            "Valid: min 1, max 5, idle 0",
+            "  minReplicaCount: 1\n  maxReplicaCount: 5\n  idleReplicaCount: 0\n",
+            None,
+        ),
+        (
+            "Invalid: min 2 > max 1",
+            "  minReplicaCount: 2\n  maxReplicaCount: 1\n",
+            Some("MinReplicaCount=2 must be less than MaxReplicaCount=1"),
+        ),
+        (
+            "Invalid: idle 1 == min 1",
+            "  minReplicaCount: 1\n  maxReplicaCount: 5\n  idleReplicaCount: 1\n",
+            Some("IdleReplicaCount=1 must be less than MinReplicaCount=1"),
+        ),
+        (
+            "Invalid: idle 2 > min 1",
+            "  minReplicaCount: 1\n  maxReplicaCount: 5\n  idleReplicaCount: 2\n",
+            Some("IdleReplicaCount=2 must be less than MinReplicaCount=1"),
+        ),
+        (
+            "Implicit AverageValue metricType - valid",
+            "  fallback: { failureThreshold: 3, replicas: 1 }\n",
+            None,
+        ),
+        (
+            "Negative FailureThreshold - invalid",
+            "  fallback: { failureThreshold: -1, replicas: 1 }\n",
+            Some("FailureThreshold=-1 & Replicas=1 must both be greater than or equal to 0"),
+        ),
+        (
+            "Negative Replicas - invalid",
+            "  fallback: { failureThreshold: 3, replicas: -1 }\n",
+            Some("FailureThreshold=3 & Replicas=-1 must both be greater than or equal to 0"),
+        ),
+        (
+            "a behavior KEDA's CRD lists",
+            "  fallback: { failureThreshold: 3, replicas: 1, behavior: currentReplicasIfHigher }\n",
+            None,
+        ),
+    ];
+    for (name, spec, error) in cases {
+        match (policy(&so("", spec, m)), error) {
+            (Ok(_), None) => {}
+            (Err(e), Some(wanted)) => assert!(e.contains(wanted), "{name}: {e}"),
+            (got, _) => panic!("{name}: {:?}", got.err()),
+        }
+    }
+}
