@@ -919,3 +919,31 @@ fn replica_bounds_and_fallback_are_checked_with_keda_s_cases() {
         }
     }
 }
+
+/// The rate modes wake a ScaledObject at 0 as `GetMetricsAndActivity` says: a backlog with no
+/// delivery is active for ExpectedQueueConsumptionTime, publishing with no delivery for
+/// PublishedToDeliveredRatio. Over HTTP the scaler sees the burst at 100 s in the management
+/// sample of 102.5 s, so the poll of 120 s activates.
+#[test]
+fn rate_modes_activate_from_zero_through_the_management_api() {
+    let trickle = Scenario::from_yaml(
+        "description: a trickle from 100 s\nduration_secs: 300\nslo_secs: 60\narrivals: { points: [[0, 0], [99.9, 0], [100, 1], [300, 1]] }\nwork: { distribution: fixed, secs: 1 }\n",
+    );
+    for (mode, scenario) in [
+        ("ExpectedQueueConsumptionTime", burst_scenario()),
+        ("PublishedToDeliveredRatio", trickle.expect("valid")),
+    ] {
+        let text = so(
+            "",
+            "  minReplicaCount: 0\n  maxReplicaCount: 10\n",
+            &format!(r#"queueName: Orders, host: "http://x", mode: {mode}, value: "5""#),
+        );
+        let outcome = run(&scenario, &policy(&text).expect("valid")).expect("runs");
+        let first = outcome.scale_events.first().expect("activated");
+        assert_eq!(
+            (first.at_secs, first.from, first.to, first.cause),
+            (120.0, 0, 1, ScaleCause::KedaActivation),
+            "{mode}"
+        );
+    }
+}
