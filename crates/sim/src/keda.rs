@@ -2,7 +2,8 @@
 //! metric), as KEDA runs it: the HPA it generates, its own scale loop beside that HPA, and what
 //! its rabbitmq scaler reads from the broker.
 //!
-//! Read from KEDA's source, v2.20 line (kedacore/keda at 8b4f083, 2026-08-20), not guessed:
+//! Read from KEDA's source (kedacore/keda `main` at 8b4f083, 2026-08-20, v2.20.1 + 117
+//! commits), not guessed:
 //! `apis/keda/v1alpha1` (defaults, `CheckReplicaCountBoundsAreValid`, `CheckFallbackValid`, the
 //! annotations), `controllers/keda/hpa.go` (`newHPAForScaledObject`), `controllers/keda/
 //! scaledobject_controller.go` (`handlePause`), `pkg/scaling/executor/scale_scaledobjects.go`
