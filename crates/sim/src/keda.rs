@@ -47,6 +47,13 @@ const COSMETIC_ANNOTATIONS: [&str; 3] = [
 /// samples over that interval.
 pub const MANAGEMENT_SAMPLE_SECS: f64 = 5.0;
 
+/// For how long after a sample `GET /api/queues/{vhost}/{name}` answers its rates; after that
+/// every `*_details.rate` reads 0 until the next sample. Measured by `bench/management-rate` on
+/// RabbitMQ 3.10.8 (the 2-core Debian 12 machine, 2026-12-07; docs/simulation.md, "KEDA"): 10
+/// jobs/s read 10.0 for 1.1 to 2.0 s after each refresh of the counts (the same length within a
+/// run, another in the next), then 0.0 for the rest of the 5 s; the middle of that range.
+pub const MANAGEMENT_RATE_VISIBLE_SECS: f64 = 1.5;
+
 /// A ScaledObject as KEDA applies it.
 #[derive(Clone, Debug)]
 pub(crate) enum Applied {
@@ -243,8 +250,9 @@ pub struct QueueCounters {
 }
 
 /// The management plugin's view of the queue: a sample every [`MANAGEMENT_SAMPLE_SECS`]; the
-/// counts are the last sample's, a rate the difference of the last two over their interval (0
-/// before two samples, as KEDA reads an absent `message_stats`).
+/// counts are the last sample's, a rate the difference of the last two over their interval for
+/// [`MANAGEMENT_RATE_VISIBLE_SECS`] after the last one and 0 after that (0 too before two
+/// samples, as KEDA reads an absent `message_stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ManagementStats {
     last: Option<QueueCounters>,
@@ -257,8 +265,8 @@ impl ManagementStats {
         self.previous = self.last.replace(sample);
     }
 
-    /// What `GET /api/queues/{vhost}/{name}` answers, as the scaler reads it.
-    pub fn status(&self, exclude_unacknowledged: bool) -> QueueStatus {
+    /// What `GET /api/queues/{vhost}/{name}` answers at `now`, as the scaler reads it.
+    pub fn status(&self, now: f64, exclude_unacknowledged: bool) -> QueueStatus {
         let Some(last) = self.last else {
             return QueueStatus::default();
         };
@@ -268,7 +276,10 @@ impl ManagementStats {
             last.ready + last.unacked
         };
         let (publish_rate, deliver_get_rate) = match self.previous {
-            Some(p) if last.at_secs > p.at_secs => {
+            Some(p)
+                if last.at_secs > p.at_secs
+                    && now - last.at_secs < MANAGEMENT_RATE_VISIBLE_SECS =>
+            {
                 let dt = last.at_secs - p.at_secs;
                 (
                     last.published_total.saturating_sub(p.published_total) as f64 / dt,

@@ -348,11 +348,12 @@ impl<'a> Sim<'a> {
             let management = keda.uses_management_api();
             sim.keda_cached = vec![None; keda.triggers.len()];
             if management {
-                // The plugin's sampling is not in step with KEDA's poll: half an interval off.
-                sim.schedule(
-                    crate::keda::MANAGEMENT_SAMPLE_SECS / 2.0,
-                    Event::ManagementTick,
-                );
+                // The plugin's sampling is not in step with KEDA's poll: by default half an
+                // interval off.
+                let phase = ticks
+                    .management_phase_secs
+                    .unwrap_or(crate::keda::MANAGEMENT_SAMPLE_SECS / 2.0);
+                sim.schedule(phase, Event::ManagementTick);
             }
             sim.schedule(0.0, Event::KedaPoll);
         }
@@ -893,7 +894,7 @@ impl<'a> Sim<'a> {
                 messages: self.broker_read().ready as f64,
                 ..QueueStatus::default()
             },
-            RabbitProtocol::Http => self.management.status(t.exclude_unacknowledged),
+            RabbitProtocol::Http => self.management.status(self.now, t.exclude_unacknowledged),
         }
     }
 

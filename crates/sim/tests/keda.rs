@@ -128,12 +128,13 @@ fn queue_length_message_rate_and_deliver_get_rate_activity_is_keda_s() {
     );
 }
 
-/// The management API's rates: the last two samples' difference over their interval; the counts
+/// The management API's rates: the last two samples' difference over their interval, answered
+/// for 1.5 s after the last sample and 0 after that (as measured on RabbitMQ 3.10.8); the counts
 /// the last sample's, ready only with `excludeUnacknowledged` (`getQueueStatus`).
 #[test]
 fn the_management_api_reports_the_last_samples_rates_and_counts() {
     let mut stats = ManagementStats::default();
-    assert_eq!(stats.status(false), QueueStatus::default());
+    assert_eq!(stats.status(0.0, false), QueueStatus::default());
     let sample = |at_secs, ready, unacked, published_total, delivered_total| QueueCounters {
         at_secs,
         ready,
@@ -143,10 +144,13 @@ fn the_management_api_reports_the_last_samples_rates_and_counts() {
     };
     stats.record(sample(0.0, 3, 1, 100, 90));
     // One sample: counts, no rate yet (no message_stats).
-    assert_eq!(stats.status(false), status(4.0, 0.0, 0.0));
+    assert_eq!(stats.status(0.5, false), status(4.0, 0.0, 0.0));
     stats.record(sample(5.0, 7, 2, 150, 110));
-    assert_eq!(stats.status(false), status(9.0, 10.0, 4.0));
-    assert_eq!(stats.status(true), status(7.0, 10.0, 4.0));
+    assert_eq!(stats.status(6.0, false), status(9.0, 10.0, 4.0));
+    assert_eq!(stats.status(6.4, true), status(7.0, 10.0, 4.0));
+    // 1.5 s after the sample the rates read 0; the counts stay.
+    assert_eq!(stats.status(6.5, false), status(9.0, 0.0, 0.0));
+    assert_eq!(stats.status(9.9, false), status(9.0, 0.0, 0.0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -704,11 +708,13 @@ fn idle_replica_count_is_the_count_between_bursts() {
 }
 
 /// MessageRate over HTTP reads the publish rate as the management API reports it: 12 jobs/s
-/// evenly, value 3 per replica: the HPA settles at 12 / 3 = 4 replicas.
+/// evenly, value 3 per replica. With the plugin sampling 1 s before each read the rate is seen
+/// and the HPA settles at 12 / 3 = 4 replicas; sampling 2.5 s before (the default phase), every
+/// read comes after the rate's 1.5 s and is 0, and the HPA stays at its minimum.
 #[test]
 fn message_rate_scales_on_the_management_api_s_publish_rate() {
     let s = Scenario::from_yaml(
-        "description: steady\nduration_secs: 600\nslo_secs: 60\narrivals: { pattern: constant, rate: 12 }\nwork: { distribution: fixed, secs: 0.1 }\n",
+        "description: steady\nduration_secs: 600\nslo_secs: 60\narrivals: { pattern: constant, rate: 12 }\nwork: { distribution: fixed, secs: 0.1 }\nmetrics: { management_phase_secs: 4 }\n",
     )
     .expect("valid");
     let text = so(
@@ -722,6 +728,21 @@ fn message_rate_scales_on_the_management_api_s_publish_rate() {
         .iter()
         .filter(|d| d.at_secs >= 60.0)
         .collect();
+    let mut unseen = s.clone();
+    unseen.metrics.management_phase_secs = None;
+    let blind = run(&unseen, &policy(&text).expect("valid")).expect("runs");
+    assert!(
+        blind
+            .decisions
+            .iter()
+            .all(|d| d.metric_values[0] == Some(0.0) && d.desired == 1),
+        "{:?}",
+        blind
+            .decisions
+            .iter()
+            .map(|d| d.metric_values[0])
+            .collect::<Vec<_>>()
+    );
     assert!(
         late.iter().all(|d| d.metric_values[0] == Some(12.0)),
         "{:?}",
@@ -740,7 +761,7 @@ fn message_rate_scales_on_the_management_api_s_publish_rate() {
 #[test]
 fn several_triggers_scale_on_the_largest_proposal() {
     let s = Scenario::from_yaml(
-        "description: steady\nduration_secs: 600\nslo_secs: 60\narrivals: { pattern: constant, rate: 12 }\nwork: { distribution: fixed, secs: 0.1 }\n",
+        "description: steady\nduration_secs: 600\nslo_secs: 60\narrivals: { pattern: constant, rate: 12 }\nwork: { distribution: fixed, secs: 0.1 }\nmetrics: { management_phase_secs: 4 }\n",
     )
     .expect("valid");
     let text = so(
@@ -927,7 +948,7 @@ fn replica_bounds_and_fallback_are_checked_with_keda_s_cases() {
 #[test]
 fn rate_modes_activate_from_zero_through_the_management_api() {
     let trickle = Scenario::from_yaml(
-        "description: a trickle from 100 s\nduration_secs: 300\nslo_secs: 60\narrivals: { points: [[0, 0], [99.9, 0], [100, 1], [300, 1]] }\nwork: { distribution: fixed, secs: 1 }\n",
+        "description: a trickle from 100 s\nduration_secs: 300\nslo_secs: 60\narrivals: { points: [[0, 0], [99.9, 0], [100, 1], [300, 1]] }\nwork: { distribution: fixed, secs: 1 }\nmetrics: { management_phase_secs: 4 }\n",
     );
     for (mode, scenario) in [
         ("ExpectedQueueConsumptionTime", burst_scenario()),
