@@ -943,8 +943,9 @@ fn replica_bounds_and_fallback_are_checked_with_keda_s_cases() {
 
 /// The rate modes wake a ScaledObject at 0 as `GetMetricsAndActivity` says: a backlog with no
 /// delivery is active for ExpectedQueueConsumptionTime, publishing with no delivery for
-/// PublishedToDeliveredRatio. Over HTTP the scaler sees the burst at 100 s in the management
-/// sample of 102.5 s, so the poll of 120 s activates.
+/// PublishedToDeliveredRatio. Over HTTP the scaler sees the arrivals from 100 s in the next
+/// management sample (102.5 s at the default phase, 104 s at phase 4, where the trickle's rate
+/// is seen), so the poll of 120 s activates.
 #[test]
 fn rate_modes_activate_from_zero_through_the_management_api() {
     let trickle = Scenario::from_yaml(
