@@ -109,6 +109,19 @@ impl AmqpUrl {
         &self.exposed
     }
 
+    /// The virtual host: the first node's path, decoded; `/` when it has none (as the AMQP
+    /// clients read a URL without one).
+    pub fn vhost(&self) -> String {
+        let path = self.nodes.first().map_or("", |url| url.path());
+        let raw = path.strip_prefix('/').unwrap_or(path);
+        if raw.is_empty() {
+            return "/".to_owned();
+        }
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     /// Each node's URL on its own, in the order given.
     pub fn nodes(&self) -> Vec<AmqpUrl> {
         self.nodes
@@ -359,6 +372,18 @@ mod tests {
         let url = AmqpUrl::from_parts("127.0.0.1", 5672, "guest", "a,b", "/").unwrap();
         assert_eq!(url.expose(), "amqp://guest:a%2Cb@127.0.0.1:5672/%2F");
         assert_eq!(AmqpUrl::parse(url.expose()).unwrap().nodes().len(), 1);
+    }
+
+    #[test]
+    fn vhost_is_the_decoded_path_and_slash_without_one() {
+        let vhost = |raw: &str| AmqpUrl::parse(raw).unwrap().vhost();
+        assert_eq!(vhost("amqp://u:p@h:5672/%2F"), "/");
+        assert_eq!(vhost("amqp://u:p@h:5672"), "/");
+        assert_eq!(vhost("amqp://u:p@h:5672/"), "/");
+        assert_eq!(vhost("amqp://u:p@h:5672/mail"), "mail");
+        assert_eq!(vhost("amqp://u:p@h:5672/team%2Fmail"), "team/mail");
+        let parts = AmqpUrl::from_parts("h", 5672, "u", "p", "team/mail").unwrap();
+        assert_eq!(parts.vhost(), "team/mail");
     }
 
     #[test]

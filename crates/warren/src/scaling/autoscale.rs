@@ -49,7 +49,7 @@ use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
-use crate::scaling::pool::{WorkerPool, WorkerSpec};
+use crate::scaling::pool::{WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
 use crate::scaling::state_file::{self, SavedState, StateFile};
 use warren_sim::capacity::Needed;
 use warren_sim::outcome::Decision;
@@ -626,6 +626,24 @@ pub struct AutoscaleArgs {
     /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
     #[arg(long, env = "PROMETHEUS_FILE_SD")]
     pub prometheus_file_sd: Option<PathBuf>,
+    /// Scale this consumer program instead of `warren worker`: the program and its arguments,
+    /// the rest of the command line (so put it last), or one value split as a shell splits
+    /// words (WORKER_COMMAND="python3 consumer.py --prefetch 4"). Each worker gets
+    /// WARREN_WORKER_INDEX, WARREN_AMQP_URL, WARREN_QUEUE, WARREN_VHOST, WARREN_METRICS_PORT
+    /// and WARREN_PARENT_PID in its environment; WORK_MS and PREFETCH are warren worker's and
+    /// are not passed on.
+    #[arg(long, env = "WORKER_COMMAND", num_args = 1.., allow_hyphen_values = true,
+          value_name = "CMD [ARGS...]")]
+    pub worker_command: Vec<String>,
+    /// With --worker-command: the name of a gauge of the jobs a worker has in hand, which each
+    /// worker serves as Prometheus text at http://127.0.0.1:$WARREN_METRICS_PORT/metrics. Then
+    /// idle workers are stopped first, and a worker is ready once that URL answers; without
+    /// it the youngest workers are stopped first and a worker is ready once it runs.
+    #[arg(long, env = "WORKER_BUSY_METRIC")]
+    pub worker_busy_metric: Option<String>,
+    /// How long a stopping worker has between SIGTERM and SIGKILL. Default: GRACE_MS plus 5 s.
+    #[arg(long, env = "WORKER_STOP_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub worker_stop_timeout: Option<Duration>,
     /// Save the controller's state (recommendations, scale events, conditions, last scale
     /// time) to this JSON file after each decision, and resume from it at start, as the
     /// controller resumes from the HPA's status. Off when unset. An unreadable file is one
@@ -655,27 +673,18 @@ impl AutoscaleArgs {
                 endpoint: http_url("RABBIT_PROMETHEUS_URL", &self.rabbit_prometheus_url)?,
             },
         };
-        let exe = std::env::current_exe().map_err(|e| {
-            ConfigError::new(format!(
-                "cannot find the warren executable to start workers: {e}"
-            ))
-        })?;
-        let env = vec![
-            ("AMQP_URL".to_owned(), broker.url.expose().to_owned()),
-            ("QUEUE".to_owned(), broker.queue.to_string()),
-            ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
-            ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
-            ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
-        ];
+        let command = self.worker_command()?;
         Ok(AutoscaleConfig {
             hpa_origin,
             hpa_yaml,
             release: self.release.kubernetes_release.clone(),
             controller,
             worker: WorkerSpec {
-                exe,
-                env,
-                grace: Duration::from_millis(self.work.grace_ms),
+                command,
+                broker,
+                stop_timeout: self
+                    .worker_stop_timeout
+                    .unwrap_or(Duration::from_millis(self.work.grace_ms) + KILL_MARGIN),
                 log_dir: self.worker_log_dir.clone(),
                 file_sd: self.prometheus_file_sd.clone(),
             },
@@ -685,6 +694,57 @@ impl AutoscaleArgs {
             speed: self.speed,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
             state_file: self.state_file.clone(),
+        })
+    }
+
+    /// What the workers run: `warren worker`, or the program of `--worker-command`, which must
+    /// be found now rather than fail at every start.
+    fn worker_command(&self) -> Result<WorkerCommand, ConfigError> {
+        let argv = match self.worker_command.as_slice() {
+            [] => {
+                if self.worker_busy_metric.is_some() {
+                    return Err(ConfigError::new(
+                        "WORKER_BUSY_METRIC needs WORKER_COMMAND (warren worker's own is jobs_in_flight)",
+                    ));
+                }
+                let exe = std::env::current_exe().map_err(|e| {
+                    ConfigError::new(format!(
+                        "cannot find the warren executable to start workers: {e}"
+                    ))
+                })?;
+                let env = vec![
+                    ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
+                    ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
+                    ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
+                ];
+                return Ok(WorkerCommand::Warren { exe, env });
+            }
+            [one] => shlex::split(one).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "WORKER_COMMAND {one:?} is not a command line (an unclosed quote?)"
+                ))
+            })?,
+            many => many.to_vec(),
+        };
+        let Some(program) = argv.first() else {
+            return Err(ConfigError::new("WORKER_COMMAND is empty"));
+        };
+        which::which(program).map_err(|e| {
+            ConfigError::new(format!("WORKER_COMMAND: cannot run {program:?} ({e})"))
+        })?;
+        if let Some(name) = &self.worker_busy_metric {
+            let valid = name.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            });
+            if name.is_empty() || !valid {
+                return Err(ConfigError::new(format!(
+                    "WORKER_BUSY_METRIC {name:?} is not a Prometheus metric name"
+                )));
+            }
+        }
+        Ok(WorkerCommand::Program {
+            argv,
+            busy_metric: self.worker_busy_metric.clone(),
         })
     }
 }
