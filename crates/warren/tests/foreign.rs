@@ -1,0 +1,455 @@
+//! Workers warren did not write: a Python producer and consumer (pika, from the project's
+//! `.venv`, which `scripts/setup` fills from `tests/foreign/requirements.txt`) on a queue not
+//! named Orders, in a vhost of their own, with a 2 s job. `warren autoscale --worker-command`
+//! scales the consumer: up under load, back down to min, nothing the producer had confirmed
+//! left unacked.
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::*;
+
+/// The consumer's job, in seconds: not warren's 5 s.
+const WORK_SECS: f64 = 2.0;
+
+fn foreign(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/foreign")
+        .join(file)
+}
+
+/// The project's `.venv` python, with pika.
+fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (scripts/test does), which installs pika there",
+        python.display()
+    );
+    python
+}
+
+fn rabbit_prometheus_url() -> String {
+    std::env::var("WARREN_TEST_RABBIT_PROMETHEUS_URL")
+        .expect("WARREN_TEST_RABBIT_PROMETHEUS_URL is not set: run the tests with scripts/test")
+}
+
+/// A vhost of the test's own on the test broker, the broker's user allowed in it; its URL.
+struct Vhost {
+    name: String,
+    url: String,
+    management: String,
+    user: (String, String),
+}
+
+impl Vhost {
+    async fn create(test: &str) -> Self {
+        let management = std::env::var("WARREN_TEST_RABBIT_MANAGEMENT_URL").expect(
+            "WARREN_TEST_RABBIT_MANAGEMENT_URL is not set: run the tests with scripts/test",
+        );
+        let name = unique_queue(&format!("vhost-{test}"));
+        let mut url = url::Url::parse(&broker_url()).unwrap();
+        let user = (
+            url.username().to_owned(),
+            url.password().unwrap_or_default().to_owned(),
+        );
+        url.path_segments_mut().unwrap().clear().push(&name);
+        let vhost = Self {
+            url: url.to_string(),
+            name,
+            management,
+            user,
+        };
+        let http = reqwest::Client::new();
+        let encoded =
+            url::form_urlencoded::byte_serialize(vhost.name.as_bytes()).collect::<String>();
+        for (path, body) in [
+            (format!("/api/vhosts/{encoded}"), serde_json::json!({})),
+            (
+                format!("/api/permissions/{encoded}/{}", vhost.user.0),
+                serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+            ),
+        ] {
+            let response = http
+                .put(format!("{}{path}", vhost.management))
+                .basic_auth(&vhost.user.0, Some(&vhost.user.1))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "PUT {path}: {}",
+                response.status()
+            );
+        }
+        vhost
+    }
+
+    async fn delete(&self) {
+        let encoded =
+            url::form_urlencoded::byte_serialize(self.name.as_bytes()).collect::<String>();
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/api/vhosts/{encoded}", self.management))
+            .basic_auth(&self.user.0, Some(&self.user.1))
+            .send()
+            .await;
+    }
+
+    /// The queue's ready and unacked counts, from the management API.
+    async fn queue_counts(&self, queue: &str) -> Option<(u64, u64)> {
+        let encoded =
+            url::form_urlencoded::byte_serialize(self.name.as_bytes()).collect::<String>();
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/queues/{encoded}/{queue}", self.management))
+            .basic_auth(&self.user.0, Some(&self.user.1))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some((
+            body.get("messages_ready")?.as_u64()?,
+            body.get("messages_unacknowledged")?.as_u64()?,
+        ))
+    }
+}
+
+/// The foreign producer, running: publishes `rate` a second for `seconds`.
+struct Producer {
+    child: Child,
+    confirmed: PathBuf,
+}
+
+impl Producer {
+    fn start(
+        vhost: &Vhost,
+        queue: &str,
+        rate: f64,
+        seconds: f64,
+        reconnect_every: f64,
+        dir: &Path,
+    ) -> Self {
+        let confirmed = dir.join(format!("confirmed-{}.txt", free_port()));
+        let child = Command::new(python())
+            .arg(foreign("producer.py"))
+            .args([
+                "--queue",
+                queue,
+                "--rate",
+                &rate.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
+            .args(["--reconnect-every", &reconnect_every.to_string()])
+            .arg("--confirmed")
+            .arg(&confirmed)
+            .env("AMQP_URL", &vhost.url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self { child, confirmed }
+    }
+
+    /// Waits for the end; its summary line.
+    fn finish(self) -> (serde_json::Value, HashSet<String>) {
+        let output = self.child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the producer failed: {:?}",
+            output.status
+        );
+        let summary = serde_json::from_slice(&output.stdout).unwrap();
+        (summary, read_ids(&self.confirmed))
+    }
+}
+
+fn read_ids(path: &Path) -> HashSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every id the consumers acked (their files in `dir`), and how many acks there were.
+fn acked(dir: &Path) -> (HashSet<String>, usize) {
+    let mut ids = HashSet::new();
+    let mut acks = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("acked-")
+        {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                acks += 1;
+                ids.insert(line.to_owned());
+            }
+        }
+    }
+    (ids, acks)
+}
+
+/// `warren autoscale --worker-command <the foreign consumer>`, logging to `dir/autoscale.log`.
+struct Autoscale {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Autoscale {
+    fn start(
+        dir: &Path,
+        hpa: &str,
+        vhost: &Vhost,
+        queue: &str,
+        source: &[(&str, String)],
+        consumer: &[&str],
+    ) -> Self {
+        let hpa_path = dir.join("hpa.yaml");
+        std::fs::write(&hpa_path, hpa).unwrap();
+        let log = dir.join("autoscale.log");
+        let port = free_port();
+        let acked_dir = dir.join("acked");
+        std::fs::create_dir_all(&acked_dir).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("autoscale")
+            .envs(source.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("RUST_LOG")
+            .env("AMQP_URL", &vhost.url)
+            .env("QUEUE", queue)
+            .env("HPA_FILE", &hpa_path)
+            .env("SPEED", "10")
+            .env("AUTOSCALER_METRICS_PORT", port.to_string())
+            .env("WORKER_LOG_DIR", dir.join("workers"))
+            .env("WORKER_BUSY_METRIC", "jobs_in_hand")
+            .env("WORKER_STOP_TIMEOUT", "15s")
+            .arg("--worker-command")
+            .arg(python())
+            .arg(foreign("consumer.py"))
+            .args(["--work", &WORK_SECS.to_string(), "--metrics", "--acked"])
+            .arg(&acked_dir)
+            .args(consumer)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log, port }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn replicas(&self) -> Option<f64> {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(metric(&text, "autoscaler_current_replicas", ""))
+    }
+
+    fn decisions(&self) -> String {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(" decision "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn stop(&mut self) -> Option<i32> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("autoscale did not stop within 30 s:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Autoscale {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- autoscale log:\n{}", self.log_text());
+        }
+    }
+}
+
+/// An HPA on one External metric of the queue in its vhost, 1 to `max` workers, windows short
+/// enough for a test (at SPEED 10).
+fn manifest(metric: &str, vhost: &str, queue: &str, target: &str, max: u32) -> String {
+    format!(
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: emails-consumer
+  namespace: mail
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: emails-consumer
+  minReplicas: 1
+  maxReplicas: {max}
+  metrics:
+    - type: External
+      external:
+        metric:
+          name: {metric}
+          selector:
+            matchLabels:
+              vhost: "{vhost}"
+              queue: "{queue}"
+        target:
+          type: AverageValue
+          averageValue: "{target}"
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies:
+        - type: Pods
+          value: 4
+          periodSeconds: 15
+    scaleDown:
+      stabilizationWindowSeconds: 30
+      policies:
+        - type: Percent
+          value: 100
+          periodSeconds: 15
+"#
+    )
+}
+
+/// Runs the load through an autoscaled pool of the foreign consumer and checks it scaled up,
+/// drained, came back to 1 and lost nothing.
+async fn scales_up_and_back_down(
+    test: &str,
+    metric: &str,
+    target: &str,
+    source: &[(&str, String)],
+) {
+    let vhost = Vhost::create(test).await;
+    let queue = unique_queue("emails");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hpa = manifest(metric, &vhost.name, &queue, target, 6);
+    let mut autoscale = Autoscale::start(&dir, &hpa, &vhost, &queue, source, &["--prefetch", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            autoscale.replicas().await == Some(1.0)
+        })
+        .await,
+        "the pool starts at minReplicas"
+    );
+    let started = Instant::now();
+    // 4 a second for 15 s against 0.5 a second per worker.
+    let producer = Producer::start(&vhost, &queue, 4.0, 15.0, 0.0, &dir);
+    let peak = std::cell::Cell::new(0.0_f64);
+    let (peak, autoscale_ref) = (&peak, &autoscale);
+    let scaled_up = wait_until(Duration::from_secs(40), || async move {
+        peak.set(
+            peak.get()
+                .max(autoscale_ref.replicas().await.unwrap_or(0.0)),
+        );
+        peak.get() >= 4.0
+    })
+    .await;
+    assert!(
+        scaled_up,
+        "scaled up to at least 4 consumers (peak {}); decisions:\n{}",
+        peak.get(),
+        autoscale.decisions()
+    );
+    let (summary, confirmed) = tokio::task::spawn_blocking(move || producer.finish())
+        .await
+        .unwrap();
+    let drained = wait_until(Duration::from_secs(60), || async {
+        vhost.queue_counts(&queue).await == Some((0, 0))
+    })
+    .await;
+    assert!(
+        drained,
+        "the consumers emptied the queue; decisions:\n{}",
+        autoscale.decisions()
+    );
+    let drained_after = started.elapsed();
+    assert!(
+        wait_until(Duration::from_secs(40), || async move {
+            autoscale_ref.replicas().await == Some(1.0)
+        })
+        .await,
+        "back to minReplicas once the queue was empty; decisions:\n{}",
+        autoscale.decisions()
+    );
+    let at_min_after = started.elapsed();
+    assert_eq!(
+        autoscale.stop().await,
+        Some(0),
+        "autoscale exits 0 after stopping its consumers"
+    );
+    let log = autoscale.log_text();
+    assert!(
+        log.contains("stopping worker (SIGTERM, drains its jobs)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&vhost.user.1)
+            || vhost.user.1.len() < 4
+            || !log.contains(&format!(":{}@", vhost.user.1)),
+        "the broker password stays out of the log"
+    );
+
+    let peak = peak.get();
+    let (acked, acks) = acked(&dir.join("acked"));
+    let lost: Vec<&String> = confirmed.difference(&acked).collect();
+    assert!(
+        lost.is_empty(),
+        "{} confirmed ids never acked: {lost:?}",
+        lost.len()
+    );
+    assert!(!confirmed.is_empty());
+    println!(
+        "foreign consumer, {metric} from {}: {} confirmed ({:.2}/s), {acks} acks of {} ids, peak {peak} consumers, queue empty after {:.1} s, back at 1 after {:.1} s",
+        source.first().map_or("the broker", |(_, v)| v.as_str()),
+        confirmed.len(),
+        summary["rate"].as_f64().unwrap_or(0.0),
+        acked.len(),
+        drained_after.as_secs_f64(),
+        at_min_after.as_secs_f64(),
+    );
+    vhost.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_consumers_scale_up_and_back_down_on_the_broker_queue_length_losing_nothing() {
+    let source = [
+        ("METRIC_SOURCE", "broker".to_owned()),
+        ("RABBIT_PROMETHEUS_URL", rabbit_prometheus_url()),
+    ];
+    scales_up_and_back_down(
+        "queue-length",
+        "rabbitmq_queue_messages_ready",
+        "3",
+        &source,
+    )
+    .await;
+}
