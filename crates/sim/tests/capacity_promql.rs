@@ -43,6 +43,7 @@ fn rule_knobs() -> Knobs {
         target_utilisation: constant("warren_capacity_target_utilisation"),
         drain_secs: constant("warren_capacity_drain_seconds"),
         default_work_secs: constant("warren_capacity_default_work_seconds"),
+        ..Knobs::default()
     }
 }
 

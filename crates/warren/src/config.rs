@@ -109,25 +109,25 @@ impl AmqpUrl {
         &self.exposed
     }
 
-    /// The virtual host: the first node's path, decoded; `/` when it has none (as the AMQP
-    /// clients read a URL without one).
-    pub fn vhost(&self) -> String {
-        let path = self.nodes.first().map_or("", |url| url.path());
-        let raw = path.strip_prefix('/').unwrap_or(path);
-        if raw.is_empty() {
-            return "/".to_owned();
-        }
-        percent_encoding::percent_decode_str(raw)
-            .decode_utf8_lossy()
-            .into_owned()
-    }
-
     /// Each node's URL on its own, in the order given.
     pub fn nodes(&self) -> Vec<AmqpUrl> {
         self.nodes
             .iter()
             .map(|url| Self::from_nodes(vec![url.clone()]))
             .collect()
+    }
+
+    /// The virtual host, as the broker names it (the URL's path, percent-decoded; `/` when the
+    /// path is empty). A cluster's URLs name one vhost: the first node's is taken.
+    pub fn vhost(&self) -> String {
+        let path = self.nodes.first().map(Url::path).unwrap_or_default();
+        let segment = path.strip_prefix('/').unwrap_or(path);
+        if segment.is_empty() {
+            return "/".to_owned();
+        }
+        url::form_urlencoded::parse(format!("v={}", segment.replace('+', "%2B")).as_bytes())
+            .next()
+            .map_or_else(|| "/".to_owned(), |(_, v)| v.into_owned())
     }
 
     /// `host:port` of the broker (of each node, comma-separated).
@@ -375,15 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn vhost_is_the_decoded_path_and_slash_without_one() {
+    fn the_vhost_is_the_decoded_path() {
         let vhost = |raw: &str| AmqpUrl::parse(raw).unwrap().vhost();
         assert_eq!(vhost("amqp://u:p@h:5672/%2F"), "/");
         assert_eq!(vhost("amqp://u:p@h:5672"), "/");
-        assert_eq!(vhost("amqp://u:p@h:5672/"), "/");
-        assert_eq!(vhost("amqp://u:p@h:5672/mail"), "mail");
-        assert_eq!(vhost("amqp://u:p@h:5672/team%2Fmail"), "team/mail");
-        let parts = AmqpUrl::from_parts("h", 5672, "u", "p", "team/mail").unwrap();
-        assert_eq!(parts.vhost(), "team/mail");
+        assert_eq!(vhost("amqp://u:p@h:5672/shop"), "shop");
+        assert_eq!(vhost("amqp://u:p@h:5672/a%2Bb%20c"), "a+b c");
     }
 
     #[test]
