@@ -231,7 +231,6 @@ impl Autoscale {
             .env("AMQP_URL", &vhost.url)
             .env("QUEUE", queue)
             .env("HPA_FILE", &hpa_path)
-            .env("SPEED", "10")
             .env("AUTOSCALER_METRICS_PORT", port.to_string())
             .env("WORKER_LOG_DIR", dir.join("workers"))
             .env("WORKER_BUSY_METRIC", "jobs_in_hand")
@@ -253,6 +252,15 @@ impl Autoscale {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The decision lines logged so far.
+    fn decision_lines(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(" decision "))
+            .map(str::to_owned)
+            .collect()
+    }
+
     async fn replicas(&self) -> Option<f64> {
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
             .await
@@ -264,11 +272,7 @@ impl Autoscale {
     }
 
     fn decisions(&self) -> String {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(" decision "))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.decision_lines().join("\n")
     }
 
     async fn stop(&mut self) -> Option<i32> {
@@ -440,16 +444,142 @@ async fn scales_up_and_back_down(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_consumers_scale_up_and_back_down_on_the_broker_queue_length_losing_nothing() {
+async fn foreign_consumers_scale_up_and_back_down_on_the_broker_only_capacity_metric_losing_nothing(
+) {
     let source = [
         ("METRIC_SOURCE", "broker".to_owned()),
         ("RABBIT_PROMETHEUS_URL", rabbit_prometheus_url()),
+        ("SPEED", "10".to_owned()),
     ];
-    scales_up_and_back_down(
-        "queue-length",
-        "rabbitmq_queue_messages_ready",
-        "3",
-        &source,
-    )
-    .await;
+    scales_up_and_back_down("capacity", "warren_workers_needed", "1", &source).await;
+}
+
+/// The value of `name=` in a decision line.
+fn field(line: &str, name: &str) -> f64 {
+    let key = format!(" {name}=");
+    let start = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {line}"))
+        + key.len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} in {line}: {e}"))
+}
+
+/// Runs a fixed pool of `consumers` foreign consumers (an HPA with min = max, on the
+/// broker-only capacity metric) under a steady producer, and compares the metric's arrival
+/// rate and work time, from every decision taken once the arrival window lay wholly inside the
+/// load, with the producer's own rate and the consumer's own sleep.
+async fn estimate_matches_ground_truth(
+    test: &str,
+    consumers: u32,
+    prefetch: u32,
+    rate: f64,
+    reconnect_every: f64,
+) {
+    // The engine's clock at 4x: the 60 s arrival window is 15 s of wall time, a decision
+    // every second.
+    const SPEED: f64 = 4.0;
+    const LOAD_SECS: f64 = 45.0;
+    let vhost = Vhost::create(test).await;
+    let queue = unique_queue("emails");
+    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hpa = manifest("warren_workers_needed", &vhost.name, &queue, "1", consumers)
+        .replace("minReplicas: 1", &format!("minReplicas: {consumers}"));
+    let env = [
+        ("METRIC_SOURCE", "broker".to_owned()),
+        ("RABBIT_PROMETHEUS_URL", rabbit_prometheus_url()),
+        ("SPEED", SPEED.to_string()),
+        ("SYNC_PERIOD", "4s".to_owned()),
+    ];
+    let prefetch = prefetch.to_string();
+    let autoscale = Autoscale::start(&dir, &hpa, &vhost, &queue, &env, &["--prefetch", &prefetch]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            autoscale.replicas().await == Some(f64::from(consumers))
+        })
+        .await,
+        "{consumers} consumers"
+    );
+    let producer = Producer::start(&vhost, &queue, rate, LOAD_SECS, reconnect_every, &dir);
+    let started = Instant::now();
+    // Decisions whose arrival window (60 s of engine time) lies wholly inside the load, each
+    // taken at most half a second before it is seen here.
+    let window = Duration::from_secs_f64(60.0 / SPEED + 1.0);
+    let judged_from = autoscale.decision_lines().len();
+    tokio::time::sleep(window).await;
+    let skipped = autoscale.decision_lines().len();
+    tokio::time::sleep(Duration::from_secs_f64(LOAD_SECS - 1.0) - window).await;
+    let lines: Vec<String> = autoscale.decision_lines()[skipped.max(judged_from)..].to_vec();
+    assert!(
+        started.elapsed() < Duration::from_secs_f64(LOAD_SECS),
+        "judged within the load"
+    );
+    let (summary, confirmed) = tokio::task::spawn_blocking(move || producer.finish())
+        .await
+        .unwrap();
+    let true_rate = summary["rate"].as_f64().unwrap();
+    let connections = summary["connections"].as_f64().unwrap();
+    assert!(lines.len() >= 15, "a decision a second: {lines:?}");
+    let arrivals: Vec<f64> = lines
+        .iter()
+        .map(|l| field(l, "arrival_rate") * SPEED)
+        .collect();
+    let works: Vec<f64> = lines
+        .iter()
+        .map(|l| field(l, "work_secs") / SPEED)
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (arrival, work) = (mean(&arrivals), mean(&works));
+    let arrival_error = (arrival - true_rate).abs() / true_rate;
+    let work_error = (work - WORK_SECS).abs() / WORK_SECS;
+    let range = |v: &[f64]| {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{min:.3}..{max:.3}")
+    };
+    println!(
+        "estimate vs ground truth ({test}: {consumers} consumers, prefetch {prefetch}, producer reconnecting every {reconnect_every} s, {connections} connections, {} confirmed): \
+         arrival rate {arrival:.3}/s (each decision {}) vs the producer's {true_rate:.3}/s: {:.1} % off; \
+         work time {work:.3} s (each decision {}) vs the consumer's sleep {WORK_SECS} s: {:.1} % off; mean over {} decisions",
+        confirmed.len(),
+        range(&arrivals),
+        arrival_error * 100.0,
+        range(&works),
+        work_error * 100.0,
+        lines.len(),
+    );
+    assert!(
+        arrival_error < 0.10,
+        "arrival rate {arrival} vs {true_rate}; decisions:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        work_error < 0.10,
+        "work time {work} vs {WORK_SECS}; decisions:\n{}",
+        lines.join("\n")
+    );
+    drop(autoscale);
+    vhost.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// 1.5 a second against 4 consumers of 2 s (75 % busy), the producer on a new connection every
+/// second: on RabbitMQ 3.10 its per-channel publish counters come and go faster than the
+/// metric reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_estimate_matches_the_producers_rate_and_the_consumers_sleep_while_the_producer_reconnects(
+) {
+    estimate_matches_ground_truth("reconnecting", 4, 1, 1.5, 1.0).await;
+}
+
+/// 1.5 a second against 2 consumers of 2 s with prefetch 4: a backlog builds, each consumer
+/// holds 4 unacked messages but works on one; the work time still reads 2 s, not up to 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prefetch_4_the_broker_work_time_is_the_sleep_not_the_time_in_the_buffer() {
+    estimate_matches_ground_truth("prefetch", 2, 4, 1.5, 1.0).await;
 }
