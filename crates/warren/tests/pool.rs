@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use warren::config::{AmqpUrl, BrokerConfig, QueueName};
-use warren::scaling::pool::{PoolStatus, WorkerCommand, WorkerPool, WorkerSpec};
+use warren::scaling::pool::{restart_delay, PoolStatus, WorkerCommand, WorkerPool, WorkerSpec};
 
 const URL: &str = "amqp://pool-user:s3cret-pw@127.0.0.1:5672/mail%2Fteam";
 
@@ -218,4 +218,40 @@ async fn without_a_busy_gauge_the_youngest_workers_stop_first() {
         0,
         "the oldest worker stays"
     );
+}
+
+#[tokio::test]
+async fn a_worker_that_keeps_dying_young_is_restarted_with_a_growing_delay() {
+    assert_eq!(
+        (1..=8)
+            .map(restart_delay)
+            .map(|d| d.as_secs())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 4, 8, 16, 30, 30]
+    );
+    // A program that fails at once, as one with a wrong queue name or password would.
+    let mut pool = pool(&["sh", "-c", "exit 3"], None, Duration::from_secs(2));
+    pool.scale_to(1).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let status = pool.refresh().await;
+        assert_eq!(
+            status.current, 1,
+            "a replacement waiting its turn is still a replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Crashes at about 0, 0.1, 1.2 and 3.3 s: the replacements wait 0, 1, 2, then 4 s.
+    let restarts = pool.status().restarts;
+    assert!(
+        (3..=5).contains(&restarts),
+        "{restarts} restarts in 6 s (every 100 ms without the delay)"
+    );
+    pool.scale_to(0).await;
+    assert_eq!(
+        pool.status().current,
+        0,
+        "a waiting replacement is cancelled first"
+    );
+    pool.shutdown().await;
 }

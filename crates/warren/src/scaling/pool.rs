@@ -9,7 +9,10 @@
 //! among equals; a program with no busy gauge cannot tell, so its youngest go first. Each gets
 //! SIGTERM, finishes its job in hand, acks it and exits; one still alive after the stop timeout
 //! gets SIGKILL, and even then the broker requeues its unacked job. A worker that exits without
-//! being asked is replaced and counted as a restart.
+//! being asked is replaced and counted as a restart: at once, unless workers keep dying young
+//! (within [`STABLE_AFTER`] of their start), when each replacement waits twice as long as the
+//! one before, from 1 s up to [`MAX_RESTART_DELAY`], as a kubelet backs off a crash-looping
+//! container; a replacement that waits counts as a replica that is not ready.
 //!
 //! Every worker runs in a process group of its own, so that a signal meant for the
 //! autoscaler's group (Ctrl-C, a shell's `kill %1`) reaches only the autoscaler, which then
@@ -87,6 +90,13 @@ pub struct WorkerSpec {
 /// Extra time a stopping `warren worker` gets beyond its own drain grace before SIGKILL.
 pub const KILL_MARGIN: Duration = Duration::from_secs(5);
 
+/// A worker that lived this long before it died ends a crash loop: its replacement starts at
+/// once.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// The longest a replacement waits in a crash loop.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+
 /// One worker process.
 #[derive(Debug)]
 struct PoolWorker {
@@ -124,7 +134,8 @@ impl PoolWorker {
 /// Counts the autoscaler feeds to the engine, and more.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStatus {
-    /// Live workers not asked to stop (the scale target's replicas).
+    /// Live workers not asked to stop, and replacements waiting out a crash loop's delay (the
+    /// scale target's replicas).
     pub current: u32,
     /// Of those, the ones that are ready.
     pub ready: u32,
@@ -140,6 +151,13 @@ pub struct WorkerPool {
     workers: Vec<PoolWorker>,
     next_id: u32,
     restarts: u64,
+    /// Workers that died young in a row (1: the last one lived [`STABLE_AFTER`], or the one
+    /// before died long ago).
+    crash_streak: u32,
+    /// When a worker last died unasked.
+    last_crash: Option<Instant>,
+    /// Replacements waiting out their delay: when each may start.
+    pending: Vec<Instant>,
     /// Seconds lived by workers that have exited.
     finished_worker_secs: f64,
     http: reqwest::Client,
@@ -158,6 +176,9 @@ impl WorkerPool {
             workers: Vec::new(),
             next_id: 0,
             restarts: 0,
+            crash_streak: 0,
+            last_crash: None,
+            pending: Vec::new(),
             finished_worker_secs: 0.0,
             http,
             last_targets: Vec::new(),
@@ -195,7 +216,8 @@ impl WorkerPool {
     pub fn status(&self) -> PoolStatus {
         let active = self.workers.iter().filter(|w| w.stopping_since.is_none());
         PoolStatus {
-            current: count(active.clone()),
+            current: count(active.clone())
+                .saturating_add(u32::try_from(self.pending.len()).unwrap_or(u32::MAX)),
             ready: count(active.filter(|w| w.ready)),
             stopping: count(self.workers.iter().filter(|w| w.stopping_since.is_some())),
             restarts: self.restarts,
@@ -289,7 +311,7 @@ impl WorkerPool {
     /// Reaps exited workers (replacing crashed ones), kills workers past their stop timeout,
     /// probes readiness, and rewrites the scrape target list when it changed.
     pub async fn refresh(&mut self) -> PoolStatus {
-        let mut crashed = 0;
+        let mut crashed = Vec::new();
         let mut index = 0;
         while index < self.workers.len() {
             let worker = &mut self.workers[index];
@@ -299,8 +321,7 @@ impl WorkerPool {
                     if worker.stopping_since.is_some() {
                         tracing::info!(worker = worker.id, %status, "worker stopped");
                     } else {
-                        tracing::warn!(worker = worker.id, %status, "worker exited unasked; replacing it");
-                        crashed += 1;
+                        crashed.push((worker.id, status, worker.started.elapsed()));
                     }
                     self.finished_worker_secs += lived;
                     self.workers.swap_remove(index);
@@ -318,8 +339,26 @@ impl WorkerPool {
             }
             index += 1;
         }
-        for _ in 0..crashed {
+        for (id, status, lived) in crashed {
             self.restarts += 1;
+            let in_a_loop = self
+                .last_crash
+                .is_some_and(|at| at.elapsed() < STABLE_AFTER + MAX_RESTART_DELAY);
+            self.crash_streak = if lived < STABLE_AFTER && in_a_loop {
+                self.crash_streak.saturating_add(1)
+            } else {
+                1
+            };
+            self.last_crash = Some(Instant::now());
+            let delay = restart_delay(self.crash_streak);
+            tracing::warn!(worker = id, %status, lived_ms = lived.as_millis() as u64,
+                restart_delay_ms = delay.as_millis() as u64, "worker exited unasked; replacing it");
+            self.pending.push(Instant::now() + delay);
+        }
+        let now = Instant::now();
+        let due = self.pending.iter().filter(|at| **at <= now).count();
+        self.pending.retain(|at| *at > now);
+        for _ in 0..due {
             if let Err(e) = self.spawn() {
                 tracing::error!(error = %e, "cannot start a replacement worker");
             }
@@ -370,6 +409,10 @@ impl WorkerPool {
                 }
             }
         } else if target < active {
+            // Replacements not started yet go first: they are replicas that are not ready.
+            let cancelled = self.pending.len().min((active - target) as usize);
+            self.pending.truncate(self.pending.len() - cancelled);
+            let active = active - u32::try_from(cancelled).unwrap_or(0);
             let mut candidates = Vec::new();
             for (index, worker) in self.workers.iter().enumerate() {
                 if worker.stopping_since.is_some() {
@@ -390,7 +433,10 @@ impl WorkerPool {
                     .unwrap_or(std::cmp::Ordering::Equal)
                     .then(b.2.cmp(&a.2))
             });
-            for &(_, busy, _, index) in candidates.iter().take((active - target) as usize) {
+            for &(_, busy, _, index) in candidates
+                .iter()
+                .take(active.saturating_sub(target) as usize)
+            {
                 let worker = &mut self.workers[index];
                 worker.signal(Signal::SIGTERM);
                 worker.stopping_since = Some(Instant::now());
@@ -431,6 +477,7 @@ impl WorkerPool {
 
     /// Stops every worker with a drain, waiting up to the stop timeout, then kills.
     pub async fn shutdown(&mut self) {
+        self.pending.clear();
         for worker in &mut self.workers {
             if worker.stopping_since.is_none() {
                 worker.signal(Signal::SIGTERM);
@@ -482,6 +529,15 @@ impl WorkerPool {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the scrape target list")
             }
         }
+    }
+}
+
+/// How long the replacement of the `streak`-th worker in a row to die young waits: none for
+/// the first, then 1 s, 2 s, 4 s, ... up to [`MAX_RESTART_DELAY`].
+pub fn restart_delay(streak: u32) -> Duration {
+    match streak {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_secs(1u64 << (n - 2).min(5)).min(MAX_RESTART_DELAY),
     }
 }
 
