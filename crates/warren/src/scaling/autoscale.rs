@@ -801,10 +801,9 @@ impl AutoscaleArgs {
                 ];
                 return Ok(WorkerCommand::Warren { exe, env });
             }
+            // Not echoed: the arguments may hold a secret.
             [one] => shlex::split(one).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "WORKER_COMMAND {one:?} is not a command line (an unclosed quote?)"
-                ))
+                ConfigError::new("WORKER_COMMAND is not a command line (an unclosed quote?)")
             })?,
             many => many.to_vec(),
         };
