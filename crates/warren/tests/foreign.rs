@@ -1,8 +1,12 @@
 //! Workers warren did not write: a Python producer and consumer (pika, from the project's
 //! `.venv`, which `scripts/setup` fills from `tests/foreign/requirements.txt`) on a queue not
 //! named Orders, in a vhost of their own, with a 2 s job. `warren autoscale --worker-command`
-//! scales the consumer: up under load, back down to min, nothing the producer had confirmed
-//! left unacked.
+//! scales the consumer on the capacity metric computed from the broker alone: up under load,
+//! back down to min, nothing the producer had confirmed left unacked. And under steady load
+//! that metric's arrival rate and work time agree with the producer's own rate and the
+//! consumer's own sleep, while the producer reconnects every second (on RabbitMQ 3.10 its
+//! per-channel series come and go) and with prefetch 4 (unacked messages waiting in a
+//! consumer's buffer are not work). Each test prints its figures (`--no-capture`).
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 mod support;
