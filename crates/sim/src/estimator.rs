@@ -14,8 +14,8 @@
 //! - **backlog**: `rabbitmq_detailed_queue_messages_ready` (family `queue_coarse_metrics`, labels
 //!   `{vhost, queue}`, the same in 3.10 and 4.x); the newest count within
 //!   [`BACKLOG_LOOKBACK_SECS`], else 0.
-//! - **arrival rate**, over [`ARRIVAL_WINDOW_SECS`] (over [`WORK_WINDOW_SECS`] when a scrape gap
-//!   left fewer than two scrapes in it):
+//! - **arrival rate**, over [`ARRIVAL_WINDOW_SECS`] (between the last two scrapes when a scrape
+//!   gap left fewer than two in it):
 //!   - RabbitMQ 4.0 and later: the per-queue publish counter
 //!     `rabbitmq_detailed_queue_exchange_messages_published_total` (family
 //!     `queue_exchange_metrics`, labels `{vhost, exchange, queue}`), summed over exchanges. It
@@ -38,7 +38,8 @@
 //!   1. measured: the increase of the workers' histogram `_sum` over its `_count`
 //!      (warren worker's `job_duration_seconds`, or the user's), when a job finished;
 //!   2. from the broker alone, by Little's law: the mean number of busy consumers over the
-//!      window / the rate messages finished, where busy = min(unacked, consumers x
+//!      window / the mean rate messages finished over the same window (each scrape's rate
+//!      over the minute before it, 0 when idle), where busy = min(unacked, consumers x
 //!      concurrency per consumer). With prefetch > 1 the unacked count also holds messages
 //!      waiting in a consumer's buffer, which no one works on; the clamp by consumers x
 //!      [`Knobs::concurrency_per_consumer`] (1 for a consumer that works on one message at a
@@ -171,6 +172,9 @@ struct Point {
     /// The 4.x running total, when its series were there.
     published: Option<f64>,
     finished: f64,
+    /// Messages finished per second over the minute before (as the rules record it), 0 with
+    /// no rate.
+    finish_rate: f64,
     busy: f64,
     measured_work_secs: f64,
     measured_jobs: f64,
@@ -231,11 +235,16 @@ impl QueueEstimator {
             }
             let published = (!scrape.published.is_empty())
                 .then(|| self.published.observe(scrape.published.clone()));
+            let finished = self.finished.observe(scrape.finished.clone());
+            let finish_rate = self.rate_base(scrape.at_secs).map_or(0.0, |old| {
+                (finished - old.finished) / (scrape.at_secs - old.at_secs)
+            });
             let point = Point {
                 at_secs: scrape.at_secs,
                 messages: usable(scrape.messages),
                 published,
-                finished: self.finished.observe(scrape.finished.clone()),
+                finished,
+                finish_rate,
                 busy: Self::busy(&self.knobs, scrape.unacked, scrape.consumers),
                 measured_work_secs: self
                     .measured_work_secs
@@ -254,6 +263,19 @@ impl QueueEstimator {
         self.estimate()
     }
 
+    /// The scrape a rate at `at` is taken from: the oldest within the minute before, or, when
+    /// a scrape gap left none there, the one before `at` (PromQL's `irate` over the last two
+    /// samples). `None` before the second scrape.
+    fn rate_base(&self, at: f64) -> Option<Point> {
+        let earlier = |p: &&Point| p.at_secs < at;
+        self.points
+            .iter()
+            .filter(earlier)
+            .find(|p| p.at_secs > at - ARRIVAL_WINDOW_SECS)
+            .or_else(|| self.points.iter().rfind(earlier))
+            .copied()
+    }
+
     /// The metric as the scrapes so far give it.
     fn estimate(&self) -> Estimate {
         let Some(newest) = self.points.back().copied() else {
@@ -268,17 +290,7 @@ impl QueueEstimator {
             Some((at, ready)) if newest.at_secs - at <= BACKLOG_LOOKBACK_SECS => ready,
             _ => 0.0,
         };
-        // The oldest scrape within the last minute, or, with no other there (a scrape gap),
-        // within the work window.
-        let oldest_within = |window: f64| {
-            self.points
-                .iter()
-                .find(|p| p.at_secs > newest.at_secs - window)
-                .filter(|p| p.at_secs < newest.at_secs)
-                .copied()
-        };
-        let arrival_from =
-            oldest_within(ARRIVAL_WINDOW_SECS).or_else(|| oldest_within(WORK_WINDOW_SECS + 1.0));
+        let arrival_from = self.rate_base(newest.at_secs);
         let (arrival_rate, arrival) = match arrival_from {
             None => (None, ArrivalSource::None),
             Some(old) => {
@@ -300,16 +312,23 @@ impl QueueEstimator {
             }
         };
         let oldest = self.points.front().copied().unwrap_or(newest);
-        let dt = newest.at_secs - oldest.at_secs;
         let jobs = newest.measured_jobs - oldest.measured_jobs;
         let measured = (jobs > 0.0)
             .then(|| (newest.measured_work_secs - oldest.measured_work_secs) / jobs)
             .filter(|w| w.is_finite() && *w > 0.0);
-        let finished_rate = (dt > 0.0).then(|| (newest.finished - oldest.finished) / dt);
-        let mean_busy = self.points.iter().map(|p| p.busy).sum::<f64>() / self.points.len() as f64;
-        let little = finished_rate
-            .filter(|r| *r > 0.0)
-            .map(|r| mean_busy / r)
+        // Little's law over the window: mean busy over mean finish rate, idle time included
+        // (`avg_over_time` of both recorded series).
+        let window: Vec<&Point> = self
+            .points
+            .iter()
+            .filter(|p| p.at_secs > newest.at_secs - WORK_WINDOW_SECS)
+            .collect();
+        let mean = |f: fn(&Point) -> f64| {
+            window.iter().map(|p| f(p)).sum::<f64>() / window.len().max(1) as f64
+        };
+        let mean_finish_rate = mean(|p| p.finish_rate);
+        let little = (mean_finish_rate > 0.0)
+            .then(|| mean(|p| p.busy) / mean_finish_rate)
             .filter(|w| w.is_finite() && *w > 0.0);
         let (work_secs, work) = match (measured, little) {
             (Some(m), _) => (Some(m), WorkSource::Measured),
