@@ -348,18 +348,15 @@ spec:
 
 /// Runs the load through an autoscaled pool of the foreign consumer and checks it scaled up,
 /// drained, came back to 1 and lost nothing.
+/// `back_to_min` bounds the wait for 1 consumer once the queue is empty.
 async fn scales_up_and_back_down(
-    test: &str,
-    metric: &str,
-    target: &str,
+    load: &Load,
+    hpa: &str,
     source: &[(&str, String)],
+    back_to_min: Duration,
 ) {
-    let vhost = Vhost::create(test).await;
-    let queue = unique_queue("emails");
-    let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let hpa = manifest(metric, &vhost.name, &queue, target, 6);
-    let mut autoscale = Autoscale::start(&dir, &hpa, &vhost, &queue, source, &["--prefetch", "1"]);
+    let Load { vhost, queue, dir } = load;
+    let mut autoscale = Autoscale::start(dir, hpa, vhost, queue, source, &["--prefetch", "1"]);
     assert!(
         wait_until(Duration::from_secs(20), || async {
             autoscale.replicas().await == Some(1.0)
@@ -369,7 +366,7 @@ async fn scales_up_and_back_down(
     );
     let started = Instant::now();
     // 4 a second for 15 s against 0.5 a second per worker.
-    let producer = Producer::start(&vhost, &queue, 4.0, 15.0, 0.0, &dir);
+    let producer = Producer::start(vhost, queue, 4.0, 15.0, 0.0, dir);
     let peak = std::cell::Cell::new(0.0_f64);
     let (peak, autoscale_ref) = (&peak, &autoscale);
     let scaled_up = wait_until(Duration::from_secs(40), || async move {
@@ -390,7 +387,7 @@ async fn scales_up_and_back_down(
         .await
         .unwrap();
     let drained = wait_until(Duration::from_secs(60), || async {
-        vhost.queue_counts(&queue).await == Some((0, 0))
+        vhost.queue_counts(queue).await == Some((0, 0))
     })
     .await;
     assert!(
@@ -400,7 +397,7 @@ async fn scales_up_and_back_down(
     );
     let drained_after = started.elapsed();
     assert!(
-        wait_until(Duration::from_secs(40), || async move {
+        wait_until(back_to_min, || async move {
             autoscale_ref.replicas().await == Some(1.0)
         })
         .await,
@@ -419,9 +416,7 @@ async fn scales_up_and_back_down(
         "{log}"
     );
     assert!(
-        !log.contains(&vhost.user.1)
-            || vhost.user.1.len() < 4
-            || !log.contains(&format!(":{}@", vhost.user.1)),
+        !log.contains(&format!("{}:{}@", vhost.user.0, vhost.user.1)),
         "the broker password stays out of the log"
     );
 
@@ -435,16 +430,36 @@ async fn scales_up_and_back_down(
     );
     assert!(!confirmed.is_empty());
     println!(
-        "foreign consumer, {metric} from {}: {} confirmed ({:.2}/s), {acks} acks of {} ids, peak {peak} consumers, queue empty after {:.1} s, back at 1 after {:.1} s",
-        source.first().map_or("the broker", |(_, v)| v.as_str()),
+        "foreign consumer, warren_workers_needed from {}: {} confirmed ({:.2}/s), {acks} acks of {} ids, peak {peak} consumers, queue empty after {:.1} s, back at 1 after {:.1} s",
+        source[0].1,
         confirmed.len(),
         summary["rate"].as_f64().unwrap_or(0.0),
         acked.len(),
         drained_after.as_secs_f64(),
         at_min_after.as_secs_f64(),
     );
-    vhost.delete().await;
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A vhost, queue and scratch directory of one test's own.
+struct Load {
+    vhost: Vhost,
+    queue: String,
+    dir: PathBuf,
+}
+
+impl Load {
+    async fn new(test: &str) -> Self {
+        let vhost = Vhost::create(test).await;
+        let queue = unique_queue("emails");
+        let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { vhost, queue, dir }
+    }
+
+    async fn remove(self) {
+        self.vhost.delete().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +470,79 @@ async fn foreign_consumers_scale_up_and_back_down_on_the_broker_only_capacity_me
         ("RABBIT_PROMETHEUS_URL", rabbit_prometheus_url()),
         ("SPEED", "10".to_owned()),
     ];
-    scales_up_and_back_down("capacity", "warren_workers_needed", "1", &source).await;
+    let load = Load::new("capacity").await;
+    let hpa = manifest(
+        "warren_workers_needed",
+        &load.vhost.name,
+        &load.queue,
+        "1",
+        6,
+    );
+    scales_up_and_back_down(&load, &hpa, &source, Duration::from_secs(40)).await;
+    load.remove().await;
+}
+
+/// `warren rules` for the queue: the given document (`--only`).
+fn warren_rules(load: &Load, only: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["rules", "--queue", &load.queue, "--vhost", &load.vhost.name])
+        .args([
+            "--deployment",
+            "emails-consumer",
+            "--namespace",
+            "mail",
+            "--max",
+            "6",
+        ])
+        .args(["--only", only])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The same, through a private Prometheus evaluating the rules `warren rules` printed for the
+/// queue, with the HPA it printed (its scale-down window, 60 s, passes in 6 s at SPEED 10; the
+/// rules' windows are Prometheus's, in wall-clock time: the arrival rate's minute must pass
+/// after the load before the metric falls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_consumers_scale_up_and_back_down_through_prometheus_on_the_rules_warren_rules_printed(
+) {
+    use warren::lab::prometheus_node::{find_prometheus, PrometheusNode, ScrapeTargets};
+    let prometheus = find_prometheus()
+        .expect("prometheus is missing: scripts/setup installs Debian's prometheus package");
+    let load = Load::new("prometheus").await;
+    let rules = load.dir.join("rules.yml");
+    std::fs::write(&rules, warren_rules(&load, "rules")).unwrap();
+    let hpa = warren_rules(&load, "hpa");
+    let targets = ScrapeTargets {
+        rabbitmq: rabbit_prometheus_url()
+            .trim_start_matches("http://")
+            .to_owned(),
+        // No web server here: a target that is down is all it costs.
+        web: format!("127.0.0.1:{}", free_port()),
+        autoscaler: format!("127.0.0.1:{}", free_port()),
+        workers_file_sd: load.dir.join("workers.json"),
+        rule_files: vec![rules],
+        interval: Duration::from_secs(1),
+    };
+    let mut node = PrometheusNode::start(&prometheus, &load.dir.join("prometheus"), &targets)
+        .await
+        .unwrap();
+    let source = [
+        ("METRIC_SOURCE", "prometheus".to_owned()),
+        ("PROMETHEUS_URL", node.url()),
+        ("SPEED", "10".to_owned()),
+        // The rules' series appear once the broker reports the queue a consumer declares.
+        ("FIRST_METRIC_WAIT", "300s".to_owned()),
+    ];
+    scales_up_and_back_down(&load, &hpa, &source, Duration::from_secs(120)).await;
+    node.stop().await;
+    load.remove().await;
 }
 
 /// The value of `name=` in a decision line.
@@ -484,10 +571,12 @@ async fn estimate_matches_ground_truth(
     rate: f64,
     reconnect_every: f64,
 ) {
-    // The engine's clock at 4x: the 60 s arrival window is 15 s of wall time, a decision
-    // every second.
-    const SPEED: f64 = 4.0;
-    const LOAD_SECS: f64 = 45.0;
+    // The engine's clock at 10x: a decision every second of wall time; the 60 s arrival
+    // window is 6 s of it. The work time is a mean over 300 s of each scrape's finish rate over
+    // the minute before it (as the rules compute it), so it is steady 360 s (36 s of wall
+    // time) into the load, once the minute in which that rate was still rising has left it.
+    const SPEED: f64 = 10.0;
+    const LOAD_SECS: f64 = 60.0;
     let vhost = Vhost::create(test).await;
     let queue = unique_queue("emails");
     let dir = std::env::temp_dir().join(format!("warren-test-{queue}"));
@@ -498,7 +587,7 @@ async fn estimate_matches_ground_truth(
         ("METRIC_SOURCE", "broker".to_owned()),
         ("RABBIT_PROMETHEUS_URL", rabbit_prometheus_url()),
         ("SPEED", SPEED.to_string()),
-        ("SYNC_PERIOD", "4s".to_owned()),
+        ("SYNC_PERIOD", "10s".to_owned()),
     ];
     let prefetch = prefetch.to_string();
     let autoscale = Autoscale::start(&dir, &hpa, &vhost, &queue, &env, &["--prefetch", &prefetch]);
@@ -511,14 +600,18 @@ async fn estimate_matches_ground_truth(
     );
     let producer = Producer::start(&vhost, &queue, rate, LOAD_SECS, reconnect_every, &dir);
     let started = Instant::now();
-    // Decisions whose arrival window (60 s of engine time) lies wholly inside the load, each
-    // taken at most half a second before it is seen here.
-    let window = Duration::from_secs_f64(60.0 / SPEED + 1.0);
-    let judged_from = autoscale.decision_lines().len();
-    tokio::time::sleep(window).await;
-    let skipped = autoscale.decision_lines().len();
-    tokio::time::sleep(Duration::from_secs_f64(LOAD_SECS - 1.0) - window).await;
-    let lines: Vec<String> = autoscale.decision_lines()[skipped.max(judged_from)..].to_vec();
+    // Decisions whose windows lie wholly inside the load, each taken at most a second before
+    // it is seen here.
+    let arrival_window = Duration::from_secs_f64(60.0 / SPEED + 1.0);
+    let work_window = Duration::from_secs_f64(360.0 / SPEED + 1.0);
+    tokio::time::sleep(arrival_window).await;
+    let arrival_from = autoscale.decision_lines().len();
+    tokio::time::sleep(work_window - arrival_window).await;
+    let work_from = autoscale.decision_lines().len();
+    tokio::time::sleep(Duration::from_secs_f64(LOAD_SECS - 1.0) - work_window).await;
+    let all = autoscale.decision_lines();
+    let lines: Vec<String> = all[arrival_from..].to_vec();
+    let work_lines: Vec<String> = all[work_from..].to_vec();
     assert!(
         started.elapsed() < Duration::from_secs_f64(LOAD_SECS),
         "judged within the load"
@@ -528,12 +621,15 @@ async fn estimate_matches_ground_truth(
         .unwrap();
     let true_rate = summary["rate"].as_f64().unwrap();
     let connections = summary["connections"].as_f64().unwrap();
-    assert!(lines.len() >= 15, "a decision a second: {lines:?}");
+    assert!(
+        work_lines.len() >= 15,
+        "a decision a second: {work_lines:?}"
+    );
     let arrivals: Vec<f64> = lines
         .iter()
         .map(|l| field(l, "arrival_rate") * SPEED)
         .collect();
-    let works: Vec<f64> = lines
+    let works: Vec<f64> = work_lines
         .iter()
         .map(|l| field(l, "work_secs") / SPEED)
         .collect();
@@ -549,13 +645,15 @@ async fn estimate_matches_ground_truth(
     println!(
         "estimate vs ground truth ({test}: {consumers} consumers, prefetch {prefetch}, producer reconnecting every {reconnect_every} s, {connections} connections, {} confirmed): \
          arrival rate {arrival:.3}/s (each decision {}) vs the producer's {true_rate:.3}/s: {:.1} % off; \
-         work time {work:.3} s (each decision {}) vs the consumer's sleep {WORK_SECS} s: {:.1} % off; mean over {} decisions",
+         work time {work:.3} s (each decision {}) vs the consumer's sleep {WORK_SECS} s: {:.1} % off; \
+         means over the {} and {} decisions taken once each window lay within the load, at --speed {SPEED}",
         confirmed.len(),
         range(&arrivals),
         arrival_error * 100.0,
         range(&works),
         work_error * 100.0,
         lines.len(),
+        work_lines.len(),
     );
     assert!(
         arrival_error < 0.10,
@@ -565,7 +663,7 @@ async fn estimate_matches_ground_truth(
     assert!(
         work_error < 0.10,
         "work time {work} vs {WORK_SECS}; decisions:\n{}",
-        lines.join("\n")
+        work_lines.join("\n")
     );
     drop(autoscale);
     vhost.delete().await;

@@ -1,4 +1,5 @@
-//! A private Prometheus for the demo (and the tests), scraping the broker's per-queue metrics,
+//! A private Prometheus for the demo (and the tests), scraping the broker's per-queue metrics
+//! (the families the capacity rules read, `metric_source::CAPACITY_FAMILIES`),
 //! the web server, the autoscaler and the workers (through a `file_sd` list the pool keeps).
 //!
 //! Prometheus runs under a small `sh` guard whose standard input is a pipe from this process:
@@ -40,7 +41,7 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
   - job_name: rabbitmq
     metrics_path: /metrics/detailed
     params:
-      family: [queue_coarse_metrics, queue_consumer_count]
+      family: [{families}]
     static_configs:
       - targets: ["{rabbitmq}"]
   - job_name: warren-web
@@ -54,6 +55,9 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
       - files: ["{file_sd}"]
         refresh_interval: {interval}
 "#,
+        // What the capacity rules read: the queue's counts, and the counters of messages
+        // published and finished (per channel on RabbitMQ 3.10, per queue on 4.x).
+        families = crate::scaling::metric_source::CAPACITY_FAMILIES.join(", "),
         rabbitmq = targets.rabbitmq,
         web = targets.web,
         autoscaler = targets.autoscaler,
