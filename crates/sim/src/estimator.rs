@@ -56,9 +56,16 @@
 //!   work time; a cold start (one scrape) is the backlog term at the default work time; a
 //!   missing queue series keeps the last backlog for 2 minutes.
 //!
-//! The recording rules that compute the same per (vhost, queue) for a whole cluster are
-//! rendered by the `warren` crate from the same definitions; their windows are the constants
-//! below. Pure: no I/O.
+//! Who uses it: `warren autoscale --metric-source broker` (the `warren` crate's
+//! `scaling::metric_source`: `queue_scrape` picks one queue's series out of a scrape, and
+//! `CapacityScrapes` adds the pool's workers' `job_duration_seconds` where they answer, so a
+//! pool of programs that export nothing is sized from the broker alone; the knobs are
+//! `--capacity-utilisation`, `--capacity-drain`, `--capacity-default-work`,
+//! `--capacity-concurrency`), and the simulator (`warren simulate --capacity-estimate broker`,
+//! through [`MetricFormula`]). The recording rules that compute the same per (vhost, queue) for
+//! a whole cluster are printed by `warren rules` (`lab::capacity_rules` in the `warren` crate),
+//! their windows the constants below; `tests/capacity_promql.rs` checks that both agree on the
+//! same series. Pure: no I/O.
 
 use std::collections::{BTreeMap, VecDeque};
 
