@@ -56,14 +56,22 @@
 //!   work time; a cold start (one scrape) is the backlog term at the default work time; a
 //!   missing queue series keeps the last backlog for 2 minutes.
 //!
-//! The recording rules that compute the same per (vhost, queue) for a whole cluster are
-//! rendered by the `warren` crate from the same definitions; their windows are the constants
-//! below. Pure: no I/O.
+//! Who uses it: `warren autoscale --metric-source broker` (the `warren` crate's
+//! `scaling::metric_source`: `queue_scrape` picks one queue's series out of a scrape, and
+//! `CapacityScrapes` adds the pool's workers' `job_duration_seconds` where they answer, so a
+//! pool of programs that export nothing is sized from the broker alone; the knobs are
+//! `--capacity-utilisation`, `--capacity-drain`, `--capacity-default-work`,
+//! `--capacity-concurrency`), and the simulator (`warren simulate --capacity-estimate broker`,
+//! through [`MetricFormula`]). The recording rules that compute the same per (vhost, queue) for
+//! a whole cluster are printed by `warren rules` (`lab::capacity_rules` in the `warren` crate),
+//! their windows the constants below; `tests/capacity_promql.rs` checks that both agree on the
+//! same series. Pure: no I/O.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::capacity::{workers_needed, Inputs, Knobs, Needed};
 pub use crate::capacity::{ARRIVAL_WINDOW_SECS, WORK_WINDOW_SECS};
+use crate::policy::{MetricFormula, Signals};
 
 /// How long a ready count stands in for a missing one (the rule's `last_over_time(...[2m])`).
 pub const BACKLOG_LOOKBACK_SECS: f64 = 120.0;
@@ -351,6 +359,34 @@ impl QueueEstimator {
     }
 }
 
+/// In the simulator, the estimator sees what a RabbitMQ 3.10 broker would report of the
+/// simulated queue and nothing from the workers: its ready and unacked counts, its consumers
+/// (the ready workers) and its consumers' acks; no publish counter (so arrivals by
+/// conservation) and no histogram (so the work time by Little's law). So `warren simulate
+/// --capacity-estimate broker` predicts a queue whose workers export nothing, with the broker
+/// estimate's own lag and bias.
+impl MetricFormula for QueueEstimator {
+    fn describe(&self) -> String {
+        format!(
+            "from the broker alone: arrivals by conservation x work time by Little's law / {} + ready x work time / {} s",
+            self.knobs.target_utilisation, self.knobs.drain_secs
+        )
+    }
+
+    fn value(&mut self, seen: &Signals) -> f64 {
+        let scrape = QueueScrape {
+            at_secs: seen.at_secs,
+            ready: Some(seen.ready as f64),
+            unacked: Some(seen.unacked as f64),
+            messages: Some((seen.ready + seen.unacked) as f64),
+            consumers: Some(f64::from(seen.workers_ready)),
+            finished: BTreeMap::from([("acked".to_owned(), seen.acked_total as f64)]),
+            ..QueueScrape::default()
+        };
+        self.observe(&scrape).needed.workers_needed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,6 +570,28 @@ mod tests {
         assert_eq!(n.work, WorkSource::Default);
         assert_eq!(n.needed.work_secs, Knobs::default().default_work_secs);
         assert_eq!(n.needed.workers_needed, 0.0);
+    }
+
+    #[test]
+    fn in_the_simulator_it_reads_only_what_the_broker_reports() {
+        // 2 jobs/s of 3 s jobs on 8 workers, 6 busy, nothing ready: 7.5 once the window is
+        // full, from the counts and acks alone.
+        let mut e = QueueEstimator::new(Knobs::default());
+        let mut value = 0.0;
+        for i in 0..=40u32 {
+            let t = 15.0 * f64::from(i);
+            value = e.value(&Signals {
+                at_secs: t,
+                ready: 0,
+                unacked: 6,
+                acked_total: (2.0 * t) as u64,
+                arrived_total: 999_999, // not read: no per-queue counter on 3.10
+                busy_secs_total: 1.0e9, // not read: no histogram
+                workers_ready: 8,
+                ..Signals::default()
+            });
+        }
+        assert!((value - 7.5).abs() < 1e-9, "{value}");
     }
 
     #[test]

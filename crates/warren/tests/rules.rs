@@ -120,11 +120,22 @@ fn for_a_queue_of_the_users_it_prints_rules_a_prometheus_rule_an_hpa_and_a_scale
     let generic = only("generic-rules");
     promtool_check(&dir, "generic.yml", &generic);
     assert!(!generic.contains("emails"), "{generic}");
-    // The PrometheusRule holds the same groups.
-    let rule: serde_yaml::Value = serde_yaml::from_str(&only("prometheus-rule")).unwrap();
-    assert_eq!(rule["kind"], "PrometheusRule");
-    assert_eq!(rule["metadata"]["namespace"], "shop");
-    assert_eq!(&rule["spec"]["groups"], &doc["groups"]);
+    // The PrometheusRules hold the same groups: the generic one, and the queue's own in an
+    // object of its own (another queue's set does not replace it).
+    let text = only("prometheus-rule");
+    let objects: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["warren-capacity", "warren-capacity-shop-emails"]);
+    for (object, group) in objects.iter().zip(groups) {
+        assert_eq!(object["kind"], "PrometheusRule");
+        assert_eq!(object["metadata"]["namespace"], "shop");
+        assert_eq!(&object["spec"]["groups"][0], group);
+    }
     // The HPA: valid for the engine warren autoscale and the simulator run, on the queue.
     let hpa = only("hpa");
     let engine = warren_hpa::Autoscaler::from_yaml(&hpa).expect("a valid HPA");

@@ -388,6 +388,25 @@ pub fn prometheus_rule(name: &str, namespace: &str, groups: &[String]) -> String
     out
 }
 
+/// A Kubernetes object name from free text: lower case, `-` for anything else, at most 63.
+fn object_name(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while name.contains("--") {
+        name = name.replace("--", "-");
+    }
+    name.truncate(63);
+    name.trim_matches('-').to_owned()
+}
+
 /// Where the queue's workers run and how many there may be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -618,7 +637,8 @@ pub fn print(config: &RulesConfig) -> Result<String, ConfigError> {
 pub struct CapacitySet {
     /// The rules file: the generic group and the queue's own.
     pub rules: String,
-    /// The same as a PrometheusRule.
+    /// The same groups as PrometheusRules: `warren-capacity` (the generic group), and one for
+    /// the queue's own group when it has one.
     pub prometheus_rule: String,
     /// The HPA (with prometheus-adapter and [`ADAPTER_CONFIG`]).
     pub hpa: String,
@@ -635,11 +655,24 @@ impl CapacitySet {
         namespace: &str,
         prometheus_url: &str,
     ) -> Result<Self, ConfigError> {
-        let mut groups = vec![generic_group(&Knobs::default())];
-        groups.extend(queue_group(q));
+        let generic = generic_group(&Knobs::default());
+        let own = queue_group(q);
+        let mut groups = vec![generic.clone()];
+        groups.extend(own.clone());
+        // One PrometheusRule for the generic group, the same for every queue, and one of the
+        // queue's own, so that applying several queues' sets keeps each queue's group.
+        let mut prometheus_rules = prometheus_rule(GROUP, namespace, &[generic]);
+        if let Some(own) = own {
+            prometheus_rules.push_str("---\n");
+            prometheus_rules.push_str(&prometheus_rule(
+                &object_name(&format!("{GROUP}-{}-{}", q.vhost, q.queue)),
+                namespace,
+                &[own],
+            ));
+        }
         Ok(Self {
             rules: rules_file(&groups),
-            prometheus_rule: prometheus_rule("warren-capacity", namespace, &groups),
+            prometheus_rule: prometheus_rules,
             hpa: hpa.to_owned(),
             scaled_object: scaled_object(&q.vhost, &q.queue, hpa, prometheus_url)?,
         })

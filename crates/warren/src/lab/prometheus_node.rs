@@ -1,5 +1,4 @@
-//! A private Prometheus for the demo (and the tests), scraping the broker's per-queue metrics
-//! (the families the capacity rules read, `metric_source::CAPACITY_FAMILIES`),
+//! A private Prometheus for the demo (and the tests), scraping the broker's per-queue metrics,
 //! the web server, the autoscaler and the workers (through a `file_sd` list the pool keeps).
 //!
 //! Prometheus runs under a small `sh` guard whose standard input is a pipe from this process:
@@ -41,7 +40,7 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
   - job_name: rabbitmq
     metrics_path: /metrics/detailed
     params:
-      family: [{families}]
+      family: [queue_coarse_metrics, queue_consumer_count, channel_queue_metrics, queue_exchange_metrics, queue_delivery_metrics]
     static_configs:
       - targets: ["{rabbitmq}"]
   - job_name: warren-web
@@ -55,9 +54,6 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
       - files: ["{file_sd}"]
         refresh_interval: {interval}
 "#,
-        // What the capacity rules read: the queue's counts, and the counters of messages
-        // published and finished (per channel on RabbitMQ 3.10, per queue on 4.x).
-        families = crate::scaling::metric_source::CAPACITY_FAMILIES.join(", "),
         rabbitmq = targets.rabbitmq,
         web = targets.web,
         autoscaler = targets.autoscaler,

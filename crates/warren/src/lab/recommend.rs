@@ -405,8 +405,8 @@ mod tests {
         let docs: Vec<&str> = text.split("\n---\n").collect();
         assert_eq!(
             docs.len(),
-            5,
-            "rules, PrometheusRule, adapter, HPA, ScaledObject"
+            6,
+            "rules, two PrometheusRules (generic, the queue's knobs), adapter, HPA, ScaledObject"
         );
         let rules: Value = serde_yaml::from_str(docs[0]).unwrap();
         let own = serde_yaml::to_string(&rules["groups"][1]).unwrap();
@@ -415,8 +415,8 @@ mod tests {
             own.contains("vector(0.7)") && own.contains("vector(60)"),
             "{own}"
         );
-        let hpa = warren_hpa::Autoscaler::from_yaml(docs[3]).unwrap();
+        let hpa = warren_hpa::Autoscaler::from_yaml(docs[4]).unwrap();
         assert_eq!(hpa.hpa().spec.scale_target_ref.name, "email-workers");
-        assert!(docs[4].contains("kind: ScaledObject"), "{}", docs[4]);
+        assert!(docs[5].contains("kind: ScaledObject"), "{}", docs[5]);
     }
 }
