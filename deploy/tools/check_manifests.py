@@ -921,12 +921,17 @@ def recorded_rules() -> dict[str, dict]:
 
 
 def check_capacity_rule() -> bool:
+    """warren_workers_needed is recorded per {vhost, queue} for every queue (the generic group
+    `warren rules` prints; tests/rules.rs checks rules.yml is its output), so the selector
+    {queue: Orders} finds Orders' series."""
     rule = recorded_rules().get("warren_workers_needed")
     if rule is None:
         fail(f"{os.path.relpath(RULES_FILE, REPO)}: no recording rule warren_workers_needed")
         return False
-    if rule.get("labels") != {"queue": "Orders"}:
-        fail(f"{os.path.relpath(RULES_FILE, REPO)}: warren_workers_needed must carry labels {{queue: Orders}}")
+    backlog = recorded_rules().get("warren_capacity_backlog", {}).get("expr", "")
+    if rule.get("labels") or "by (vhost, queue)" not in backlog:
+        fail(f"{os.path.relpath(RULES_FILE, REPO)}: warren_workers_needed must be recorded for every queue "
+             f"(by (vhost, queue), no fixed labels): print it with `warren rules`")
         return False
     return True
 

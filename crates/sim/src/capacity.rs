@@ -35,6 +35,11 @@ pub struct Knobs {
     pub drain_secs: f64,
     /// The work time assumed while no job has finished (`warren_capacity_default_work_seconds`).
     pub default_work_secs: f64,
+    /// How many messages one consumer works on at once (`warren_capacity_concurrency`): the
+    /// broker-side work-time estimate counts at most consumers x this as busy, since with
+    /// prefetch > 1 the rest of the unacked messages wait in the consumer's buffer
+    /// ([`crate::estimator`]).
+    pub concurrency_per_consumer: f64,
 }
 
 impl Default for Knobs {
@@ -44,6 +49,7 @@ impl Default for Knobs {
             target_utilisation: 0.8,
             drain_secs: 30.0,
             default_work_secs: 5.0,
+            concurrency_per_consumer: 1.0,
         }
     }
 }
@@ -64,6 +70,12 @@ impl Knobs {
             return Err(format!(
                 "default work time {} s is not positive",
                 self.default_work_secs
+            ));
+        }
+        if !(self.concurrency_per_consumer >= 1.0 && self.concurrency_per_consumer.is_finite()) {
+            return Err(format!(
+                "concurrency per consumer {} is not at least 1",
+                self.concurrency_per_consumer
             ));
         }
         Ok(())

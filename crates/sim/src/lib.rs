@@ -29,6 +29,9 @@
 //! - [`work`]: work-time distributions.
 //! - [`capacity`]: the capacity metric `warren_workers_needed` (the recording rule's arithmetic)
 //!   and its [`MetricFormula`] over the simulated signals.
+//! - [`estimator`]: the capacity metric's inputs for any queue from the broker's own metrics
+//!   (RabbitMQ 3.10 and 4.x): arrivals by per-queue counter or by conservation, work time by
+//!   histogram, by Little's law, or by default.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
 //! - [`keda`]: a ScaledObject with rabbitmq triggers (or prometheus on the capacity metric) as
@@ -41,6 +44,7 @@
 
 pub mod arrivals;
 pub mod capacity;
+pub mod estimator;
 pub mod keda;
 pub mod outcome;
 pub mod policy;

@@ -98,6 +98,10 @@ pub enum Command {
     /// manifest that keeps the p95 queue wait within the SLO in every scenario, at the fewest
     /// worker-seconds.
     Recommend(crate::lab::recommend::RecommendArgs),
+    /// Print what a cluster applies to scale a queue's workers on the capacity metric: the
+    /// recording rules (every queue at once, from the broker's own metrics; plain and as a
+    /// PrometheusRule), the prometheus-adapter rule and HPA, or the KEDA ScaledObject.
+    Rules(crate::lab::capacity_rules::RulesArgs),
 }
 
 /// The binary's name, for its error lines: set by [`parse`].

@@ -117,6 +117,19 @@ impl AmqpUrl {
             .collect()
     }
 
+    /// The virtual host, as the broker names it (the URL's path, percent-decoded; `/` when the
+    /// path is empty). A cluster's URLs name one vhost: the first node's is taken.
+    pub fn vhost(&self) -> String {
+        let path = self.nodes.first().map(Url::path).unwrap_or_default();
+        let segment = path.strip_prefix('/').unwrap_or(path);
+        if segment.is_empty() {
+            return "/".to_owned();
+        }
+        url::form_urlencoded::parse(format!("v={}", segment.replace('+', "%2B")).as_bytes())
+            .next()
+            .map_or_else(|| "/".to_owned(), |(_, v)| v.into_owned())
+    }
+
     /// `host:port` of the broker (of each node, comma-separated).
     pub fn authority(&self) -> String {
         self.nodes
@@ -359,6 +372,15 @@ mod tests {
         let url = AmqpUrl::from_parts("127.0.0.1", 5672, "guest", "a,b", "/").unwrap();
         assert_eq!(url.expose(), "amqp://guest:a%2Cb@127.0.0.1:5672/%2F");
         assert_eq!(AmqpUrl::parse(url.expose()).unwrap().nodes().len(), 1);
+    }
+
+    #[test]
+    fn the_vhost_is_the_decoded_path() {
+        let vhost = |raw: &str| AmqpUrl::parse(raw).unwrap().vhost();
+        assert_eq!(vhost("amqp://u:p@h:5672/%2F"), "/");
+        assert_eq!(vhost("amqp://u:p@h:5672"), "/");
+        assert_eq!(vhost("amqp://u:p@h:5672/shop"), "shop");
+        assert_eq!(vhost("amqp://u:p@h:5672/a%2Bb%20c"), "a+b c");
     }
 
     #[test]

@@ -59,6 +59,14 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::lab::recommend::run(config)
         }
+        Command::Rules(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::lab::capacity_rules::run(&config)
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            Ok(())
+        }
         Command::Simulate(args) => {
             let config = args
                 .to_config()

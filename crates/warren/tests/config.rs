@@ -174,6 +174,10 @@ fn each_invalid_web_limit_and_autoscale_and_load_setting_exits_2_with_one_line()
         ("AUTOSCALER_METRICS_PORT", "70000"),
         ("AUTOSCALER_METRICS_BIND", "here"),
         ("QUEUE", "amq.reserved"),
+        ("WORKER_COMMAND", "/nonexistent/consumer --work 2"),
+        ("WORKER_COMMAND", "python3 'unclosed"),
+        ("WORKER_BUSY_METRIC", "jobs_in_hand"),
+        ("WORKER_STOP_TIMEOUT", "soon"),
     ];
     // Without HPA_FILE, from the test's directory: the built-in manifest passes its checks, so
     // the setting is what fails.
@@ -185,6 +189,13 @@ fn each_invalid_web_limit_and_autoscale_and_load_setting_exits_2_with_one_line()
         vec![
             ("METRIC_SOURCE", "prometheus"),
             ("PROMETHEUS_URL", "not-a-url"),
+        ],
+    ));
+    cases.push((
+        &["autoscale"],
+        vec![
+            ("WORKER_COMMAND", "sh"),
+            ("WORKER_BUSY_METRIC", "9 in hand"),
         ],
     ));
     for setting in [

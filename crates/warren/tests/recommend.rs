@@ -40,8 +40,28 @@ fn prints_the_cheapest_manifest_that_meets_the_slo() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
-    // A manifest the HPA engine (and so the API server's rules) accepts.
-    let hpa = warren_hpa::Autoscaler::from_yaml(&stdout).unwrap();
+    // A manifest the HPA engine (and so the API server's rules) accepts: stdout itself for a
+    // queue-length winner; for a capacity one, the HPA among the documents of the complete
+    // set (its rules with the chosen knobs, the adapter rule, the ScaledObject).
+    let hpa_doc = stdout
+        .split("\n---\n")
+        .find(|d| d.contains("kind: HorizontalPodAutoscaler"))
+        .unwrap_or_else(|| panic!("no HPA in {stdout}"));
+    let hpa = warren_hpa::Autoscaler::from_yaml(hpa_doc).unwrap();
+    if stdout.contains("warren_workers_needed") {
+        for part in [
+            "name: warren-capacity\n",
+            "kind: PrometheusRule",
+            "externalRules:",
+            "kind: ScaledObject",
+            "warren_capacity_drain_seconds",
+        ] {
+            assert!(
+                stdout.contains(part),
+                "the capacity set misses {part}:\n{stdout}"
+            );
+        }
+    }
     assert_eq!(hpa.hpa().spec.max_replicas, 10);
     // The table: | family | settings | worst p95 | worker-seconds | meets |
     let rows: Vec<Vec<String>> = stderr

@@ -35,7 +35,7 @@ use crate::scaling::autoscale::{
     BUILTIN_CAPACITY_HPA_NAME,
 };
 use crate::scaling::metric_source::{parse_samples, MetricSource};
-use crate::scaling::pool::WorkerSpec;
+use crate::scaling::pool::{WorkerCommand, WorkerSpec, KILL_MARGIN};
 
 /// Writes the recording rules (compiled in as the default HPA is, so the demo's Prometheus has
 /// the capacity metric from any directory and from an installed binary), rendered for `speed`,
@@ -307,16 +307,17 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         release: config.release.clone(),
         controller: config.controller,
         worker: WorkerSpec {
-            exe: std::env::current_exe()?,
-            env: vec![
-                ("AMQP_URL".into(), broker.url.expose().to_owned()),
-                ("QUEUE".into(), broker.queue.to_string()),
-                ("WORK_MS".into(), work.as_millis().to_string()),
-                ("PREFETCH".into(), "1".into()),
-                ("GRACE_MS".into(), grace.as_millis().to_string()),
-                ("LOG_LEVEL".into(), "info".into()),
-            ],
-            grace,
+            command: WorkerCommand::Warren {
+                exe: std::env::current_exe()?,
+                env: vec![
+                    ("WORK_MS".into(), work.as_millis().to_string()),
+                    ("PREFETCH".into(), "1".into()),
+                    ("GRACE_MS".into(), grace.as_millis().to_string()),
+                    ("LOG_LEVEL".into(), "info".into()),
+                ],
+            },
+            broker: broker.clone(),
+            stop_timeout: grace + KILL_MARGIN,
             log_dir: Some(worker_logs.clone()),
             file_sd: Some(file_sd),
         },
@@ -326,6 +327,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         speed,
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
         state_file: Some(state_file),
+        capacity_knobs: warren_sim::capacity::Knobs::default(),
     };
     if let (MetricSource::Prometheus { url }, Some(_)) = (&autoscale_config.source, &prometheus) {
         wait_for_first_scrape(url, &config.queue.to_string()).await;

@@ -13,6 +13,9 @@
 //! - [`prometheus_node`]: a private Prometheus scraping broker, web, autoscaler and workers.
 //! - [`rules`]: the recording and alerting rules that Prometheus loads, rendered for the demo's
 //!   speed.
+//! - [`capacity_rules`]: `warren rules`, the capacity metric's recording rules for every
+//!   queue of a cluster (the PromQL mirror of `warren_sim::estimator`), and per queue its own
+//!   rules, HPA or KEDA ScaledObject.
 //! - [`load`]: `warren load`, open-loop load on `/generate` with rate patterns and a summary.
 //! - [`ledger`]: job outcomes tailed from the workers' logs: lost and duplicate jobs.
 //! - [`demo`]: `warren demo`, the whole system on one machine: broker, Prometheus, web,
@@ -25,6 +28,7 @@
 //!   the simulator for the cheapest manifest that meets a queue-wait SLO.
 
 pub mod broker_command;
+pub mod capacity_rules;
 pub mod dashboard;
 pub mod demo;
 pub mod ledger;

@@ -40,7 +40,7 @@ pub fn config_yaml(targets: &ScrapeTargets) -> String {
   - job_name: rabbitmq
     metrics_path: /metrics/detailed
     params:
-      family: [queue_coarse_metrics, queue_consumer_count]
+      family: [queue_coarse_metrics, queue_consumer_count, channel_queue_metrics, queue_exchange_metrics, queue_delivery_metrics]
     static_configs:
       - targets: ["{rabbitmq}"]
   - job_name: warren-web

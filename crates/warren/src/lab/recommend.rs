@@ -20,6 +20,7 @@ use warren_sim::capacity::{CapacityFormula, Knobs};
 use warren_sim::{FormulaFactory, PolicySpec, Scenario};
 
 use crate::config::ConfigError;
+use crate::lab::capacity_rules;
 
 /// Options of `warren recommend`.
 #[derive(Debug, clap::Args)]
@@ -274,14 +275,36 @@ fn manifest_text(c: &Candidate, t: &Tried, config: &RecommendConfig) -> Result<S
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let hpa = serde_yaml::to_string(&c.manifest).map_err(|e| e.to_string())?;
     if let Some(k) = c.knobs {
-        let _ = writeln!(
-            out,
-            "# Set the knobs in deploy/kubernetes/base/prometheus/rules.yml (group warren-capacity):\n#   warren_capacity_target_utilisation: vector({})\n#   warren_capacity_drain_seconds: vector({})",
-            k.target_utilisation, k.drain_secs
-        );
+        // The capacity policy needs its rules with these knobs: print the whole set
+        // `warren rules` prints, the queue's group carrying the knobs.
+        let labels =
+            &c.manifest["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"];
+        let queue = capacity_rules::QueueRules {
+            vhost: labels["vhost"].as_str().unwrap_or("/").to_owned(),
+            queue: labels["queue"].as_str().unwrap_or("Orders").to_owned(),
+            overrides: capacity_rules::KnobOverrides {
+                target_utilisation: Some(k.target_utilisation),
+                drain_secs: Some(k.drain_secs),
+                ..Default::default()
+            },
+            histogram: None,
+        };
+        let namespace = c.manifest["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        let set = capacity_rules::CapacitySet::new(
+            &queue,
+            &hpa,
+            namespace,
+            capacity_rules::DEFAULT_PROMETHEUS_URL,
+        )
+        .map_err(|e| e.to_string())?;
+        out.push_str(&set.all(&queue.queue));
+        return Ok(out);
     }
-    out.push_str(&serde_yaml::to_string(&c.manifest).map_err(|e| e.to_string())?);
+    out.push_str(&hpa);
     Ok(out)
 }
 
@@ -333,4 +356,67 @@ fn chart(path: &Path, config: &RecommendConfig, tried: &[Tried]) -> anyhow::Resu
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capacity_winner_is_printed_with_its_rules_so_nothing_is_edited_by_hand() {
+        let base: Value = serde_yaml::from_str(
+            &crate::lab::capacity_rules::hpa(
+                "shop",
+                "emails",
+                &crate::lab::capacity_rules::Target {
+                    deployment: "email-workers".into(),
+                    namespace: "shop".into(),
+                    min: 1,
+                    max: 8,
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let selector = base["spec"]["metrics"][0]["external"]["metric"]["selector"].clone();
+        let all = candidates(&base, &selector).unwrap();
+        let c = all
+            .iter()
+            .find(|c| {
+                c.knobs
+                    .is_some_and(|k| k.target_utilisation == 0.7 && k.drain_secs == 60.0)
+            })
+            .unwrap();
+        let config = RecommendConfig {
+            scenarios: Vec::new(),
+            slo_secs: 10.0,
+            candidates: Vec::new(),
+            report_dir: None,
+        };
+        let text = manifest_text(
+            c,
+            &Tried {
+                worst_p95_secs: 5.0,
+                worker_seconds: 100.0,
+            },
+            &config,
+        )
+        .unwrap();
+        let docs: Vec<&str> = text.split("\n---\n").collect();
+        assert_eq!(
+            docs.len(),
+            6,
+            "rules, two PrometheusRules (generic, the queue's knobs), adapter, HPA, ScaledObject"
+        );
+        let rules: Value = serde_yaml::from_str(docs[0]).unwrap();
+        let own = serde_yaml::to_string(&rules["groups"][1]).unwrap();
+        assert!(own.contains("warren-capacity:shop:emails"), "{own}");
+        assert!(
+            own.contains("vector(0.7)") && own.contains("vector(60)"),
+            "{own}"
+        );
+        let hpa = warren_hpa::Autoscaler::from_yaml(docs[4]).unwrap();
+        assert_eq!(hpa.hpa().spec.scale_target_ref.name, "email-workers");
+        assert!(docs[5].contains("kind: ScaledObject"), "{}", docs[5]);
+    }
 }

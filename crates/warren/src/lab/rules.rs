@@ -216,7 +216,7 @@ mod tests {
                 String::from_utf8_lossy(&out.stdout)
             );
         }
-        // The steady case of rules.test.yml (2 jobs/s of 4 s jobs, 12 ready: 11.6 workers)
+        // Queue Orders steady (2 jobs/s of 4 s jobs, 12 ready: 11.6 workers, as capacity.test.yml)
         // run 10 times faster: 20 jobs/s of 0.4 s jobs on the wall clock, scraped every 1.5 s.
         std::fs::write(dir.join("rules.yml"), render(RULES, 10.0).0).unwrap();
         let test = r#"rule_files: [rules.yml]
@@ -224,18 +224,28 @@ evaluation_interval: 1500ms
 tests:
   - interval: 1500ms
     input_series:
-      - series: 'jobs_published_total{instance="web-0"}'
+      - series: 'rabbitmq_detailed_channel_messages_acked_total{channel="<0.9.0>",vhost="/",queue="Orders"}'
         values: '0+30x100'
+      - series: 'rabbitmq_detailed_channel_messages_delivered_total{channel="<0.9.0>",vhost="/",queue="Orders"}'
+        values: '0x100'
+      - series: 'rabbitmq_detailed_channel_get_total{channel="<0.9.0>",vhost="/",queue="Orders"}'
+        values: '0x100'
       - series: 'job_duration_seconds_sum{instance="worker-0"}'
         values: '0+12x100'
       - series: 'job_duration_seconds_count{instance="worker-0"}'
         values: '0+30x100'
       - series: 'rabbitmq_detailed_queue_messages_ready{vhost="/",queue="Orders"}'
         values: '12x100'
+      - series: 'rabbitmq_detailed_queue_messages_unacked{vhost="/",queue="Orders"}'
+        values: '8x100'
+      - series: 'rabbitmq_detailed_queue_messages{vhost="/",queue="Orders"}'
+        values: '20x100'
+      - series: 'rabbitmq_detailed_queue_consumers{vhost="/",queue="Orders"}'
+        values: '8x100'
     promql_expr_test:
-      - expr: 'abs(warren_workers_needed - 11.6) < bool 1e-9'
+      - expr: 'abs(warren_workers_needed - 11.6) < bool 1e-6'
         eval_time: 60s
-        exp_samples: [{labels: '{queue="Orders"}', value: 1}]
+        exp_samples: [{labels: '{vhost="/",queue="Orders"}', value: 1}]
 "#;
         std::fs::write(dir.join("speed.test.yml"), test).unwrap();
         let out = promtool(&dir, &["test", "rules", "speed.test.yml"]);

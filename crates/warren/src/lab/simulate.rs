@@ -51,6 +51,13 @@ pub struct SimulateArgs {
     /// (default: the shipped rules' 30s).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub capacity_drain: Option<Duration>,
+    /// How the capacity metric's inputs are measured, for every HPA on
+    /// `warren_workers_needed`: `histogram` (warren's own workers: the publish counter and the
+    /// workers' work-time histogram) or `broker` (a queue whose workers export nothing: the
+    /// broker's counts and acks alone, arrivals by conservation, work time by Little's law,
+    /// as `warren rules` and `warren autoscale` estimate them; warren_sim::estimator).
+    #[arg(long, default_value = "histogram", value_parser = ["histogram", "broker"])]
+    pub capacity_estimate: String,
 }
 
 /// Settings of `warren simulate`, validated.
@@ -93,11 +100,19 @@ impl SimulateArgs {
             } else {
                 capacity_metrics(&text)
             };
-            let policy = match knobs {
+            let from_broker = self.capacity_estimate == "broker";
+            let chosen = knobs.or(from_broker.then(warren_sim::capacity::Knobs::default));
+            let policy = match chosen {
                 Some(knobs) if !capacity.is_empty() => {
-                    let factory: warren_sim::FormulaFactory = std::sync::Arc::new(move || {
-                        Box::new(warren_sim::capacity::CapacityFormula::new(knobs))
-                    });
+                    let factory: warren_sim::FormulaFactory = if from_broker {
+                        std::sync::Arc::new(move || {
+                            Box::new(warren_sim::estimator::QueueEstimator::new(knobs))
+                        })
+                    } else {
+                        std::sync::Arc::new(move || {
+                            Box::new(warren_sim::capacity::CapacityFormula::new(knobs))
+                        })
+                    };
                     let formulas = capacity.iter().map(|&i| (i, factory.clone())).collect();
                     PolicySpec::from_hpa_yaml_with_formulas(&name, &text, formulas)
                 }
@@ -107,6 +122,12 @@ impl SimulateArgs {
             .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
             knobs_used |= !capacity.is_empty();
             policies.push(policy);
+        }
+        if self.capacity_estimate == "broker" && !knobs_used {
+            return Err(ConfigError::new(format!(
+                "--capacity-estimate broker applies to an HPA whose metric is {}; no --hpa given has one",
+                warren_sim::capacity::METRIC_NAME
+            )));
         }
         if knobs.is_some() && !knobs_used {
             return Err(ConfigError::new(format!(

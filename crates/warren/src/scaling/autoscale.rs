@@ -49,9 +49,9 @@ use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
-use crate::scaling::pool::{WorkerPool, WorkerSpec};
+use crate::scaling::pool::{WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
 use crate::scaling::state_file::{self, SavedState, StateFile};
-use warren_sim::capacity::Needed;
+use warren_sim::capacity::{Knobs, Needed};
 use warren_sim::outcome::Decision;
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
@@ -90,6 +90,37 @@ pub fn read_manifest(path: Option<&Path>) -> Result<(String, String), ConfigErro
     }
 }
 
+/// The built-in manifest for `queue` in `vhost`: every External metric's selector is set to
+/// `matchLabels: {queue, vhost}`, so the one built-in HPA serves whatever queue warren
+/// autoscale is given.
+pub fn builtin_for_queue(yaml: &str, queue: &str, vhost: &str) -> Result<String, ConfigError> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(yaml)
+        .map_err(|e| ConfigError::new(format!("the built-in HPA does not parse: {e}")))?;
+    if let Some(metrics) = doc
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("metrics"))
+        .and_then(serde_yaml::Value::as_sequence_mut)
+    {
+        for metric in metrics {
+            if let Some(m) = metric
+                .get_mut("external")
+                .and_then(|e| e.get_mut("metric"))
+                .and_then(serde_yaml::Value::as_mapping_mut)
+            {
+                let labels: serde_yaml::Mapping = [("queue", queue), ("vhost", vhost)]
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect();
+                let mut selector = serde_yaml::Mapping::new();
+                selector.insert("matchLabels".into(), labels.into());
+                m.insert("selector".into(), selector.into());
+            }
+        }
+    }
+    serde_yaml::to_string(&doc)
+        .map_err(|e| ConfigError::new(format!("the built-in HPA does not render: {e}")))
+}
+
 /// Settings of `warren autoscale`, validated.
 #[derive(Clone, Debug)]
 pub struct AutoscaleConfig {
@@ -115,6 +146,8 @@ pub struct AutoscaleConfig {
     pub metrics_listen: SocketAddr,
     /// Where the engine's state is saved after each decision and resumed from at start.
     pub state_file: Option<PathBuf>,
+    /// The capacity metric's knobs, when warren computes it from the broker.
+    pub capacity_knobs: Knobs,
 }
 
 impl AutoscaleConfig {
@@ -297,7 +330,8 @@ pub async fn run_with(
             None
         }
     });
-    let reader = MetricReader::new(config.source.clone(), config.speed);
+    let reader =
+        MetricReader::new(config.source.clone(), config.speed).with_knobs(config.capacity_knobs);
 
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
@@ -626,12 +660,73 @@ pub struct AutoscaleArgs {
     /// Keep a Prometheus file_sd target list of the workers' metrics ports in this file.
     #[arg(long, env = "PROMETHEUS_FILE_SD")]
     pub prometheus_file_sd: Option<PathBuf>,
+    /// Scale this consumer program instead of `warren worker`: the program and its arguments,
+    /// the rest of the command line (so put it last), or one value split as a shell splits
+    /// words (WORKER_COMMAND="python3 consumer.py --prefetch 4"). Each worker gets
+    /// WARREN_WORKER_INDEX, WARREN_AMQP_URL, WARREN_QUEUE, WARREN_VHOST, WARREN_METRICS_PORT
+    /// and WARREN_PARENT_PID in its environment; WORK_MS and PREFETCH are warren worker's and
+    /// are not passed on.
+    #[arg(long, env = "WORKER_COMMAND", num_args = 1.., allow_hyphen_values = true,
+          value_name = "CMD [ARGS...]")]
+    pub worker_command: Vec<String>,
+    /// With --worker-command: the name of a gauge of the jobs a worker has in hand, which each
+    /// worker serves as Prometheus text at http://127.0.0.1:$WARREN_METRICS_PORT/metrics. Then
+    /// idle workers are stopped first, and a worker is ready once that URL answers; without
+    /// it the youngest workers are stopped first and a worker is ready once it runs.
+    #[arg(long, env = "WORKER_BUSY_METRIC")]
+    pub worker_busy_metric: Option<String>,
+    /// How long a stopping worker has between SIGTERM and SIGKILL. Default: GRACE_MS plus 5 s.
+    #[arg(long, env = "WORKER_STOP_TIMEOUT", value_parser = crate::config::parse_duration)]
+    pub worker_stop_timeout: Option<Duration>,
     /// Save the controller's state (recommendations, scale events, conditions, last scale
     /// time) to this JSON file after each decision, and resume from it at start, as the
     /// controller resumes from the HPA's status. Off when unset. An unreadable file is one
     /// warning and a fresh start.
     #[arg(long, env = "AUTOSCALER_STATE_FILE")]
     pub state_file: Option<PathBuf>,
+    /// The capacity metric's knobs, for `--metric-source broker` (Prometheus holds its own in
+    /// the rules).
+    #[command(flatten)]
+    pub capacity: CapacityArgs,
+}
+
+/// The knobs of the capacity metric `warren_workers_needed` when warren computes it from the
+/// broker (`warren_sim::estimator`); the defaults are the shipped rules'.
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// The busy share each worker is sized for, in (0, 1].
+    #[arg(long, env = "CAPACITY_UTILISATION", default_value_t = Knobs::default().target_utilisation)]
+    pub capacity_utilisation: f64,
+    /// The time a backlog is given to drain.
+    #[arg(long, env = "CAPACITY_DRAIN", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub capacity_drain: Duration,
+    /// The work time assumed while neither the workers' histogram nor the broker gives one
+    /// (no message finished in the last 5 minutes).
+    #[arg(long, env = "CAPACITY_DEFAULT_WORK", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub capacity_default_work: Duration,
+    /// How many messages one consumer works on at once. The broker's work-time estimate counts
+    /// at most consumers x this as busy: with a prefetch above 1, the rest of the unacked
+    /// messages wait in the consumer's buffer and are not being worked on.
+    #[arg(long, env = "CAPACITY_CONCURRENCY", default_value_t = 1.0)]
+    pub capacity_concurrency: f64,
+}
+
+impl CapacityArgs {
+    /// The checked knobs; the message names the flag.
+    pub fn knobs(&self) -> Result<Knobs, ConfigError> {
+        let knobs = Knobs {
+            target_utilisation: self.capacity_utilisation,
+            drain_secs: self.capacity_drain.as_secs_f64(),
+            default_work_secs: self.capacity_default_work.as_secs_f64(),
+            concurrency_per_consumer: self.capacity_concurrency,
+        };
+        knobs.validate().map_err(|e| {
+            ConfigError::new(format!(
+                "--capacity-utilisation/--capacity-drain/--capacity-default-work/--capacity-concurrency: {e}"
+            ))
+        })?;
+        Ok(knobs)
+    }
 }
 
 impl AutoscaleArgs {
@@ -639,7 +734,11 @@ impl AutoscaleArgs {
     pub fn to_config(&self) -> Result<AutoscaleConfig, ConfigError> {
         let broker = self.broker.to_config()?;
         let controller = self.release.controller()?;
-        let (hpa_origin, hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        let (hpa_origin, mut hpa_yaml) = read_manifest(self.hpa.as_deref())?;
+        if self.hpa.is_none() {
+            hpa_yaml = builtin_for_queue(&hpa_yaml, broker.queue.as_str(), &broker.url.vhost())?;
+        }
+        let capacity_knobs = self.capacity.knobs()?;
         AutoscaleConfig::check_manifest(&hpa_origin, &hpa_yaml, controller)?;
         if !(self.speed.is_finite() && (0.1..=1000.0).contains(&self.speed)) {
             return Err(ConfigError::new("SPEED must be between 0.1 and 1000"));
@@ -655,27 +754,18 @@ impl AutoscaleArgs {
                 endpoint: http_url("RABBIT_PROMETHEUS_URL", &self.rabbit_prometheus_url)?,
             },
         };
-        let exe = std::env::current_exe().map_err(|e| {
-            ConfigError::new(format!(
-                "cannot find the warren executable to start workers: {e}"
-            ))
-        })?;
-        let env = vec![
-            ("AMQP_URL".to_owned(), broker.url.expose().to_owned()),
-            ("QUEUE".to_owned(), broker.queue.to_string()),
-            ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
-            ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
-            ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
-        ];
+        let command = self.worker_command()?;
         Ok(AutoscaleConfig {
             hpa_origin,
             hpa_yaml,
             release: self.release.kubernetes_release.clone(),
             controller,
             worker: WorkerSpec {
-                exe,
-                env,
-                grace: Duration::from_millis(self.work.grace_ms),
+                command,
+                broker,
+                stop_timeout: self
+                    .worker_stop_timeout
+                    .unwrap_or(Duration::from_millis(self.work.grace_ms) + KILL_MARGIN),
                 log_dir: self.worker_log_dir.clone(),
                 file_sd: self.prometheus_file_sd.clone(),
             },
@@ -685,6 +775,57 @@ impl AutoscaleArgs {
             speed: self.speed,
             metrics_listen: SocketAddr::new(self.metrics_bind, self.metrics_port),
             state_file: self.state_file.clone(),
+            capacity_knobs,
+        })
+    }
+
+    /// What the workers run: `warren worker`, or the program of `--worker-command`, which must
+    /// be found now rather than fail at every start.
+    fn worker_command(&self) -> Result<WorkerCommand, ConfigError> {
+        let argv = match self.worker_command.as_slice() {
+            [] => {
+                if self.worker_busy_metric.is_some() {
+                    return Err(ConfigError::new(
+                        "WORKER_BUSY_METRIC needs WORKER_COMMAND (warren worker's own is jobs_in_flight)",
+                    ));
+                }
+                let exe = std::env::current_exe().map_err(|e| {
+                    ConfigError::new(format!(
+                        "cannot find the warren executable to start workers: {e}"
+                    ))
+                })?;
+                let env = vec![
+                    ("WORK_MS".to_owned(), self.work.work_ms.to_string()),
+                    ("PREFETCH".to_owned(), self.work.prefetch.to_string()),
+                    ("GRACE_MS".to_owned(), self.work.grace_ms.to_string()),
+                ];
+                return Ok(WorkerCommand::Warren { exe, env });
+            }
+            // Not echoed: the arguments may hold a secret.
+            [one] => shlex::split(one).ok_or_else(|| {
+                ConfigError::new("WORKER_COMMAND is not a command line (an unclosed quote?)")
+            })?,
+            many => many.to_vec(),
+        };
+        let Some(program) = argv.first() else {
+            return Err(ConfigError::new("WORKER_COMMAND is empty"));
+        };
+        which::which(program).map_err(|e| {
+            ConfigError::new(format!("WORKER_COMMAND: cannot run {program:?} ({e})"))
+        })?;
+        if let Some(name) = &self.worker_busy_metric {
+            let valid = name.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            });
+            if name.is_empty() || !valid {
+                return Err(ConfigError::new(format!(
+                    "WORKER_BUSY_METRIC {name:?} is not a Prometheus metric name"
+                )));
+            }
+        }
+        Ok(WorkerCommand::Program {
+            argv,
+            busy_metric: self.worker_busy_metric.clone(),
         })
     }
 }
@@ -698,5 +839,25 @@ fn http_url(name: &str, raw: &str) -> Result<String, ConfigError> {
         _ => Err(ConfigError::new(format!(
             "{name} {raw:?} is not an http:// URL"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_hpa_selects_the_queue_and_vhost_it_is_given() {
+        for builtin in [BUILTIN_HPA, BUILTIN_CAPACITY_HPA] {
+            let yaml = builtin_for_queue(builtin, "emails", "shop").unwrap();
+            let queries =
+                AutoscaleConfig::check_manifest("built in", &yaml, ControllerConfig::default())
+                    .unwrap();
+            assert!(!queries.is_empty());
+            for q in queries {
+                assert_eq!(q.matchers.get("queue").map(String::as_str), Some("emails"));
+                assert_eq!(q.matchers.get("vhost").map(String::as_str), Some("shop"));
+            }
+        }
     }
 }

@@ -16,13 +16,14 @@
 //! - [`MetricSource::Broker`] reads the broker's prometheus plugin,
 //!   `/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count`, and sums the
 //!   matching samples itself: no Prometheus needed, one hop less lag. For the capacity metric it
-//!   scrapes, at each read, the queue's ready count and its per-channel publish counters
-//!   (`rabbitmq_detailed_queue_messages_published_total`, family
-//!   `channel_queue_exchange_metrics`: every producer's, not only warren web's) from the broker,
-//!   and `job_duration_seconds_sum`/`_count` from each worker of the pool; a
-//!   [`CapacityScrapes`] keeps them as counters that outlive the channels and workers they came
-//!   from, and hands them to `warren_sim::capacity::CapacityFormula`, the formula and windows
-//!   the simulator uses, so the rules' fallbacks hold here too.
+//!   scrapes, at each read, the families [`CAPACITY_FAMILIES`] and keeps the queue's series
+//!   (the selector's `vhost` and `queue`: [`queue_scrape`]), and `job_duration_seconds_sum`/
+//!   `_count` from each worker of the pool that exports them; a [`CapacityScrapes`] hands them
+//!   to `warren_sim::estimator::QueueEstimator`, the estimator the recording rules mirror
+//!   (arrivals from RabbitMQ 4.x's per-queue counter or, on 3.10, by conservation; work time
+//!   from the histogram, else by Little's law from the broker, else the default; per-channel
+//!   counters kept as running totals that outlive their channels). So it works for any queue
+//!   and any consumer, with no warren process on either side.
 //! - [`MetricSource::Prometheus`] sends the query to Prometheus's HTTP API, as the adapter does.
 //!
 //! Any failure (unreachable, bad answer, no matching series) is an error string; the autoscaler
@@ -33,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::MetricSpec;
-use warren_sim::capacity::{CapacityFormula, Knobs, Needed};
-use warren_sim::policy::Signals;
+use warren_sim::capacity::{Knobs, Needed};
+use warren_sim::estimator::{Estimate, QueueEstimator, QueueScrape};
 
 /// How long one metric read may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,9 +131,6 @@ impl SeriesQuery {
 /// unchanged, so that a stuck one does not hold up the decision.
 pub const WORKER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The broker's series of jobs published to a queue, one per publishing channel.
-pub const PUBLISHED_SERIES: &str = "rabbitmq_detailed_queue_messages_published_total";
-
 /// Reads metric values; cheap to clone (clones share the capacity metric's scrapes).
 #[derive(Clone, Debug)]
 pub struct MetricReader {
@@ -144,6 +142,8 @@ pub struct MetricReader {
     /// The clock the capacity metric's windows run on, and how fast it runs.
     started: Instant,
     speed: f64,
+    /// The capacity metric's knobs.
+    knobs: Knobs,
 }
 
 impl MetricReader {
@@ -165,7 +165,14 @@ impl MetricReader {
             capacity: Arc::default(),
             started: Instant::now(),
             speed,
+            knobs: Knobs::default(),
         }
+    }
+
+    /// The same reader with these capacity knobs (default: the shipped rules').
+    pub fn with_knobs(mut self, knobs: Knobs) -> Self {
+        self.knobs = knobs;
+        self
     }
 
     /// The source.
@@ -247,32 +254,20 @@ impl MetricReader {
         query: &SeriesQuery,
         worker_ports: &[u16],
     ) -> Result<Needed, String> {
+        let families: Vec<String> = CAPACITY_FAMILIES
+            .iter()
+            .map(|f| format!("family={f}"))
+            .collect();
         let url = format!(
-            "{}/metrics/detailed?family=queue_coarse_metrics&family=channel_queue_exchange_metrics",
-            endpoint.trim_end_matches('/')
+            "{}/metrics/detailed?{}",
+            endpoint.trim_end_matches('/'),
+            families.join("&")
         );
         let text = self.get(&url, &[]).await?;
-        let matches = |s: &Sample| {
-            query
-                .matchers
-                .iter()
-                .all(|(k, v)| s.labels.get(k) == Some(v))
-        };
-        let samples = parse_samples(&text);
-        let ready: Vec<f64> = samples
-            .iter()
-            .filter(|s| s.name == "rabbitmq_detailed_queue_messages_ready" && matches(s))
-            .map(|s| s.value)
-            .collect();
         // As the rule: no series (a queue not declared yet, a leader moving) is the last
         // backlog seen within 2 minutes, else none; only a broker that does not answer is an
         // unavailable metric.
-        let ready = (!ready.is_empty()).then(|| ready.iter().sum());
-        let published: BTreeMap<String, f64> = samples
-            .iter()
-            .filter(|s| s.name == PUBLISHED_SERIES && matches(s))
-            .map(|s| (format!("{:?}", s.labels), s.value))
-            .collect();
+        let mut queue = queue_scrape(&parse_samples(&text), &query.matchers);
         let reads = worker_ports.iter().map(|&port| {
             let client = self.worker_client.clone();
             async move {
@@ -291,10 +286,9 @@ impl MetricReader {
         });
         let workers: Vec<Option<WorkerTotals>> = futures_util::future::join_all(reads).await;
         let at_secs = self.started.elapsed().as_secs_f64() * self.speed;
+        queue.at_secs = at_secs;
         let scrape = CapacityScrape {
-            at_secs,
-            ready,
-            published,
+            queue,
             worker_ports: worker_ports.to_vec(),
             workers: workers.into_iter().flatten().collect(),
             speed: self.speed,
@@ -305,8 +299,9 @@ impl MetricReader {
             .map_err(|_| "the capacity metric's state is poisoned".to_owned())?;
         let needed = all
             .entry(query.promql())
-            .or_insert_with(|| CapacityScrapes::new(Knobs::default()))
-            .observe(&scrape);
+            .or_insert_with(|| CapacityScrapes::new(self.knobs))
+            .observe(&scrape)
+            .needed;
         Ok(needed)
     }
 
@@ -333,9 +328,6 @@ impl MetricReader {
     }
 }
 
-/// How long a ready count stands in for a missing one (the rule's `last_over_time(...[2m])`).
-pub const BACKLOG_LOOKBACK_SECS: f64 = 120.0;
-
 /// One worker's totals, as its `/metrics` gave them (wall-clock seconds).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WorkerTotals {
@@ -350,12 +342,9 @@ pub struct WorkerTotals {
 /// What one read of the capacity metric scraped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CapacityScrape {
-    /// When, on the engine's clock, in seconds.
-    pub at_secs: f64,
-    /// The queue's ready messages; `None` when the broker had no series for the queue.
-    pub ready: Option<f64>,
-    /// Each publishing channel's count of messages published to the queue, by its labels.
-    pub published: BTreeMap<String, f64>,
+    /// The broker's series for the queue, on the engine's clock; its measured maps are filled
+    /// from `workers` by [`CapacityScrapes::observe`].
+    pub queue: QueueScrape,
     /// The pool's workers at the time, answered or not.
     pub worker_ports: Vec<u16>,
     /// The totals of those that answered.
@@ -364,119 +353,114 @@ pub struct CapacityScrape {
     pub speed: f64,
 }
 
-/// A counter summed over series that come and go (channels that close, workers that stop):
-/// each series adds what it rose by since its last sample, a series seen for the first time
-/// adds its value (a new channel or worker counts from 0), and one that fell was restarted and
-/// adds its new value, as PromQL's `rate` reads a counter reset. So the sum only rises, and a
-/// window's increase of it is what the series did in that window.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunningTotal {
-    last: BTreeMap<String, f64>,
-    total: f64,
-}
-
-impl RunningTotal {
-    /// Takes the current value of every live series (those missing are gone for good) and
-    /// returns the total.
-    pub fn observe(&mut self, current: BTreeMap<String, f64>) -> f64 {
-        for (key, value) in &current {
-            if !value.is_finite() || *value < 0.0 {
-                continue;
-            }
-            self.total += match self.last.get(key) {
-                Some(last) if value >= last => value - last,
-                _ => *value,
-            };
-        }
-        self.last = current;
-        self.total
-    }
-
-    /// The value last seen of one series.
-    pub fn last(&self, key: &str) -> Option<f64> {
-        self.last.get(key).copied()
-    }
-}
-
-/// The capacity metric's scrapes so far: running totals of arrivals, finished jobs and their
-/// work time, and the formula that keeps their window.
+/// The capacity metric's scrapes so far: the queue's estimator (`warren_sim::estimator`), and
+/// the totals each worker of the pool last answered.
+#[derive(Clone, Debug)]
 pub struct CapacityScrapes {
-    /// The last ready count seen, and when.
-    last_ready: Option<(f64, f64)>,
-    arrived: RunningTotal,
-    jobs: RunningTotal,
-    work_secs: RunningTotal,
-    formula: CapacityFormula,
-}
-
-impl std::fmt::Debug for CapacityScrapes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CapacityScrapes")
-            .field("arrived", &self.arrived)
-            .field("jobs", &self.jobs)
-            .field("work_secs", &self.work_secs)
-            .finish_non_exhaustive()
-    }
+    /// Per worker port: its last (jobs, work seconds on the engine's clock).
+    workers: BTreeMap<u16, (f64, f64)>,
+    estimator: QueueEstimator,
 }
 
 impl CapacityScrapes {
     /// No scrape yet (a cold start), with these knobs.
     pub fn new(knobs: Knobs) -> Self {
         Self {
-            last_ready: None,
-            arrived: RunningTotal::default(),
-            jobs: RunningTotal::default(),
-            work_secs: RunningTotal::default(),
-            formula: CapacityFormula::new(knobs),
-        }
-    }
-
-    /// The backlog as `max(last_over_time(ready[2m])) or vector(0)` reads it: the newest count
-    /// within [`BACKLOG_LOOKBACK_SECS`], else 0.
-    fn backlog(&mut self, scrape: &CapacityScrape) -> f64 {
-        if let Some(ready) = scrape.ready {
-            self.last_ready = Some((scrape.at_secs, ready));
-        }
-        match self.last_ready {
-            Some((at, ready)) if scrape.at_secs - at <= BACKLOG_LOOKBACK_SECS => ready,
-            _ => 0.0,
+            workers: BTreeMap::new(),
+            estimator: QueueEstimator::new(knobs),
         }
     }
 
     /// Adds one scrape and gives the metric after it. A worker of the pool that did not answer
     /// is read as unchanged since its last answer, so a slow scrape is no reset.
-    pub fn observe(&mut self, scrape: &CapacityScrape) -> Needed {
-        let mut jobs = BTreeMap::new();
-        let mut work = BTreeMap::new();
+    pub fn observe(&mut self, scrape: &CapacityScrape) -> Estimate {
+        let mut queue = scrape.queue.clone();
+        let mut live = BTreeMap::new();
         for port in &scrape.worker_ports {
-            let key = port.to_string();
             let answered = scrape.workers.iter().find(|w| w.port == *port);
-            let (n, secs) = match answered {
-                Some(w) => (Some(w.jobs), Some(w.work_secs * scrape.speed)),
-                None => (self.jobs.last(&key), self.work_secs.last(&key)),
+            let totals = match answered {
+                Some(w) => Some((w.jobs, w.work_secs * scrape.speed)),
+                None => self.workers.get(port).copied(),
             };
-            if let (Some(n), Some(secs)) = (n, secs) {
-                jobs.insert(key.clone(), n);
-                work.insert(key, secs);
+            if let Some((jobs, secs)) = totals {
+                live.insert(*port, (jobs, secs));
+                queue.measured_jobs.insert(port.to_string(), jobs);
+                queue.measured_work_secs.insert(port.to_string(), secs);
             }
         }
-        let signals = Signals {
-            at_secs: scrape.at_secs,
-            ready: to_count(self.backlog(scrape)),
-            arrived_total: to_count(self.arrived.observe(scrape.published.clone())),
-            acked_total: to_count(self.jobs.observe(jobs)),
-            busy_secs_total: self.work_secs.observe(work),
-            ..Signals::default()
-        };
-        self.formula.needed(&signals)
+        self.workers = live;
+        self.estimator.observe(&queue)
     }
 }
 
-fn to_count(value: f64) -> u64 {
-    if value.is_finite() && value > 0.0 {
-        value.round() as u64
-    } else {
-        0
+/// The broker's series the capacity metric reads, by name (see `warren_sim::estimator`).
+mod series {
+    pub const READY: &str = "rabbitmq_detailed_queue_messages_ready";
+    pub const UNACKED: &str = "rabbitmq_detailed_queue_messages_unacked";
+    pub const MESSAGES: &str = "rabbitmq_detailed_queue_messages";
+    pub const CONSUMERS: &str = "rabbitmq_detailed_queue_consumers";
+    /// RabbitMQ 4.0+, family `queue_exchange_metrics`.
+    pub const PUBLISHED: &str = "rabbitmq_detailed_queue_exchange_messages_published_total";
+    /// RabbitMQ 4.0+, family `queue_delivery_metrics`.
+    pub const FINISHED_PER_QUEUE: [&str; 3] = [
+        "rabbitmq_detailed_queue_messages_acked_total",
+        "rabbitmq_detailed_queue_messages_delivered_total",
+        "rabbitmq_detailed_queue_get_total",
+    ];
+    /// RabbitMQ 3.10+, family `channel_queue_metrics` (labels `{channel, vhost, queue}`).
+    pub const FINISHED_PER_CHANNEL: [&str; 3] = [
+        "rabbitmq_detailed_channel_messages_acked_total",
+        "rabbitmq_detailed_channel_messages_delivered_total",
+        "rabbitmq_detailed_channel_get_total",
+    ];
+}
+
+/// The families of `/metrics/detailed` the capacity metric reads.
+pub const CAPACITY_FAMILIES: [&str; 5] = [
+    "queue_coarse_metrics",
+    "queue_consumer_count",
+    "channel_queue_metrics",
+    "queue_exchange_metrics",
+    "queue_delivery_metrics",
+];
+
+/// One queue's series in a scrape of the broker's `/metrics/detailed`: the samples that match
+/// every label of `matchers` (its `vhost` and `queue`). Where RabbitMQ 4.x's per-queue
+/// delivery counters exist, the per-channel ones (which 4.x still has) are not added to them.
+pub fn queue_scrape(samples: &[Sample], matchers: &BTreeMap<String, String>) -> QueueScrape {
+    let matching: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| matchers.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .collect();
+    let gauge = |name: &str| {
+        let values: Vec<f64> = matching
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    };
+    let counters = |names: &[&str]| -> BTreeMap<String, f64> {
+        matching
+            .iter()
+            .filter(|s| names.contains(&s.name.as_str()))
+            .map(|s| (format!("{}{:?}", s.name, s.labels), s.value))
+            .collect()
+    };
+    let per_queue = counters(&series::FINISHED_PER_QUEUE);
+    QueueScrape {
+        at_secs: 0.0,
+        ready: gauge(series::READY),
+        unacked: gauge(series::UNACKED),
+        messages: gauge(series::MESSAGES),
+        consumers: gauge(series::CONSUMERS),
+        published: counters(&[series::PUBLISHED]),
+        finished: if per_queue.is_empty() {
+            counters(&series::FINISHED_PER_CHANNEL)
+        } else {
+            per_queue
+        },
+        ..QueueScrape::default()
     }
 }
 
@@ -634,33 +618,85 @@ mod tests {
         assert_eq!(samples[2].value, 25.0);
     }
 
-    fn totals(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    /// The broker's answer for queue `emails` in vhost `shop`, as RabbitMQ 3.10.8 gave it on
+    /// this machine (`curl "$RABBIT_PROMETHEUS_URL/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count&family=channel_queue_metrics&family=channel_queue_exchange_metrics&family=queue_exchange_metrics&family=queue_delivery_metrics"`
+    /// with warren web and one warren worker on the queue), HELP/TYPE lines and the dead-letter
+    /// queue left out.
+    const CAPTURED_310: &str = r#"rabbitmq_detailed_queue_messages_ready{vhost="shop",queue="emails"} 0
+rabbitmq_detailed_queue_messages_unacked{vhost="shop",queue="emails"} 2
+rabbitmq_detailed_queue_messages{vhost="shop",queue="emails"} 2
+rabbitmq_detailed_queue_process_reductions_total{vhost="shop",queue="emails"} 46495
+rabbitmq_detailed_queue_consumers{vhost="shop",queue="emails"} 1
+rabbitmq_detailed_queue_messages_ready{vhost="/",queue="emails"} 7
+rabbitmq_detailed_channel_get_ack_total{channel="<0.934.0>",vhost="shop",queue="emails"} 0
+rabbitmq_detailed_channel_get_total{channel="<0.934.0>",vhost="shop",queue="emails"} 0
+rabbitmq_detailed_channel_messages_delivered_ack_total{channel="<0.934.0>",vhost="shop",queue="emails"} 20
+rabbitmq_detailed_channel_messages_delivered_total{channel="<0.934.0>",vhost="shop",queue="emails"} 0
+rabbitmq_detailed_channel_messages_redelivered_total{channel="<0.934.0>",vhost="shop",queue="emails"} 0
+rabbitmq_detailed_channel_messages_acked_total{channel="<0.934.0>",vhost="shop",queue="emails"} 20
+rabbitmq_detailed_channel_get_empty_total{channel="<0.934.0>",vhost="shop",queue="emails"} 0
+rabbitmq_detailed_queue_messages_published_total{channel="<0.951.0>",queue_vhost="shop",queue="emails",exchange_vhost="shop",exchange=""} 5
+rabbitmq_detailed_queue_messages_published_total{channel="<0.946.0>",queue_vhost="shop",queue="emails",exchange_vhost="shop",exchange=""} 5
+"#;
+
+    /// The same queue as RabbitMQ 4.x names it (collector source at v4.0.0: families
+    /// `queue_exchange_metrics` and `queue_delivery_metrics`, labels `{vhost, exchange, queue}`
+    /// and `{vhost, queue}`), beside the per-channel counters 4.x still has.
+    const SHAPED_4X: &str = r#"rabbitmq_detailed_queue_messages_ready{vhost="shop",queue="emails"} 3
+rabbitmq_detailed_queue_messages_unacked{vhost="shop",queue="emails"} 2
+rabbitmq_detailed_queue_messages{vhost="shop",queue="emails"} 5
+rabbitmq_detailed_queue_consumers{vhost="shop",queue="emails"} 2
+rabbitmq_detailed_channel_messages_acked_total{channel="<0.934.0>",vhost="shop",queue="emails"} 20
+rabbitmq_detailed_queue_exchange_messages_published_total{vhost="shop",exchange="",queue="emails"} 25
+rabbitmq_detailed_queue_exchange_messages_published_total{vhost="shop",exchange="mail",queue="emails"} 4
+rabbitmq_detailed_queue_messages_acked_total{vhost="shop",queue="emails"} 20
+rabbitmq_detailed_queue_messages_delivered_total{vhost="shop",queue="emails"} 0
+rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
+"#;
+
+    fn shop_emails() -> BTreeMap<String, String> {
+        [("vhost", "shop"), ("queue", "emails")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn a_running_total_outlives_its_series_and_reads_a_fall_as_a_restart() {
-        let mut t = RunningTotal::default();
-        assert_eq!(t.observe(totals(&[("a", 10.0)])), 10.0);
-        assert_eq!(t.observe(totals(&[("a", 15.0), ("b", 2.0)])), 17.0);
-        // a is gone (a closed channel, a stopped worker): what it did stays.
-        assert_eq!(t.observe(totals(&[("b", 4.0)])), 19.0);
-        // b fell: it restarted, and counts from 0 again.
-        assert_eq!(t.observe(totals(&[("b", 1.0)])), 20.0);
-        // A NaN or negative sample adds nothing.
-        assert_eq!(t.observe(totals(&[("b", f64::NAN)])), 20.0);
+    fn a_310_scrape_gives_the_queues_counts_and_its_consumers_finished_counters() {
+        let q = queue_scrape(&parse_samples(CAPTURED_310), &shop_emails());
+        assert_eq!(
+            q.ready,
+            Some(0.0),
+            "the same queue name in vhost / is another queue"
+        );
+        assert_eq!(q.unacked, Some(2.0));
+        assert_eq!(q.messages, Some(2.0));
+        assert_eq!(q.consumers, Some(1.0));
+        // 3.10 has no per-queue publish counter; its per-channel ones (label queue_vhost,
+        // not vhost) are not read.
+        assert!(q.published.is_empty(), "{q:?}");
+        // acked + auto-ack delivered + auto-ack gets of the one consumer channel.
+        assert_eq!(q.finished.len(), 3, "{q:?}");
+        assert_eq!(q.finished.values().sum::<f64>(), 20.0);
+    }
+
+    #[test]
+    fn a_4x_scrape_takes_the_per_queue_counters_and_not_the_channels_too() {
+        let q = queue_scrape(&parse_samples(SHAPED_4X), &shop_emails());
+        assert_eq!(q.published.values().sum::<f64>(), 29.0);
+        // 20 acked + 1 get, not the channel's 20 again.
+        assert_eq!(q.finished.values().sum::<f64>(), 21.0);
     }
 
     /// 2 jobs/s of 4 s jobs on the engine's clock with 12 ready, scraped every `every` engine
-    /// seconds from `from`, with the work split over two workers and published on one channel,
-    /// all three replaced by new ones every minute (the old ones seen a last time with their
-    /// final counts at the minute, beside the new ones at 0).
+    /// seconds from `from`, the work split over two workers of the pool, both replaced by new
+    /// ones every minute (the old ones seen a last time with their final counts at the minute,
+    /// beside the new ones at 0). The broker's finished counter is on one consumer channel.
     fn steady(scrapes: &mut CapacityScrapes, from: u32, to: u32, every: f64, speed: f64) -> Needed {
         let mut last = None;
         for i in from..=to {
             let t = every * f64::from(i);
             let minute = (t / 60.0).floor();
-            let mut published = BTreeMap::new();
             let mut workers = Vec::new();
             let mut generations = vec![(minute, t - 60.0 * minute)];
             if minute > 0.0 && t == 60.0 * minute {
@@ -668,7 +704,6 @@ mod tests {
             }
             for (generation, since) in generations {
                 let jobs = 2.0 * since;
-                published.insert(format!("channel {generation}"), jobs);
                 for n in 0..2u16 {
                     workers.push(WorkerTotals {
                         port: 1000 + 2 * generation as u16 + n,
@@ -678,33 +713,28 @@ mod tests {
                 }
             }
             last = Some(scrapes.observe(&CapacityScrape {
-                at_secs: t,
-                ready: Some(12.0),
-                published,
+                queue: QueueScrape {
+                    at_secs: t,
+                    ready: Some(12.0),
+                    unacked: Some(8.0),
+                    messages: Some(20.0),
+                    consumers: Some(8.0),
+                    finished: [("channel".to_owned(), 2.0 * t)].into(),
+                    ..QueueScrape::default()
+                },
                 worker_ports: workers.iter().map(|w| w.port).collect(),
                 workers,
                 speed,
             }));
         }
-        last.unwrap()
+        last.unwrap().needed
     }
 
     #[test]
-    fn capacity_from_scrapes_takes_the_rules_windows_over_channels_and_workers_that_come_and_go() {
+    fn capacity_from_scrapes_measures_work_over_workers_that_come_and_go() {
         let mut scrapes = CapacityScrapes::new(Knobs::default());
-        // Cold start: nothing published, no worker, 6 ready: the backlog term at the default
-        // work time, 6 x 5 / 30.
-        let cold = scrapes.observe(&CapacityScrape {
-            at_secs: 0.0,
-            ready: Some(6.0),
-            published: BTreeMap::new(),
-            worker_ports: vec![],
-            workers: vec![],
-            speed: 1.0,
-        });
-        assert_eq!(cold.workers_needed, 1.0);
         // As the rule's steady case: 2/s x 4 s / 0.8 + 12 x 4 / 30 = 11.6.
-        let n = steady(&mut scrapes, 1, 40, 15.0, 1.0);
+        let n = steady(&mut scrapes, 0, 40, 15.0, 1.0);
         assert!((n.arrival_rate - 2.0).abs() < 1e-9, "{n:?}");
         assert!((n.work_secs - 4.0).abs() < 1e-9, "{n:?}");
         assert!((n.workers_needed - 11.6).abs() < 1e-9, "{n:?}");
@@ -717,18 +747,24 @@ mod tests {
         // 90 jobs of 4 s by 45 s. At 60 s both workers stop answering (a slow scrape); when
         // they answer again at 75 s they have done 60 more jobs of 6 s: (360 + 360) / 150 jobs
         // is 4.8 s. Counting their totals again as new workers would give 1080 / 240 = 4.5 s.
-        let silent = CapacityScrape {
-            at_secs: 60.0,
+        let broker = |t: f64| QueueScrape {
+            at_secs: t,
             ready: Some(12.0),
-            published: totals(&[("channel 0", 120.0)]),
+            unacked: Some(8.0),
+            messages: Some(20.0),
+            consumers: Some(8.0),
+            finished: [("channel".to_owned(), 2.0 * t)].into(),
+            ..QueueScrape::default()
+        };
+        scrapes.observe(&CapacityScrape {
+            queue: broker(60.0),
             worker_ports: vec![1000, 1001],
             workers: vec![],
             speed: 1.0,
-        };
-        scrapes.observe(&silent);
+        });
         let back = scrapes.observe(&CapacityScrape {
-            at_secs: 75.0,
-            published: totals(&[("channel 0", 150.0)]),
+            queue: broker(75.0),
+            worker_ports: vec![1000, 1001],
             workers: vec![
                 WorkerTotals {
                     port: 1000,
@@ -741,10 +777,10 @@ mod tests {
                     work_secs: 360.0,
                 },
             ],
-            ..silent
+            speed: 1.0,
         });
-        assert!((back.work_secs - 4.8).abs() < 1e-9, "{back:?}");
-        assert!((back.arrival_rate - 2.0).abs() < 1e-9, "{back:?}");
+        assert!((back.needed.work_secs - 4.8).abs() < 1e-9, "{back:?}");
+        assert!((back.needed.arrival_rate - 2.0).abs() < 1e-9, "{back:?}");
     }
 
     #[test]
@@ -756,72 +792,31 @@ mod tests {
     }
 
     #[test]
-    fn a_scrape_gap_takes_the_last_two_scrapes_and_traffic_stopped_is_no_nan() {
+    fn without_a_pool_histogram_the_work_time_comes_from_the_broker() {
+        // A foreign consumer pool: no metrics ports. 8 busy of 8 consumers, 2 finished per
+        // second: 4 s by Little's law.
         let mut scrapes = CapacityScrapes::new(Knobs::default());
-        steady(&mut scrapes, 0, 3, 15.0, 1.0);
-        // 105 s without a scrape: no other scrape in the minute before, so the rate is taken
-        // between the last two (45 s and 150 s); the channel kept publishing 2/s.
-        let after_gap = scrapes.observe(&CapacityScrape {
-            at_secs: 150.0,
-            ready: Some(12.0),
-            published: totals(&[("channel 0", 300.0)]),
-            worker_ports: vec![1000, 1001],
-            workers: vec![
-                WorkerTotals {
-                    port: 1000,
-                    jobs: 150.0,
-                    work_secs: 600.0,
+        let mut last = None;
+        for i in 0..=40u32 {
+            let t = 15.0 * f64::from(i);
+            last = Some(scrapes.observe(&CapacityScrape {
+                queue: QueueScrape {
+                    at_secs: t,
+                    ready: Some(12.0),
+                    unacked: Some(8.0),
+                    messages: Some(20.0),
+                    consumers: Some(8.0),
+                    finished: [("channel".to_owned(), 2.0 * t)].into(),
+                    ..QueueScrape::default()
                 },
-                WorkerTotals {
-                    port: 1001,
-                    jobs: 150.0,
-                    work_secs: 600.0,
-                },
-            ],
-            speed: 1.0,
-        });
-        assert!((after_gap.arrival_rate - 2.0).abs() < 1e-9, "{after_gap:?}");
-        // Then nothing more arrives or finishes for 10 minutes, the queue empty: 0 arrivals,
-        // the default work time, 0 workers needed, and no NaN on the way.
-        let mut idle = after_gap;
-        for i in 1..=40u32 {
-            idle = scrapes.observe(&CapacityScrape {
-                at_secs: 150.0 + 15.0 * f64::from(i),
-                ready: Some(0.0),
-                published: totals(&[("channel 0", 300.0)]),
-                worker_ports: vec![1000],
-                workers: vec![WorkerTotals {
-                    port: 1000,
-                    jobs: 150.0,
-                    work_secs: 600.0,
-                }],
+                worker_ports: vec![],
+                workers: vec![],
                 speed: 1.0,
-            });
-            assert!(idle.workers_needed.is_finite());
+            }));
         }
-        assert_eq!(idle.arrival_rate, 0.0);
-        assert_eq!(idle.work_secs, Knobs::default().default_work_secs);
-        assert_eq!(idle.workers_needed, 0.0);
-    }
-
-    #[test]
-    fn a_missing_queue_series_is_the_last_backlog_for_2_minutes_then_none() {
-        let mut scrapes = CapacityScrapes::new(Knobs::default());
-        let at = |at_secs: f64, ready: Option<f64>| CapacityScrape {
-            at_secs,
-            ready,
-            published: BTreeMap::new(),
-            worker_ports: vec![],
-            workers: vec![],
-            speed: 1.0,
-        };
-        // A queue not declared yet: no backlog, no error.
-        assert_eq!(scrapes.observe(&at(0.0, None)).backlog, 0.0);
-        assert_eq!(scrapes.observe(&at(15.0, Some(30.0))).backlog, 30.0);
-        // The series gone (a leader moving): the last count stands for 2 minutes.
-        assert_eq!(scrapes.observe(&at(30.0, None)).backlog, 30.0);
-        assert_eq!(scrapes.observe(&at(135.0, None)).backlog, 30.0);
-        assert_eq!(scrapes.observe(&at(150.0, None)).backlog, 0.0);
+        let e = last.unwrap();
+        assert_eq!(e.work, warren_sim::estimator::WorkSource::Broker);
+        assert!((e.needed.workers_needed - 11.6).abs() < 1e-9, "{e:?}");
     }
 
     #[test]
