@@ -109,10 +109,46 @@ fn bad_input_is_one_line_and_exit_2() {
     for args in [
         &["--scenario", STEADY, "--slo", "0s"][..],
         &["--scenario", "/nonexistent.yaml", "--slo", "10s"][..],
+        &[
+            "--scenario",
+            STEADY,
+            "--slo",
+            "10s",
+            "--capacity-estimate",
+            "guess",
+        ][..],
     ] {
         let (code, stdout, stderr) = recommend(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stdout.is_empty());
     }
+}
+
+#[test]
+fn with_the_brokers_estimate_the_capacity_candidates_are_judged_on_it() {
+    // A queue whose workers export nothing: the capacity candidates run on the broker's
+    // estimate (warren_sim::estimator), and some of their results differ from the histogram's.
+    let table = |estimate: &str| {
+        let (code, _, stderr) = recommend(&[
+            "--scenario",
+            STEADY,
+            "--slo",
+            "10s",
+            "--capacity-estimate",
+            estimate,
+        ]);
+        assert_eq!(code, Some(0), "{stderr}");
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("| capacity |"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (histogram, broker) = (table("histogram"), table("broker"));
+    assert_eq!(histogram.len(), broker.len());
+    assert_ne!(
+        histogram, broker,
+        "the broker's estimate changed no capacity result"
+    );
 }

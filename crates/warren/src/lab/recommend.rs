@@ -42,6 +42,11 @@ pub struct RecommendArgs {
     /// Also write the table, the manifest and the fronts chart to this directory.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// How the capacity candidates' metric is measured: `histogram` (warren's own workers) or
+    /// `broker` (workers that export nothing: the broker's estimate, as `warren simulate
+    /// --capacity-estimate broker` runs it).
+    #[arg(long, default_value = "histogram", value_parser = ["histogram", "broker"])]
+    pub capacity_estimate: String,
 }
 
 const QUEUE_TARGETS: [u32; 6] = [1, 2, 3, 5, 10, 20];
@@ -71,6 +76,8 @@ pub struct RecommendConfig {
     slo_secs: f64,
     candidates: Vec<Candidate>,
     report_dir: Option<PathBuf>,
+    /// The capacity metric from the broker alone (no work-time histogram).
+    from_broker: bool,
 }
 
 impl RecommendArgs {
@@ -98,12 +105,14 @@ impl RecommendArgs {
                 .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
             scenarios.push((name, scenario));
         }
-        let candidates = candidates(&base, &selector).map_err(bad_base)?;
+        let from_broker = self.capacity_estimate == "broker";
+        let candidates = candidates(&base, &selector, from_broker).map_err(bad_base)?;
         Ok(RecommendConfig {
             scenarios,
             slo_secs,
             candidates,
             report_dir: self.report_dir.clone(),
+            from_broker,
         })
     }
 }
@@ -124,7 +133,7 @@ fn metric(name: &str, selector: &Value, average: &str) -> Value {
     .unwrap_or(Value::Null)
 }
 
-fn candidates(base: &Value, selector: &Value) -> Result<Vec<Candidate>, String> {
+fn candidates(base: &Value, selector: &Value, from_broker: bool) -> Result<Vec<Candidate>, String> {
     let mut out = Vec::new();
     let mut families: Vec<(&'static str, String, Value, Option<Knobs>)> = Vec::new();
     for target in QUEUE_TARGETS {
@@ -165,8 +174,13 @@ fn candidates(base: &Value, selector: &Value) -> Result<Vec<Candidate>, String> 
                 let text = serde_yaml::to_string(&manifest).map_err(|e| e.to_string())?;
                 let spec = match knobs {
                     Some(knobs) => {
-                        let factory: FormulaFactory =
-                            std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
+                        let factory: FormulaFactory = if from_broker {
+                            std::sync::Arc::new(move || {
+                                Box::new(warren_sim::estimator::QueueEstimator::new(knobs))
+                            })
+                        } else {
+                            std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)))
+                        };
                         PolicySpec::from_hpa_yaml_with_formulas(
                             &settings,
                             &text,
@@ -289,7 +303,12 @@ fn manifest_text(c: &Candidate, t: &Tried, config: &RecommendConfig) -> Result<S
                 drain_secs: Some(k.drain_secs),
                 ..Default::default()
             },
-            histogram: None,
+            // The candidates were judged with the workers' histogram unless from the broker:
+            // the queue's group measures it (warren worker's), as the repository's does.
+            histogram: (!config.from_broker).then(|| capacity_rules::Histogram {
+                name: "job_duration_seconds".to_owned(),
+                matchers: String::new(),
+            }),
         };
         let namespace = c.manifest["metadata"]["namespace"]
             .as_str()
@@ -379,7 +398,7 @@ mod tests {
         )
         .unwrap();
         let selector = base["spec"]["metrics"][0]["external"]["metric"]["selector"].clone();
-        let all = candidates(&base, &selector).unwrap();
+        let all = candidates(&base, &selector, true).unwrap();
         let c = all
             .iter()
             .find(|c| {
@@ -392,6 +411,7 @@ mod tests {
             slo_secs: 10.0,
             candidates: Vec::new(),
             report_dir: None,
+            from_broker: true,
         };
         let text = manifest_text(
             c,
