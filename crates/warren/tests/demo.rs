@@ -275,3 +275,104 @@ fn demo_with_the_scale_to_zero_manifest_ends_at_0_workers_and_its_report_says_sc
     assert!(left.is_empty(), "left running: {left:#?}");
     let _ = std::fs::remove_dir_all(&report);
 }
+
+#[test]
+fn demo_stopped_by_the_user_with_jobs_queued_exits_0_and_reports_them_as_queued_not_lost() {
+    use std::io::BufRead;
+    let cwd = std::env::temp_dir().join(format!("warren-test-demo-quit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["demo", "--speed", "10", "--plain"])
+        .current_dir(&cwd)
+        .env_remove("HPA_FILE")
+        .env_remove("REPORT_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("AMQP_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The demo prints its addresses once the load has started; 4 s later (40 s of demo time,
+    // the peak load running) the queue holds jobs the pool has not reached. Then Ctrl-C, which
+    // is how a user quits the plain view (`q` on the full screen takes the same way out).
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.starts_with("warren demo: web ") {
+                let _ = started_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the demo started its load");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = reader.join().unwrap();
+    assert!(
+        output.status.success(),
+        "a user's stop is no failure:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("warren demo stopped (Ctrl-C or SIGTERM): "),
+        "{stdout}"
+    );
+    let queued: u64 = stdout
+        .split(" still queued ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no still-queued count: {stdout}"));
+    assert!(queued > 0, "jobs were still queued at the stop: {stdout}");
+    assert!(stdout.contains(" lost 0 "), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "still queued: {queued} accepted jobs had not been processed yet when the demo stopped; they were in queue Orders of the demo's private RabbitMQ node"
+        )),
+        "{stdout}"
+    );
+
+    let report = std::fs::read_dir(cwd.join("reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+    let totals: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("totals.json")).unwrap())
+            .unwrap();
+    assert_eq!(totals["lost"], 0, "{totals}");
+    assert_eq!(totals["still_queued"], queued, "{totals}");
+    assert_eq!(
+        totals["processed"].as_u64().unwrap() + queued,
+        totals["accepted"].as_u64().unwrap(),
+        "{totals}"
+    );
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("verdict stopped"), "the page's verdict");
+    assert!(
+        html.contains(&format!("Stopped with {queued} accepted jobs still queued")),
+        "the page's verdict"
+    );
+    assert!(!html.contains("verdict bad"), "the page claims a loss");
+
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left = leftovers(pid);
+    assert!(left.is_empty(), "left running: {left:#?}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}

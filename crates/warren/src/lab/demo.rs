@@ -407,7 +407,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut tick = tokio::time::interval(interval);
     let outcome = loop {
         tokio::select! {
-            () = shutdown.cancelled() => break "interrupted",
+            () = shutdown.cancelled() => break "stopped (Ctrl-C or SIGTERM)",
             () = quit.cancelled() => break "stopped by the user",
             _ = tick.tick() => {}
         }
@@ -517,6 +517,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let autoscale_summary = autoscale.await??;
     web_stop.cancel();
     web.await??;
+    // The workers have drained: what is still in the queue was waiting, not lost. Taken off
+    // the queue here to be told apart by id, since the private node goes with the demo.
+    let queued = take_queued_ids(&broker).await;
     if let Some(p) = prometheus.as_mut() {
         p.stop().await;
     }
@@ -525,11 +528,24 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let _ = std::fs::remove_dir_all(&work_dir);
 
     ledger.read_dir(&worker_logs)?;
-    let lost = ledger.lost(&accepted);
+    let (still_queued, lost): (Vec<String>, Vec<String>) = ledger
+        .lost(&accepted)
+        .into_iter()
+        .partition(|id| queued.contains(id));
+    let still_queued_where = format!(
+        "in queue {} of the demo's private RabbitMQ node, which is removed with the demo",
+        config.queue
+    );
     let totals = Totals {
         accepted: accepted.len() as u64,
-        processed: (accepted.len() - lost.len()) as u64,
+        processed: (accepted.len() - lost.len() - still_queued.len()) as u64,
         lost: lost.len() as u64,
+        still_queued: still_queued.len() as u64,
+        still_queued_where: if still_queued.is_empty() {
+            String::new()
+        } else {
+            still_queued_where.clone()
+        },
         duplicates: ledger.duplicates(),
         dead_lettered: ledger.dead_lettered() as u64,
         worker_seconds: autoscale_summary.worker_seconds * speed,
@@ -551,22 +567,63 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         crate::lab::report::write_report(&config.report_dir, &info, &samples, &totals, &decisions)?;
     let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
     println!(
-        "warren demo {outcome}: accepted {} processed {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds (demo time, x{speed})",
-        totals.accepted, totals.processed, totals.lost, totals.duplicates, min_replicas, max_replicas,
+        "warren demo {outcome}: accepted {} processed {} still queued {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds (demo time, x{speed})",
+        totals.accepted, totals.processed, totals.still_queued, totals.lost, totals.duplicates, min_replicas, max_replicas,
         autoscale_summary.decisions, autoscale_summary.rescales, totals.worker_seconds
     );
     if let Ok(Ok(summary)) = load_summary {
         println!("load: {summary}");
     }
+    if totals.still_queued > 0 {
+        println!(
+            "still queued: {} accepted jobs had not been processed yet when the demo stopped; they were {still_queued_where} (not lost)",
+            totals.still_queued
+        );
+    }
     println!("report: {}", page.display());
     if totals.lost > 0 {
         anyhow::bail!(
-            "{} accepted jobs were never processed: {:?}",
+            "{} accepted jobs were never processed and were no longer queued: {:?}",
             totals.lost,
             &lost[..lost.len().min(5)]
         );
     }
     Ok(())
+}
+
+/// How long the demo takes, at most, to read what is left in its queue at the end.
+const QUEUED_READ_WAIT: Duration = Duration::from_secs(10);
+
+/// The job ids still in the queue (each message's body is its id), taken off it. Empty when
+/// the broker cannot be read: then every job not acked counts as lost, never the other way.
+async fn take_queued_ids(broker: &BrokerConfig) -> std::collections::HashSet<String> {
+    let read = async {
+        let connection = crate::pipeline::broker::connect(broker, "demo").await?;
+        let channel = connection.create_channel().await?;
+        let mut ids = std::collections::HashSet::new();
+        while let Some(message) = channel
+            .basic_get(
+                broker.queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await?
+        {
+            ids.insert(String::from_utf8_lossy(&message.delivery.data).into_owned());
+        }
+        let _ = connection.close(200, "demo over".into()).await;
+        Ok::<_, crate::pipeline::broker::BrokerError>(ids)
+    };
+    match tokio::time::timeout(QUEUED_READ_WAIT, read).await {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the jobs left in the queue");
+            std::collections::HashSet::new()
+        }
+        Err(_) => {
+            tracing::warn!("reading the jobs left in the queue took too long");
+            std::collections::HashSet::new()
+        }
+    }
 }
 
 /// How long the demo waits for its Prometheus to have scraped the queue and the web server.

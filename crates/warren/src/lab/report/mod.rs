@@ -96,8 +96,15 @@ pub struct Totals {
     pub accepted: u64,
     /// Distinct accepted jobs acked by a worker.
     pub processed: u64,
-    /// Accepted jobs never acked.
+    /// Accepted jobs never acked and no longer in the queue when the run stopped: gone.
     pub lost: u64,
+    /// Accepted jobs not yet acked but still in the queue when the run was stopped (by the
+    /// user, or at the cool-down limit): waiting, not lost.
+    #[serde(default)]
+    pub still_queued: u64,
+    /// Where the still-queued jobs are, in words (the queue, and what became of it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub still_queued_where: String,
     /// Acks beyond the first for the same job.
     pub duplicates: u64,
     /// Messages dead-lettered.
@@ -293,6 +300,8 @@ mod tests {
             accepted: 361,
             processed: 358,
             lost: 0,
+            still_queued: 0,
+            still_queued_where: String::new(),
             duplicates: 0,
             dead_lettered: 3,
             worker_seconds: 812.4,
@@ -469,6 +478,26 @@ mod tests {
         assert!(html.contains("class=\"total bad\" id=\"total-lost\""));
         assert!(html.contains("class=\"total bad\" id=\"total-duplicates\""));
         assert!(!html.contains("No job lost"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_page_tells_jobs_still_queued_at_a_stop_from_lost_ones() {
+        let dir = temp_dir("stopped");
+        let stopped = Totals {
+            processed: 341,
+            still_queued: 17,
+            still_queued_where: "in queue Orders".into(),
+            ..totals()
+        };
+        let index =
+            write_report(&dir, &info(), &synthetic_series(), &stopped, &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("verdict stopped"), "{html}");
+        assert!(html.contains("Stopped with 17 accepted jobs still queued (in queue Orders)"));
+        assert!(html.contains("class=\"total\" id=\"total-still-queued\"><div class=\"value\">17<"));
+        assert!(html.contains("class=\"total\" id=\"total-lost\"><div class=\"value\">0<"));
+        assert!(!html.contains("verdict bad"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

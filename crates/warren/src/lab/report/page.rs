@@ -16,6 +16,7 @@ h1 { margin-bottom: 0.2rem; }
 .verdict { padding: 0.8rem 1rem; border-radius: 6px; font-weight: 600; margin: 1rem 0; }
 .verdict.ok { background: #e6f4ea; color: #1e6b34; border: 1px solid #a8d5b5; }
 .verdict.bad { background: #fdecea; color: #a11a12; border: 1px solid #f0a8a1; }
+.verdict.stopped { background: #eef3fb; color: #1f4f8a; border: 1px solid #a9c2e6; }
 .totals { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 0.8rem; margin: 1rem 0 2rem; }
 .total { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 0.7rem 0.9rem; }
 .total .value { font-size: 1.8rem; font-weight: 700; font-variant-numeric: tabular-nums; }
@@ -56,6 +57,15 @@ pub(super) fn index_html(
             totals.duplicates,
             if totals.duplicates == 1 { "" } else { "s" }
         );
+    } else if totals.still_queued > 0 {
+        let _ = writeln!(
+            html,
+            "<p class=\"verdict stopped\" id=\"verdict\">&#9208; Stopped with {} accepted job{} \
+             still queued ({}): none lost, no duplicate; every job that ran was processed once.</p>",
+            totals.still_queued,
+            if totals.still_queued == 1 { "" } else { "s" },
+            escape(&totals.still_queued_where)
+        );
     } else {
         html.push_str(
             "<p class=\"verdict ok\" id=\"verdict\">&#10003; No job lost, no duplicate: \
@@ -64,9 +74,10 @@ pub(super) fn index_html(
     }
 
     html.push_str("<section class=\"totals\">\n");
-    let cards: [(&str, String, bool); 7] = [
+    let cards: [(&str, String, bool); 8] = [
         ("accepted", totals.accepted.to_string(), false),
         ("processed", totals.processed.to_string(), false),
+        ("still queued", totals.still_queued.to_string(), false),
         ("lost", totals.lost.to_string(), totals.lost > 0),
         (
             "duplicates",
@@ -84,9 +95,10 @@ pub(super) fn index_html(
     for (label, value, bad) in cards {
         let _ = writeln!(
             html,
-            "<div class=\"total{}\" id=\"total-{label}\"><div class=\"value\">{}</div>\
+            "<div class=\"total{}\" id=\"total-{}\"><div class=\"value\">{}</div>\
              <div class=\"label\">{label}</div></div>",
             if bad { " bad" } else { "" },
+            label.replace(' ', "-"),
             escape(&value)
         );
     }
