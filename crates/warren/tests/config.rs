@@ -332,3 +332,25 @@ fn warren_worker_checks_the_worker_settings_and_names_itself() {
         );
     }
 }
+
+#[test]
+fn a_bad_speed_names_the_flag_and_demo_and_autoscale_share_its_bounds() {
+    for command in ["demo", "autoscale"] {
+        for value in ["0", "-1", "100.5", "fast"] {
+            let (code, stderr) = run(&[command, "--speed", value], &[]);
+            assert_eq!(code, Some(2), "{command} --speed {value}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            // A negative value is a value of --speed, not an unknown argument.
+            assert!(
+                stderr.contains(&format!("invalid value '{value}' for '--speed <K>'")),
+                "{command} --speed {value}: {stderr}"
+            );
+            assert!(stderr.contains("from 0.1 to 100"), "{stderr}");
+        }
+    }
+    // From the variable, the message names the flag it stands for, as the help shows both.
+    let (code, stderr) = run(&["demo"], &[("DEMO_SPEED", "0")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("'--speed <K>'"), "{stderr}");
+    assert!(!stderr.contains("DEMO_SPEED must"), "{stderr}");
+}
