@@ -17,9 +17,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
         // kube's client logs every failed request at error level; the worker's deletion-cost
         // module reports its own failures, once (`pipeline::deletion_cost`). lapin logs every
         // message the broker returns (a deleted queue) at WARN, about 1 KB each; the publisher
-        // says once that the queue is gone instead.
+        // says once that the queue is gone instead. lapin also logs three ERROR lines for each
+        // refused connection attempt; warren says why once per change of reason
+        // (`pipeline::publisher`), and logs every lost connection itself.
         _ => EnvFilter::try_new(format!(
-            "{level},lapin=warn,lapin::returned_messages=error,amq_protocol=warn,kube_client=off"
+            "{level},lapin=off,lapin::returned_messages=error,amq_protocol=warn,kube_client=off"
         ))
         .map_err(|e| ConfigError::new(format!("LOG_LEVEL {level:?} is not a level ({e})"))),
     }
