@@ -152,6 +152,26 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         "worker-seconds in demo time (at least one worker the whole run): {worker_seconds} vs {duration}"
     );
     assert!(stdout.contains("(demo time, x10)"), "{stdout}");
+    // The load's summary too is in demo time: the 75 s load at a peak of 2/s, not 7.5 s of
+    // wall time at 10 times the rate.
+    assert!(
+        stdout.contains("load (duration and rate in demo time, x10; latency as measured):"),
+        "{stdout}"
+    );
+    let load_secs: f64 = stdout
+        .split("\nduration ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no load duration: {stdout}"));
+    assert!((70.0..80.0).contains(&load_secs), "{stdout}");
+    let rate: f64 = stdout
+        .split("achieved rate ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no achieved rate: {stdout}"));
+    assert!(rate > 0.5 && rate <= 2.0, "demo-time rate {rate}: {stdout}");
 
     // The page states the speed and the settings in force, links the logs.
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();

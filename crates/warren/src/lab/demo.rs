@@ -571,7 +571,10 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         autoscale_summary.decisions, autoscale_summary.rescales, totals.worker_seconds
     );
     if let Ok(Ok(summary)) = load_summary {
-        println!("load: {summary}");
+        println!(
+            "load (duration and rate in demo time, x{speed}; latency as measured):\n{}",
+            summary.in_run_time(speed)
+        );
     }
     if totals.still_queued > 0 {
         println!(
