@@ -146,6 +146,22 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     );
     let duration = totals["duration_secs"].as_f64().unwrap();
     assert!(duration > 75.0, "duration in demo time: {duration}");
+    // The run's duration is what the charts span: up to the last sample, not the stop.
+    assert!(
+        (duration - last_t).abs() < 0.01,
+        "{duration} against {last_t}"
+    );
+    // The run's queue wait over every job, in demo time: at 5 s jobs and a backlog, seconds.
+    let wait = &totals["queue_wait_secs"];
+    let (p50, p95, max) = (
+        wait["p50"].as_f64().unwrap(),
+        wait["p95"].as_f64().unwrap(),
+        wait["max"].as_f64().unwrap(),
+    );
+    assert!(p50 <= p95 && p95 <= max && p95 > 1.0, "{wait}");
+    // Before the first decision the pool is at minReplicas: desired 1, no worker "to stop".
+    let first = stdout.lines().next().unwrap();
+    assert!(first.contains(" desired=1 "), "{first}");
     let worker_seconds = totals["worker_seconds"].as_f64().unwrap();
     assert!(
         worker_seconds > duration,
@@ -189,11 +205,24 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         "<th>work time</th><td>5000 ms per job",
         "<th>load</th><td>0.60/s (30% of the peak) for 15 s, then the peak 2/s until 75 s",
         "<th>metric source</th>",
+        "queue wait p50 / p95 / max",
         "<a href=\"warren.log\">",
         "<a href=\"workers/worker-0.log\">worker-0.log</a>",
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
+    // The metric came from the broker: the page does not list the rules it did not read.
+    assert!(!html.contains("<th>Prometheus rules</th>"), "rules row");
+    // Decision values to the milli-unit, not 16 digits.
+    assert!(
+        !html.lines().any(|l| l.contains(" decision ")
+            && l.contains("value=")
+            && l.split("value=")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .is_some_and(|v| v.split('.').nth(1).is_some_and(|d| d.len() > 3))),
+        "a value with more than 3 decimals"
+    );
     // Each decision carries the capacity metric's terms, and the load was seen: a decision
     // while it ran had a non-zero arrival rate.
     let log = std::fs::read_to_string(report.join("warren.log")).unwrap();

@@ -28,7 +28,7 @@ use crate::lab::ledger::{quantile, Ledger};
 use crate::lab::load::{LoadConfig, LoadStats, Pattern};
 use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
-use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals};
+use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals, WaitSummary};
 use crate::pipeline::web::WebConfig;
 use crate::scaling::autoscale::{
     read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs, BUILTIN_CAPACITY_HPA,
@@ -276,8 +276,10 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     } else {
         eprintln!("warren demo: Prometheus is not installed (scripts/setup installs it); going on without it");
     }
+    // The rules matter to the report only when the metric is read through them.
     let rules_description = prometheus
         .as_ref()
+        .filter(|_| config.via_prometheus)
         .map(|_| crate::lab::rules::describe(speed, &rules_scaled));
     let source = match (&prometheus, config.via_prometheus) {
         (Some(p), true) => MetricSource::Prometheus { url: p.url() },
@@ -381,6 +383,9 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         history_step: interval.mul_f64(speed),
         min_replicas,
         max_replicas,
+        // Until the first decision the pool is at minReplicas, as the autoscaler starts it.
+        workers_desired: min_replicas,
+        web_url: Some(web_url.clone()),
         prometheus_url: prometheus.as_ref().map(PrometheusNode::url),
         rabbitmq_url: Some(node.management_url()),
         report_dir: Some(config.report_dir.clone()),
@@ -400,6 +405,8 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut decisions: Vec<DecisionEntry> = Vec::new();
     let mut history: VecDeque<(f64, u32)> = VecDeque::new();
     let mut last_ok = 0u64;
+    // Every processed job's queue wait (ms, wall time), for the run's overall figures.
+    let mut all_waits: Vec<u64> = Vec::new();
     let mut last_sample = Instant::now();
     let mut load_ended_at: Option<Instant> = None;
     let cooldown = config.cooldown.div_f64(speed);
@@ -454,6 +461,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         let arrival = (snapshot.ok - last_ok) as f64 / dt / speed;
         last_ok = snapshot.ok;
         let mut waits = ledger.take_recent_waits();
+        all_waits.extend_from_slice(&waits);
         let load_running = !load.is_finished();
         if !load_running && load_ended_at.is_none() {
             load_ended_at = Some(Instant::now());
@@ -504,6 +512,8 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
             }
         }
     };
+    // The run's length is up to its last sample, what the charts span, not the stop after it.
+    let run_secs = samples.last().map_or(0.0, |s| s.t_secs);
     dashboard.finish();
     eprintln!("warren demo: {outcome}; stopping the load, the workers (they drain), web, Prometheus and RabbitMQ...");
 
@@ -548,7 +558,19 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         duplicates: ledger.duplicates(),
         dead_lettered: ledger.dead_lettered() as u64,
         worker_seconds: autoscale_summary.worker_seconds * speed,
-        duration_secs: started.elapsed().as_secs_f64() * speed,
+        duration_secs: run_secs,
+        queue_wait_secs: {
+            all_waits.extend(ledger.take_recent_waits());
+            let secs = |ms: Option<u64>| ms.map(|ms| ms as f64 / 1000.0 * speed);
+            match (
+                secs(quantile(&mut all_waits, 0.5)),
+                secs(quantile(&mut all_waits, 0.95)),
+                secs(all_waits.iter().max().copied()),
+            ) {
+                (Some(p50), Some(p95), Some(max)) => Some(WaitSummary { p50, p95, max }),
+                _ => None,
+            }
+        },
     };
     let info = RunInfo {
         title: "warren demo report".into(),

@@ -494,6 +494,18 @@ fn deciding_reason(decision: &ScaleDecision) -> String {
     }
 }
 
+/// A metric value as the engine reads it: to the milli-unit (the HPA's quantities are whole
+/// milli-units), without trailing zeros; `3.4285714285714284` is `3.429`.
+fn milli(value: f64) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 fn describe(
     queries: &[SeriesQuery],
     values: &[Option<f64>],
@@ -505,7 +517,7 @@ fn describe(
     for (((query, value), proposal), needed) in
         queries.iter().zip(values).zip(&decision.metrics).zip(terms)
     {
-        let value = value.map_or_else(|| "unavailable".to_owned(), |v| format!("{v}"));
+        let value = value.map_or_else(|| "unavailable".to_owned(), milli);
         let proposal = match proposal {
             Ok(p) => p.replicas.to_string(),
             Err(f) => format!("none ({})", f.error),
@@ -524,7 +536,7 @@ fn describe(
     }
     if decision.metrics.is_empty() {
         for (query, value) in queries.iter().zip(values) {
-            let value = value.map_or_else(|| "unavailable".to_owned(), |v| format!("{v}"));
+            let value = value.map_or_else(|| "unavailable".to_owned(), milli);
             parts.push(format!("metric={} value={value}", query.metric));
         }
     }
@@ -697,5 +709,20 @@ fn http_url(name: &str, raw: &str) -> Result<String, ConfigError> {
         _ => Err(ConfigError::new(format!(
             "{name} {raw:?} is not an http:// URL"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_are_logged_to_the_milli_unit() {
+        assert_eq!(milli(3.428_571_428_571_428_4), "3.429");
+        assert_eq!(milli(5.0), "5");
+        assert_eq!(milli(0.25), "0.25");
+        assert_eq!(milli(0.0), "0");
+        assert_eq!(milli(-0.0001), "0");
+        assert_eq!(milli(120.0), "120");
     }
 }

@@ -111,8 +111,24 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Sum over workers of their lifetimes, in seconds of the run's own time.
     pub worker_seconds: f64,
-    /// The run's duration, in seconds of its own time.
+    /// The run's duration, in seconds of its own time: from the start to the last sample
+    /// (what the charts span), not counting the stop.
     pub duration_secs: f64,
+    /// Queue wait (publish to delivery) over every job processed in the run, in seconds of
+    /// its own time: p50, p95 and max; `None` when no job was processed.
+    #[serde(default)]
+    pub queue_wait_secs: Option<WaitSummary>,
+}
+
+/// The queue wait of every job of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitSummary {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// The longest.
+    pub max: f64,
 }
 
 /// The time series' file name inside the report directory.
@@ -306,6 +322,11 @@ mod tests {
             dead_lettered: 3,
             worker_seconds: 812.4,
             duration_secs: 252.4,
+            queue_wait_secs: Some(WaitSummary {
+                p50: 4.2,
+                p95: 11.3,
+                max: 19.8,
+            }),
         }
     }
 
@@ -478,6 +499,20 @@ mod tests {
         assert!(html.contains("class=\"total bad\" id=\"total-lost\""));
         assert!(html.contains("class=\"total bad\" id=\"total-duplicates\""));
         assert!(!html.contains("No job lost"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_page_gives_the_run_s_queue_wait_and_says_what_the_deepest_queue_counts() {
+        let dir = temp_dir("waits");
+        let index =
+            write_report(&dir, &info(), &synthetic_series(), &totals(), &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(
+            html.contains("<div class=\"value\">4.2 / 11.3 / 19.8 s</div><div class=\"label\">queue wait p50 / p95 / max</div>"),
+            "{html}"
+        );
+        assert!(html.contains("messages (ready and in work, unacked, together)"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

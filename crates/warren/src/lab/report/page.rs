@@ -74,7 +74,7 @@ pub(super) fn index_html(
     }
 
     html.push_str("<section class=\"totals\">\n");
-    let cards: [(&str, String, bool); 8] = [
+    let cards: [(&str, String, bool); 9] = [
         ("accepted", totals.accepted.to_string(), false),
         ("processed", totals.processed.to_string(), false),
         ("still queued", totals.still_queued.to_string(), false),
@@ -91,6 +91,14 @@ pub(super) fn index_html(
             false,
         ),
         ("duration", format_duration(totals.duration_secs), false),
+        (
+            "queue wait p50 / p95 / max",
+            totals.queue_wait_secs.map_or_else(
+                || "no job".to_owned(),
+                |w| format!("{:.1} / {:.1} / {:.1} s", w.p50, w.p95, w.max),
+            ),
+            false,
+        ),
     ];
     for (label, value, bad) in cards {
         let _ = writeln!(
@@ -244,7 +252,7 @@ fn run_summary(samples: &[Sample], totals: &Totals) -> String {
         .fold(0.0_f64, f64::max);
     format!(
         "{} run, {} samples. Workers: {min_workers} to {peak_workers}, {last_workers} at the end. \
-         Deepest queue: {peak_queue:.0} messages.",
+         Deepest queue: {peak_queue:.0} messages (ready and in work, unacked, together).",
         format_duration(totals.duration_secs),
         samples.len()
     )
