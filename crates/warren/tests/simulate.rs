@@ -327,3 +327,61 @@ fn the_capacity_knobs_are_the_users_to_set_and_bad_ones_are_one_line_and_exit_2(
     ]);
     assert_one_line_exit_2(&out, &["warren_workers_needed"]);
 }
+
+#[test]
+fn simulate_names_two_hpa_yaml_by_folder_and_writes_an_index_over_the_scenarios() {
+    let dir = temp_dir("index");
+    let queue_length = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    let capacity = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+    let burst = repo("scenarios/burst.yaml");
+    let demo = repo("scenarios/demo.yaml");
+    let args = [
+        "--hpa",
+        queue_length.to_str().unwrap(),
+        "--hpa",
+        capacity.to_str().unwrap(),
+        "--scenario",
+        burst.to_str().unwrap(),
+        "--scenario",
+        demo.to_str().unwrap(),
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ];
+    let out = simulate(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for policy in ["prometheus-adapter/hpa", "prometheus-adapter-capacity/hpa"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(policy)),
+            "no row for {policy}:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("hpa-2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("report: {}", dir.join("index.html").display())),
+        "{stdout}"
+    );
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for scenario in ["burst", "demo"] {
+        assert!(
+            index.contains(&format!(
+                "<a href=\"{scenario}/index.html\">{scenario}</a>: "
+            )),
+            "{index}"
+        );
+    }
+    assert!(index.contains("id=\"comparison\""), "{index}");
+    assert!(
+        index.contains("<td>prometheus-adapter-capacity/hpa</td>"),
+        "{index}"
+    );
+    // The scenario's description is a sentence: a full stop before "Simulated".
+    let page = std::fs::read_to_string(dir.join("burst/index.html")).unwrap();
+    assert!(
+        page.contains("5 s jobs. Simulated "),
+        "the subtitle's full stop"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,7 +33,8 @@ mod timeseries;
 use charts::charts;
 pub use charts::Series;
 use page::{
-    charts_html, decisions_html, index_html, links_html, page_head, settings_html, table_html,
+    charts_html, comparison_links_html, decisions_html, index_html, links_html, page_head,
+    settings_html, table_html,
 };
 use timeseries::{parse_timeseries, timeseries_csv, CSV_HEADER};
 
@@ -233,6 +234,30 @@ pub fn write_comparison(
     html.push_str(&links_html(info));
     html.push_str(&decisions_html(decisions));
     html.push_str("</body>\n</html>\n");
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &html)?;
+    Ok(index)
+}
+
+/// Writes `index.html` in `dir`, the page over several comparisons: a link to each one's page
+/// (`<name>/index.html`) with its description, then the `table` of every run. Returns its path.
+pub fn write_comparison_index(
+    dir: &Path,
+    title: &str,
+    summary: &str,
+    comparisons: &[(String, String)],
+    table: &Table,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut html = page_head(title, summary);
+    html.push_str(&comparison_links_html(comparisons));
+    html.push_str(&table_html(table));
+    html.push_str(
+        "</body>
+</html>
+",
+    );
     let index = dir.join(INDEX_FILE);
     write_file(&index, &html)?;
     Ok(index)

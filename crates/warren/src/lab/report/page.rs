@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::charts::{Chart, CHART_SIZE};
 use super::{
-    DecisionEntry, RunInfo, Sample, Table, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE,
+    DecisionEntry, RunInfo, Sample, Table, Totals, CHART_FILES, INDEX_FILE, TIMESERIES_FILE,
+    TOTALS_FILE,
 };
 
 const STYLE: &str = r#"
@@ -213,6 +214,22 @@ pub(super) fn decisions_html(decisions: &[String]) -> String {
         }
         html.push_str("</ol>\n");
     }
+    html
+}
+
+/// A list of links to comparison pages, `<name>/index.html`, each with its description.
+pub(super) fn comparison_links_html(comparisons: &[(String, String)]) -> String {
+    let mut html = String::from("<ul class=\"links\" id=\"comparisons\">\n");
+    for (name, description) in comparisons {
+        let _ = writeln!(
+            html,
+            "<li><a href=\"{}/{INDEX_FILE}\">{}</a>: {}</li>",
+            escape(name),
+            escape(name),
+            escape(description)
+        );
+    }
+    html.push_str("</ul>\n");
     html
 }
 
