@@ -354,3 +354,25 @@ fn a_bad_speed_names_the_flag_and_demo_and_autoscale_share_its_bounds() {
     assert!(stderr.contains("'--speed <K>'"), "{stderr}");
     assert!(!stderr.contains("DEMO_SPEED must"), "{stderr}");
 }
+
+#[test]
+fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_seed() {
+    for args in [
+        &["worker", "--help"][..],
+        &["demo", "--help"][..],
+        &["autoscale", "--help"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("the seed"), "{args:?}:\n{help}");
+        if args[0] != "demo" {
+            assert!(
+                help.contains("a sleep that stands in for real processing"),
+                "{args:?}:\n{help}"
+            );
+        }
+    }
+}

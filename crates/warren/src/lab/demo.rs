@@ -70,13 +70,14 @@ pub struct DemoArgs {
     /// Which built-in HPA runs without --hpa, each the very file a cluster overlay applies:
     /// `capacity` (the prometheus-adapter-capacity overlay: `warren_workers_needed`, 1 per
     /// worker; it waits least in the scenario suite, docs/scaling.md) or `queue-length` (the
-    /// prometheus-adapter overlay: 5 ready messages per worker, as the seed's HPA).
+    /// prometheus-adapter overlay: 5 ready messages per worker, scaling on the queue's length as
+    /// the HPA of the application warren grew from did).
     #[arg(long, env = "DEMO_POLICY", default_value = "capacity", value_parser = ["capacity", "queue-length"])]
     pub policy: String,
     /// The Kubernetes release the autoscaler follows.
     #[command(flatten)]
     pub release: ReleaseArgs,
-    /// Work time per job in ms (before speed), as the seed's 5 s.
+    /// Work time per job in ms (before speed): a sleep standing in for real processing.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub work_ms: u64,

@@ -482,7 +482,9 @@ fn loggable_id(delivery: &Delivery) -> String {
 /// How a worker works: shared by `warren worker` and the workers `warren autoscale` starts.
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// How long one job takes, in ms (the seed's 5 s); a job's x-work-ms header overrides it.
+    /// How long one job takes, in ms: the work is a sleep that stands in for real processing.
+    /// A job's x-work-ms header overrides it. 5 s by default, as the application warren grew
+    /// from (the README's "seed") took.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
     pub work_ms: u64,
