@@ -114,6 +114,16 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let workers: Vec<u32> = lines
         .map(|l| l.split(',').nth(column).unwrap().parse().unwrap())
         .collect();
+    // Ready workers are among the current ones, also while the pool scales down.
+    let ready_column = header.iter().position(|h| *h == "workers_ready").unwrap();
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (current, ready): (u32, u32) = (
+            cells[column].parse().unwrap(),
+            cells[ready_column].parse().unwrap(),
+        );
+        assert!(ready <= current, "ready above current: {line}");
+    }
     let peak = *workers.iter().max().unwrap();
     assert!(peak >= 4, "peak {peak} workers: {workers:?}");
     let after_peak = workers.iter().skip_while(|w| **w < peak);

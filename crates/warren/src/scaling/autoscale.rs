@@ -402,7 +402,11 @@ pub async fn run_with(
                     summary.rescales += 1;
                     pool.scale_to(desired).await;
                 }
-                m.current.set(i64::from(pool.status().current));
+                // Both counts at once: workers asked to stop leave `ready` with `current`, so
+                // ready is never shown above current.
+                let after = pool.status();
+                m.current.set(i64::from(after.current));
+                m.ready.set(i64::from(after.ready));
                 if let Some(events) = &events {
                     let _ = events.send(AutoscaleEvent {
                         decision: Decision::new(started.elapsed().as_secs_f64(), status.current, status.ready, values, &decision),

@@ -294,16 +294,21 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
     let peak = depths.iter().copied().max().unwrap_or(0);
     frame.render_widget(
         Sparkline::default()
-            .block(queue_block.title(Line::from(vec![
-                Span::styled(" Queue depth ", BOLD),
-                Span::styled(
-                    format!(
-                        "{}, peak {peak} ",
-                        history_span(depths.len(), view.history_step)
-                    ),
-                    DIM,
-                ),
-            ])))
+            .block(
+                queue_block
+                    .title(Line::from(vec![
+                        Span::styled(" Queue depth ", BOLD),
+                        Span::styled(
+                            format!(
+                                "{}, peak {peak} ",
+                                history_span(depths.len(), view.history_step)
+                            ),
+                            DIM,
+                        ),
+                    ]))
+                    .title_top(Line::styled(format!(" {} ", peak.max(1)), DIM).right_aligned())
+                    .title_bottom(Line::styled(" 0 ", DIM).right_aligned()),
+            )
             .data(depths)
             .max(peak.max(1))
             .style(Style::new().fg(Color::Blue)),
@@ -321,16 +326,21 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
         u64::from(view.max_replicas.max(1)).max(counts.iter().copied().max().unwrap_or(0));
     frame.render_widget(
         Sparkline::default()
-            .block(workers_block.title(Line::from(vec![
-                Span::styled(" Workers ", BOLD),
-                Span::styled(
-                    format!(
-                        "{}, scale 0–{ceiling} ",
-                        history_span(counts.len(), view.history_step)
-                    ),
-                    DIM,
-                ),
-            ])))
+            .block(
+                workers_block
+                    .title(Line::from(vec![
+                        Span::styled(" Workers ", BOLD),
+                        Span::styled(
+                            format!(
+                                "{}, scale 0–{ceiling} ",
+                                history_span(counts.len(), view.history_step)
+                            ),
+                            DIM,
+                        ),
+                    ]))
+                    .title_top(Line::styled(format!(" {ceiling} "), DIM).right_aligned())
+                    .title_bottom(Line::styled(" 0 ", DIM).right_aligned()),
+            )
             .data(counts)
             .max(ceiling)
             .style(Style::new().fg(Color::Green)),

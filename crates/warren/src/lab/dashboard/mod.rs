@@ -429,6 +429,26 @@ mod tests {
         }
     }
 
+    /// The history charts mark their y range at the right edge: the top value, and 0.
+    #[test]
+    fn dashboard_history_charts_show_their_y_range() {
+        let text = screen_text(&busy_view(), 110, 32, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let top = lines
+            .iter()
+            .position(|l| l.contains("Queue depth"))
+            .expect("the charts' top border");
+        let title = lines[top];
+        let middle = title.find("┌ Workers ").expect("the workers chart");
+        assert!(title[..middle].trim_end().ends_with("─ 19 ┐"), "{title}");
+        assert!(title.trim_end().ends_with("─ 10 ┐"), "{title}");
+        let bottom = lines[top + 1..]
+            .iter()
+            .find(|l| l.starts_with('└'))
+            .expect("the charts' bottom border");
+        assert_eq!(bottom.matches("─ 0 ┘").count(), 2, "{bottom}");
+    }
+
     #[test]
     fn dashboard_says_when_the_pool_is_at_its_maximum() {
         let mut view = busy_view();
