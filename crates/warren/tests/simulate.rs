@@ -383,5 +383,41 @@ fn simulate_names_two_hpa_yaml_by_folder_and_writes_an_index_over_the_scenarios(
         page.contains("5 s jobs. Simulated "),
         "the subtitle's full stop"
     );
+    // The captions say what the comparison draws: no /readyz line for several runs.
+    assert!(
+        page.contains("desired count (thin dashed)"),
+        "the workers caption"
+    );
+    assert!(
+        !page.contains("answering /readyz"),
+        "a caption for a line not drawn"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_run_cut_off_with_workers_still_up_is_noted_on_its_page() {
+    // The seed's HPA waits 300 s before it scales down; the demo's scenario ends at 375 s.
+    let dir = temp_dir("cut-off");
+    let seed = repo("scenarios/policies/seed-hpa.yaml");
+    let demo = repo("scenarios/demo.yaml");
+    let out = simulate(&[
+        "--hpa",
+        seed.to_str().unwrap(),
+        "--scenario",
+        demo.to_str().unwrap(),
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(dir.join("demo/index.html")).unwrap();
+    assert!(
+        page.contains("seed-hpa: the run is cut off at ") && page.contains(" workers still up"),
+        "no cut-off note"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

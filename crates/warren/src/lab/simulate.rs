@@ -400,6 +400,7 @@ fn write_scenario_report(
             ),
             ("policies".to_owned(), policies.join(", ")),
         ],
+        notes: outcomes.iter().filter_map(cut_off_note).collect(),
         ..report::RunInfo::default()
     };
     report::write_comparison(
@@ -418,6 +419,20 @@ fn write_scenario_report(
         &decisions,
     )?;
     Ok(())
+}
+
+/// A note when a run ends with more workers up than it had at its fewest: the scenario's end
+/// cut it off before its pool scaled down, so its worker-seconds and cost ratio stop there.
+fn cut_off_note(outcome: &RunOutcome) -> Option<String> {
+    let last = outcome.samples.last()?;
+    let fewest = outcome.samples.iter().map(|s| s.workers_current).min()?;
+    (last.workers_current > fewest).then(|| {
+        format!(
+            "{}: the run is cut off at {} s with {} workers still up (its fewest were {}): \
+             its worker-seconds and cost ratio end there, before the pool scaled back down.",
+            outcome.totals.policy, last.t_secs, last.workers_current, fewest
+        )
+    })
 }
 
 fn to_report_sample(s: &warren_sim::Sample) -> report::Sample {

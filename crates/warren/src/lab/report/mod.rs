@@ -527,6 +527,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Sparse p95 values are one line across short stretches without a finished job (not
+    /// dashes), and break across long ones.
+    #[test]
+    fn p95_points_are_joined_across_short_gaps_only() {
+        let points = [
+            (1.0, 2.0),
+            (4.0, 3.0),
+            (12.0, 5.0),
+            (30.0, 1.0),
+            (31.0, 1.5),
+        ];
+        assert_eq!(
+            charts::joined_within(points.into_iter(), 10.0),
+            vec![
+                Some((1.0, 2.0)),
+                Some((4.0, 3.0)),
+                Some((12.0, 5.0)),
+                None,
+                Some((30.0, 1.0)),
+                Some((31.0, 1.5)),
+            ]
+        );
+    }
+
     #[test]
     fn report_page_gives_the_run_s_queue_wait_and_says_what_the_deepest_queue_counts() {
         let dir = temp_dir("waits");
