@@ -562,6 +562,7 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("messages (ready and in work, unacked, together)"));
+        assert!(html.contains("id=\"total-queue-wait-p50-p95-max\""));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

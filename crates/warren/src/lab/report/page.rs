@@ -107,7 +107,11 @@ pub(super) fn index_html(
             "<div class=\"total{}\" id=\"total-{}\"><div class=\"value\">{}</div>\
              <div class=\"label\">{label}</div></div>",
             if bad { " bad" } else { "" },
-            label.replace(' ', "-"),
+            label
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|word| !word.is_empty())
+                .collect::<Vec<_>>()
+                .join("-"),
             escape(&value)
         );
     }
