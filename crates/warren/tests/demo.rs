@@ -435,3 +435,78 @@ fn demo_stopped_by_the_user_with_jobs_queued_exits_0_and_reports_them_as_queued_
     assert!(left.is_empty(), "left running: {left:#?}");
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn a_hang_up_of_the_demo_s_process_group_leaves_no_prometheus_running() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("Prometheus is not installed: nothing to leave running");
+        return;
+    }
+    let cwd = std::env::temp_dir().join(format!("warren-test-demo-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    // Its own process group, as a terminal's job is: closing the terminal hangs it up whole.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["demo", "--speed", "10", "--plain"])
+        .current_dir(&cwd)
+        .env_remove("HPA_FILE")
+        .env_remove("REPORT_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("AMQP_URL")
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.unwrap_or_default().starts_with("warren demo: web ") {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the demo started");
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    assert!(
+        !leftovers(pid).is_empty(),
+        "the demo's private processes are found while it runs"
+    );
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let _ = child.wait().unwrap();
+    reader.join().unwrap();
+    // Prometheus takes SIGHUP for "reload": its guard must stop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = leftovers(pid);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        left = leftovers(pid);
+    }
+    // A failure leaves nothing behind either: what is left is stopped before the verdict.
+    for entry in &left {
+        let leftover = entry
+            .strip_prefix("/proc/")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse::<i32>().ok());
+        if let Some(leftover) = leftover {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(leftover),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cwd);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("warren-demo-{pid}")));
+    assert!(left.is_empty(), "left running: {left:#?}");
+}
