@@ -31,6 +31,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
 pub fn init(filter: EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // A log line that cannot be written (stderr a closed pipe: `warren web 2>&1 | head`)
+        // is dropped. The subscriber's own report of it would be an `eprintln!`, which panics
+        // on that stderr, in whatever task logged: the signal listener's panic left web
+        // deaf to SIGTERM.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -47,6 +52,7 @@ pub fn init_to_file(filter: EnvFilter, path: &std::path::Path) -> Result<(), Con
         .map_err(|e| ConfigError::new(format!("cannot write {}: {e}", path.display())))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
         .init();
