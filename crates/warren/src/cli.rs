@@ -49,7 +49,8 @@ pub struct Cli {
 
 /// warren-worker: consume jobs from a RabbitMQ queue; the same as `warren worker`.
 ///
-/// Does the work, acks after it, dead-letters bad messages, drains on SIGTERM. The worker's
+/// Does the work (a sleep of WORK_MS standing in for real processing), acks after it,
+/// dead-letters bad messages, drains on SIGTERM. The worker's
 /// container runs this binary: it holds no other subcommand, so it maps less memory. Every option
 /// can also be set through the environment variable shown beside it.
 #[derive(Debug, Parser)]
@@ -82,7 +83,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve GET /generate: publish a job, answer 200 only once the broker confirmed it.
     Web(WebArgs),
-    /// Consume jobs: do the work, ack after it, dead-letter bad messages, drain on SIGTERM.
+    /// Consume jobs: do the work (a sleep standing in for real processing), ack after it,
+    /// dead-letter bad messages, drain on SIGTERM.
     Worker(WorkerArgs),
     /// Scale a local pool of workers with the Kubernetes HPA algorithm and an HPA manifest.
     Autoscale(Box<AutoscaleArgs>),

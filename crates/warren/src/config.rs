@@ -274,6 +274,22 @@ impl fmt::Display for QueueName {
 /// The longest duration any setting takes: 30 days.
 pub const MAX_DURATION_SECS: f64 = 30.0 * 24.0 * 3600.0;
 
+/// The range of `--speed` K (every time divided by K) for `warren demo` and `warren autoscale`.
+pub const SPEED_RANGE: std::ops::RangeInclusive<f64> = 0.1..=100.0;
+
+/// Parses a speed factor K for `--speed`: a number within [`SPEED_RANGE`]. clap names the flag
+/// (or its variable) the value came from in front of the message.
+pub fn parse_speed(raw: &str) -> Result<f64, String> {
+    let (low, high) = (SPEED_RANGE.start(), SPEED_RANGE.end());
+    match raw.trim().parse::<f64>() {
+        Ok(k) if k.is_finite() && SPEED_RANGE.contains(&k) => Ok(k),
+        Ok(_) => Err(format!(
+            "the speed K must be from {low} to {high} (every time is divided by K)"
+        )),
+        Err(_) => Err(format!("not a number; the speed K is from {low} to {high}")),
+    }
+}
+
 /// Parses a duration: one or more `<number><unit>` groups with units `ms`, `s`, `m`, `h`
 /// (`90s`, `2m`, `1m30s`, `1.5s`, `500ms`), or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {

@@ -17,9 +17,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
         // kube's client logs every failed request at error level; the worker's deletion-cost
         // module reports its own failures, once (`pipeline::deletion_cost`). lapin logs every
         // message the broker returns (a deleted queue) at WARN, about 1 KB each; the publisher
-        // says once that the queue is gone instead.
+        // says once that the queue is gone instead. lapin also logs three ERROR lines for each
+        // refused connection attempt; warren says why once per change of reason
+        // (`pipeline::publisher`), and logs every lost connection itself.
         _ => EnvFilter::try_new(format!(
-            "{level},lapin=warn,lapin::returned_messages=error,amq_protocol=warn,kube_client=off"
+            "{level},lapin=off,lapin::returned_messages=error,amq_protocol=warn,kube_client=off"
         ))
         .map_err(|e| ConfigError::new(format!("LOG_LEVEL {level:?} is not a level ({e})"))),
     }
@@ -29,6 +31,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
 pub fn init(filter: EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // A log line that cannot be written (stderr a closed pipe: `warren web 2>&1 | head`)
+        // is dropped. The subscriber's own report of it would be an `eprintln!`, which panics
+        // on that stderr, in whatever task logged: the signal listener's panic left web
+        // deaf to SIGTERM.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -45,6 +52,7 @@ pub fn init_to_file(filter: EnvFilter, path: &std::path::Path) -> Result<(), Con
         .map_err(|e| ConfigError::new(format!("cannot write {}: {e}", path.display())))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
         .init();

@@ -343,3 +343,47 @@ fn warren_worker_checks_the_worker_settings_and_names_itself() {
         );
     }
 }
+
+#[test]
+fn a_bad_speed_names_the_flag_and_demo_and_autoscale_share_its_bounds() {
+    for command in ["demo", "autoscale"] {
+        for value in ["0", "-1", "100.5", "fast"] {
+            let (code, stderr) = run(&[command, "--speed", value], &[]);
+            assert_eq!(code, Some(2), "{command} --speed {value}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            // A negative value is a value of --speed, not an unknown argument.
+            assert!(
+                stderr.contains(&format!("invalid value '{value}' for '--speed <K>'")),
+                "{command} --speed {value}: {stderr}"
+            );
+            assert!(stderr.contains("from 0.1 to 100"), "{stderr}");
+        }
+    }
+    // From the variable, the message names the flag it stands for, as the help shows both.
+    let (code, stderr) = run(&["demo"], &[("DEMO_SPEED", "0")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("'--speed <K>'"), "{stderr}");
+    assert!(!stderr.contains("DEMO_SPEED must"), "{stderr}");
+}
+
+#[test]
+fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_seed() {
+    for args in [
+        &["worker", "--help"][..],
+        &["demo", "--help"][..],
+        &["autoscale", "--help"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("the seed"), "{args:?}:\n{help}");
+        if args[0] != "demo" {
+            assert!(
+                help.contains("a sleep that stands in for real processing"),
+                "{args:?}:\n{help}"
+            );
+        }
+    }
+}

@@ -114,6 +114,16 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     let workers: Vec<u32> = lines
         .map(|l| l.split(',').nth(column).unwrap().parse().unwrap())
         .collect();
+    // Ready workers are among the current ones, also while the pool scales down.
+    let ready_column = header.iter().position(|h| *h == "workers_ready").unwrap();
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (current, ready): (u32, u32) = (
+            cells[column].parse().unwrap(),
+            cells[ready_column].parse().unwrap(),
+        );
+        assert!(ready <= current, "ready above current: {line}");
+    }
     let peak = *workers.iter().max().unwrap();
     assert!(peak >= 4, "peak {peak} workers: {workers:?}");
     let after_peak = workers.iter().skip_while(|w| **w < peak);
@@ -146,12 +156,48 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     );
     let duration = totals["duration_secs"].as_f64().unwrap();
     assert!(duration > 75.0, "duration in demo time: {duration}");
+    // The run's duration is what the charts span: up to the last sample, not the stop.
+    assert!(
+        (duration - last_t).abs() < 0.01,
+        "{duration} against {last_t}"
+    );
+    // The run's queue wait over every job, in demo time: at 5 s jobs and a backlog, seconds.
+    let wait = &totals["queue_wait_secs"];
+    let (p50, p95, max) = (
+        wait["p50"].as_f64().unwrap(),
+        wait["p95"].as_f64().unwrap(),
+        wait["max"].as_f64().unwrap(),
+    );
+    assert!(p50 <= p95 && p95 <= max && p95 > 1.0, "{wait}");
+    // Before the first decision the pool is at minReplicas: desired 1, no worker "to stop".
+    let first = stdout.lines().next().unwrap();
+    assert!(first.contains(" desired=1 "), "{first}");
     let worker_seconds = totals["worker_seconds"].as_f64().unwrap();
     assert!(
         worker_seconds > duration,
         "worker-seconds in demo time (at least one worker the whole run): {worker_seconds} vs {duration}"
     );
     assert!(stdout.contains("(demo time, x10)"), "{stdout}");
+    // The load's summary too is in demo time: the 75 s load at a peak of 2/s, not 7.5 s of
+    // wall time at 10 times the rate.
+    assert!(
+        stdout.contains("load (duration and rate in demo time, x10; latency as measured):"),
+        "{stdout}"
+    );
+    let load_secs: f64 = stdout
+        .split("\nduration ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no load duration: {stdout}"));
+    assert!((70.0..80.0).contains(&load_secs), "{stdout}");
+    let rate: f64 = stdout
+        .split("achieved rate ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no achieved rate: {stdout}"));
+    assert!(rate > 0.5 && rate <= 2.0, "demo-time rate {rate}: {stdout}");
 
     // The page states the speed and the settings in force, links the logs.
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
@@ -169,11 +215,24 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         "<th>work time</th><td>5000 ms per job",
         "<th>load</th><td>0.60/s (30% of the peak) for 15 s, then the peak 2/s until 75 s",
         "<th>metric source</th>",
+        "queue wait p50 / p95 / max",
         "<a href=\"warren.log\">",
         "<a href=\"workers/worker-0.log\">worker-0.log</a>",
     ] {
         assert!(html.contains(needle), "the page lacks {needle:?}");
     }
+    // The metric came from the broker: the page does not list the rules it did not read.
+    assert!(!html.contains("<th>Prometheus rules</th>"), "rules row");
+    // Decision values to the milli-unit, not 16 digits.
+    assert!(
+        !html.lines().any(|l| l.contains(" decision ")
+            && l.contains("value=")
+            && l.split("value=")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .is_some_and(|v| v.split('.').nth(1).is_some_and(|d| d.len() > 3))),
+        "a value with more than 3 decimals"
+    );
     // Each decision carries the capacity metric's terms, and the load was seen: a decision
     // while it ran had a non-zero arrival rate.
     let log = std::fs::read_to_string(report.join("warren.log")).unwrap();
@@ -274,4 +333,180 @@ fn demo_with_the_scale_to_zero_manifest_ends_at_0_workers_and_its_report_says_sc
     let left = leftovers(pid);
     assert!(left.is_empty(), "left running: {left:#?}");
     let _ = std::fs::remove_dir_all(&report);
+}
+
+#[test]
+fn demo_stopped_by_the_user_with_jobs_queued_exits_0_and_reports_them_as_queued_not_lost() {
+    use std::io::BufRead;
+    let cwd = std::env::temp_dir().join(format!("warren-test-demo-quit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["demo", "--speed", "10", "--plain"])
+        .current_dir(&cwd)
+        .env_remove("HPA_FILE")
+        .env_remove("REPORT_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("AMQP_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The demo prints its addresses once the load has started; 4 s later (40 s of demo time,
+    // the peak load running) the queue holds jobs the pool has not reached. Then Ctrl-C, which
+    // is how a user quits the plain view (`q` on the full screen takes the same way out).
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.starts_with("warren demo: web ") {
+                let _ = started_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the demo started its load");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = reader.join().unwrap();
+    assert!(
+        output.status.success(),
+        "a user's stop is no failure:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("warren demo stopped (Ctrl-C or SIGTERM): "),
+        "{stdout}"
+    );
+    let queued: u64 = stdout
+        .split(" still queued ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no still-queued count: {stdout}"));
+    assert!(queued > 0, "jobs were still queued at the stop: {stdout}");
+    assert!(stdout.contains(" lost 0 "), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "still queued: {queued} accepted jobs had not been processed yet when the demo stopped; they were in queue Orders of the demo's private RabbitMQ node"
+        )),
+        "{stdout}"
+    );
+
+    let report = std::fs::read_dir(cwd.join("reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+    let totals: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("totals.json")).unwrap())
+            .unwrap();
+    assert_eq!(totals["lost"], 0, "{totals}");
+    assert_eq!(totals["still_queued"], queued, "{totals}");
+    assert_eq!(
+        totals["processed"].as_u64().unwrap() + queued,
+        totals["accepted"].as_u64().unwrap(),
+        "{totals}"
+    );
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("verdict stopped"), "the page's verdict");
+    assert!(
+        html.contains(&format!("Stopped with {queued} accepted jobs still queued")),
+        "the page's verdict"
+    );
+    assert!(!html.contains("verdict bad"), "the page claims a loss");
+
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left = leftovers(pid);
+    assert!(left.is_empty(), "left running: {left:#?}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
+
+#[test]
+fn a_hang_up_of_the_demo_s_process_group_leaves_no_prometheus_running() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("Prometheus is not installed: nothing to leave running");
+        return;
+    }
+    let cwd = std::env::temp_dir().join(format!("warren-test-demo-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    // Its own process group, as a terminal's job is: closing the terminal hangs it up whole.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["demo", "--speed", "10", "--plain"])
+        .current_dir(&cwd)
+        .env_remove("HPA_FILE")
+        .env_remove("REPORT_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("AMQP_URL")
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.unwrap_or_default().starts_with("warren demo: web ") {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the demo started");
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    assert!(
+        !leftovers(pid).is_empty(),
+        "the demo's private processes are found while it runs"
+    );
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let _ = child.wait().unwrap();
+    reader.join().unwrap();
+    // Prometheus takes SIGHUP for "reload": its guard must stop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = leftovers(pid);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        left = leftovers(pid);
+    }
+    // A failure leaves nothing behind either: what is left is stopped before the verdict.
+    for entry in &left {
+        let leftover = entry
+            .strip_prefix("/proc/")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse::<i32>().ok());
+        if let Some(leftover) = leftover {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(leftover),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cwd);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("warren-demo-{pid}")));
+    assert!(left.is_empty(), "left running: {left:#?}");
 }

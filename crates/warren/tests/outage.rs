@@ -143,3 +143,71 @@ async fn generate_answers_503_when_the_broker_does_not_confirm_in_time() {
         .status
         .success());
 }
+
+/// `warren web` with a broker that refuses it, or cannot be reached: `/generate`'s 503 and
+/// `/readyz` say why; the log says it once, not once per retry; the password is never shown.
+async fn refusal_is_explained(url: String, why: &str) {
+    let queue = support::unique_queue("refusal");
+    let web = support::Warren::web(&url, &queue, &[]);
+    let readyz = web.url("/readyz");
+    let explained = support::wait_until(Duration::from_secs(10), || async {
+        match reqwest::get(&readyz).await {
+            Ok(r) => r.status() == 503 && r.text().await.unwrap_or_default().contains(why),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let body = reqwest::get(&readyz)
+        .await
+        .map(|r| futures_util::FutureExt::now_or_never(r.text()))
+        .ok();
+    assert!(
+        explained,
+        "/readyz never said {why:?}: {body:?}\n{}",
+        web.log_text()
+    );
+    let response = reqwest::get(web.url("/generate")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["reason"], "not_connected", "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("not connected to the broker: ") && error.contains(why),
+        "{json}"
+    );
+    // Several retries later (100 ms doubling), still one line for the one reason.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = web.log_text();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot reach the broker"))
+        .collect();
+    assert_eq!(said.len(), 1, "once per reason, not per retry:\n{log}");
+    assert!(said[0].contains(why), "{log}");
+    assert!(!log.contains("hunter2"), "a password in the log:\n{log}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[tokio::test]
+async fn web_says_why_the_broker_refuses_it_in_503_readyz_and_the_log_once() {
+    let mut wrong_password = url::Url::parse(&support::broker_url()).unwrap();
+    wrong_password.set_password(Some("hunter2")).unwrap();
+    let mut missing_vhost = url::Url::parse(&support::broker_url()).unwrap();
+    missing_vhost.set_path("/no-such-vhost");
+    let closed_port = format!(
+        "amqp://guest:hunter2@127.0.0.1:{}/%2F",
+        support::free_port()
+    );
+    tokio::join!(
+        refusal_is_explained(wrong_password.to_string(), "access refused by 127.0.0.1:"),
+        refusal_is_explained(missing_vhost.to_string(), "vhost not found: 127.0.0.1:"),
+        refusal_is_explained(
+            "amqp://guest:hunter2@no-such-host.invalid:5672/%2F".into(),
+            "host unknown: no-such-host.invalid:5672 does not resolve"
+        ),
+        refusal_is_explained(
+            closed_port,
+            "connection refused: nothing listens at 127.0.0.1:"
+        ),
+    );
+}

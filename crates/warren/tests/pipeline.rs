@@ -521,3 +521,56 @@ async fn a_thousand_jobs_at_concurrency_32_are_each_processed_exactly_once() {
     assert_eq!(worker_total, 1000.0);
     delete_queues(&connection, &queue).await;
 }
+
+/// `warren web 2>&1 | head -1`: once the reader is gone every log line fails to be written,
+/// and web must still stop on SIGTERM.
+#[tokio::test]
+async fn web_whose_stderr_is_a_closed_pipe_still_stops_on_sigterm() {
+    let queue = unique_queue("closed-stderr");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("web")
+        .env("AMQP_URL", broker_url())
+        .env("QUEUE", &queue)
+        .env("PORT", port.to_string())
+        .env("BIND", "127.0.0.1")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end: from now on, writing a log line fails (EPIPE).
+    drop(child.stderr.take());
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            matches!(reqwest::get(&ready).await, Ok(r) if r.status() == 200)
+        })
+        .await,
+        "web never got ready"
+    );
+    // A request logs nothing by default; the signal's own log line is the first to fail.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(status.is_some(), "web did not stop within 10 s of SIGTERM");
+    let connection = amqp(&broker_url()).await;
+    delete_queues(&connection, &queue).await;
+}

@@ -152,3 +152,41 @@ fn with_the_brokers_estimate_the_capacity_candidates_are_judged_on_it() {
         "the broker's estimate changed no capacity result"
     );
 }
+
+#[test]
+fn runs_from_any_directory_on_its_built_in_base_and_keeps_progress_to_one_line_off_a_terminal() {
+    // No checkout here, no --hpa: the base is the capacity overlay's manifest, compiled in.
+    let cwd =
+        std::env::temp_dir().join(format!("warren-test-recommend-cwd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["recommend", "--scenario", STEADY, "--slo", "10s"])
+        .current_dir(&cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let hpa = warren_hpa::Autoscaler::from_yaml(&stdout).unwrap();
+    // The capacity overlay's name and maxReplicas, kept from the base.
+    assert_eq!(hpa.hpa().spec.max_replicas, 10);
+    assert_eq!(
+        hpa.hpa().metadata.name.as_deref(),
+        Some("warren-worker"),
+        "{stdout}"
+    );
+    // stderr is a pipe here: no carriage returns, one progress line.
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warren recommend: "))
+        .collect();
+    assert_eq!(
+        progress,
+        ["warren recommend: 88 runs (88 candidates x 1 scenarios)"],
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&cwd);
+}

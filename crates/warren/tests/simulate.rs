@@ -355,6 +355,100 @@ fn the_capacity_knobs_are_the_users_to_set_and_bad_ones_are_one_line_and_exit_2(
 }
 
 #[test]
+fn simulate_names_two_hpa_yaml_by_folder_and_writes_an_index_over_the_scenarios() {
+    let dir = temp_dir("index");
+    let queue_length = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    let capacity = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+    let burst = repo("scenarios/burst.yaml");
+    let demo = repo("scenarios/demo.yaml");
+    let args = [
+        "--hpa",
+        queue_length.to_str().unwrap(),
+        "--hpa",
+        capacity.to_str().unwrap(),
+        "--scenario",
+        burst.to_str().unwrap(),
+        "--scenario",
+        demo.to_str().unwrap(),
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ];
+    let out = simulate(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for policy in ["prometheus-adapter/hpa", "prometheus-adapter-capacity/hpa"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(policy)),
+            "no row for {policy}:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("hpa-2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("report: {}", dir.join("index.html").display())),
+        "{stdout}"
+    );
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for scenario in ["burst", "demo"] {
+        assert!(
+            index.contains(&format!(
+                "<a href=\"{scenario}/index.html\">{scenario}</a>: "
+            )),
+            "{index}"
+        );
+    }
+    assert!(index.contains("id=\"comparison\""), "{index}");
+    assert!(
+        index.contains("<td>prometheus-adapter-capacity/hpa</td>"),
+        "{index}"
+    );
+    // The scenario's description is a sentence: a full stop before "Simulated".
+    let page = std::fs::read_to_string(dir.join("burst/index.html")).unwrap();
+    assert!(
+        page.contains("5 s jobs. Simulated "),
+        "the subtitle's full stop"
+    );
+    // The captions say what the comparison draws: no /readyz line for several runs.
+    assert!(
+        page.contains("desired count (thin dashed)"),
+        "the workers caption"
+    );
+    assert!(
+        !page.contains("answering /readyz"),
+        "a caption for a line not drawn"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_run_cut_off_with_workers_still_up_is_noted_on_its_page() {
+    // The seed's HPA waits 300 s before it scales down; the demo's scenario ends at 375 s.
+    let dir = temp_dir("cut-off");
+    let seed = repo("scenarios/policies/seed-hpa.yaml");
+    let demo = repo("scenarios/demo.yaml");
+    let out = simulate(&[
+        "--hpa",
+        seed.to_str().unwrap(),
+        "--scenario",
+        demo.to_str().unwrap(),
+        "--report-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(dir.join("demo/index.html")).unwrap();
+    assert!(
+        page.contains("seed-hpa: the run is cut off at ") && page.contains(" workers still up"),
+        "no cut-off note"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_scaledobject_paused_for_scale_out_is_predicted_not_to_scale_out() {
     let dir = temp_dir("paused");
     std::fs::create_dir_all(&dir).expect("dir");

@@ -106,8 +106,10 @@ impl PrometheusNode {
             .local_addr()?
             .port();
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
-        // The guard: start Prometheus, stop it when our end of stdin closes or on SIGTERM.
-        let script = r#""$@" & p=$!; trap 'kill $p 2>/dev/null; wait $p; exit 0' TERM INT; read -r _; kill $p 2>/dev/null; wait $p"#;
+        // The guard: start Prometheus, stop it when our end of stdin closes or on SIGTERM,
+        // SIGINT or SIGHUP (a closed terminal hangs up the whole process group, and Prometheus
+        // takes SIGHUP for "reload its config": it would outlive the demo).
+        let script = r#""$@" & p=$!; trap 'kill $p 2>/dev/null; wait $p; exit 0' TERM INT HUP; read -r _; kill $p 2>/dev/null; wait $p"#;
         let guard = Command::new("sh")
             .arg("-c")
             .arg(script)

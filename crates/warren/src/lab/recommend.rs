@@ -21,6 +21,7 @@ use warren_sim::{FormulaFactory, PolicySpec, Scenario};
 
 use crate::config::ConfigError;
 use crate::lab::capacity_rules;
+use crate::scaling::autoscale::{BUILTIN_CAPACITY_HPA, BUILTIN_CAPACITY_HPA_NAME};
 
 /// Options of `warren recommend`.
 #[derive(Debug, clap::Args)]
@@ -32,13 +33,10 @@ pub struct RecommendArgs {
     #[arg(long, value_parser = crate::config::parse_duration)]
     pub slo: Duration,
     /// The HPA manifest to start from: its scaleTargetRef, maxReplicas, scale-up behavior and
-    /// the queue selector of its metric are kept.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml"
-    )]
-    pub hpa: PathBuf,
+    /// the queue selector of its metric are kept. Default: the capacity overlay's
+    /// (deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml), built in.
+    #[arg(long, value_name = "FILE")]
+    pub hpa: Option<PathBuf>,
     /// Also write the table, the manifest and the fronts chart to this directory.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
@@ -91,8 +89,15 @@ impl RecommendArgs {
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))
         };
-        let base_text = read(&self.hpa)?;
-        let bad_base = |e: String| ConfigError::new(format!("{}: {e}", self.hpa.display()));
+        // Built in, as `autoscale` and `demo` have theirs: no checkout needed.
+        let (base_name, base_text) = match &self.hpa {
+            Some(path) => (path.display().to_string(), read(path)?),
+            None => (
+                BUILTIN_CAPACITY_HPA_NAME.to_owned(),
+                BUILTIN_CAPACITY_HPA.to_owned(),
+            ),
+        };
+        let bad_base = |e: String| ConfigError::new(format!("{base_name}: {e}"));
         PolicySpec::from_hpa_yaml("base", &base_text).map_err(|e| bad_base(e.to_string()))?;
         let base: Value = serde_yaml::from_str(&base_text).map_err(|e| bad_base(e.to_string()))?;
         let selector = base["spec"]["metrics"][0]["external"]["metric"]["selector"].clone();
@@ -206,16 +211,27 @@ fn candidates(base: &Value, selector: &Value, from_broker: bool) -> Result<Vec<C
 /// Runs every candidate in every scenario, prints the best manifest on stdout.
 pub fn run(config: RecommendConfig) -> anyhow::Result<()> {
     let total = config.candidates.len() * config.scenarios.len();
+    // A progress line rewritten in place is for a terminal; a file gets one line.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !terminal {
+        eprintln!(
+            "warren recommend: {total} runs ({} candidates x {} scenarios)",
+            config.candidates.len(),
+            config.scenarios.len()
+        );
+    }
     let mut tried = Vec::new();
     for (i, c) in config.candidates.iter().enumerate() {
         let mut worst = 0.0_f64;
         let mut worker_seconds = 0.0;
         for (j, (name, scenario)) in config.scenarios.iter().enumerate() {
-            eprint!(
-                "\rwarren recommend: {}/{total} runs ({name})",
-                i * config.scenarios.len() + j + 1
-            );
-            let _ = std::io::stderr().flush();
+            if terminal {
+                eprint!(
+                    "\rwarren recommend: {}/{total} runs ({name})",
+                    i * config.scenarios.len() + j + 1
+                );
+                let _ = std::io::stderr().flush();
+            }
             let t = warren_sim::run(scenario, &c.spec)?.totals;
             worst = worst.max(t.wait_p95_secs);
             worker_seconds += t.worker_seconds;
@@ -225,7 +241,9 @@ pub fn run(config: RecommendConfig) -> anyhow::Result<()> {
             worker_seconds,
         });
     }
-    eprintln!();
+    if terminal {
+        eprintln!();
+    }
     let best = (0..tried.len())
         .filter(|&i| tried[i].worst_p95_secs <= config.slo_secs)
         .min_by(|&a, &b| tried[a].worker_seconds.total_cmp(&tried[b].worker_seconds));

@@ -85,15 +85,15 @@ impl SimulateArgs {
         };
         let knobs = self.capacity_knobs()?;
         let mut policies = Vec::new();
-        let mut names = Vec::new();
         let mut knobs_used = false;
-        for (path, keda) in self
+        let files: Vec<(&PathBuf, bool)> = self
             .hpa
             .iter()
             .map(|p| (p, false))
             .chain(self.scaledobject.iter().map(|p| (p, true)))
-        {
-            let name = unique_name(&mut names, path);
+            .collect();
+        let names = policy_names(&files.iter().map(|(p, _)| p.as_path()).collect::<Vec<_>>());
+        for ((path, keda), name) in files.into_iter().zip(names) {
             let text = read(path)?;
             let capacity = if keda {
                 Vec::new()
@@ -207,6 +207,54 @@ fn capacity_metrics(text: &str) -> Vec<usize> {
         .collect()
 }
 
+/// A sentence ends with a full stop (or another mark), so the next one can follow it.
+fn with_full_stop(text: &str) -> String {
+    let text = text.trim_end();
+    if text.is_empty() || text.ends_with(['.', '!', '?']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    }
+}
+
+/// Each policy's name: its file's stem; where two files share a stem, their folder and stem
+/// (`prometheus-adapter/hpa`, `prometheus-adapter-capacity/hpa`), with `-2`, `-3`, ... when
+/// even that is shared.
+fn policy_names(paths: &[&Path]) -> Vec<String> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map_or_else(|| "policy".to_owned(), |s| s.to_string_lossy().into_owned())
+    };
+    let mut taken = Vec::new();
+    paths
+        .iter()
+        .map(|path| {
+            let shared = paths.iter().filter(|p| stem(p) == stem(path)).count() > 1;
+            let folder = path
+                .parent()
+                .and_then(Path::file_name)
+                .map(|f| f.to_string_lossy().into_owned());
+            let name = match folder {
+                Some(folder) if shared => format!("{folder}/{}", stem(path)),
+                _ => stem(path),
+            };
+            unique_name_of(&mut taken, name)
+        })
+        .collect()
+}
+
+/// `name`, with `-2`, `-3`, ... when it is taken.
+fn unique_name_of(taken: &mut Vec<String>, base: String) -> String {
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    taken.push(name.clone());
+    name
+}
+
 /// The file's stem, with `-2`, `-3`, ... when two files share one.
 fn unique_name(taken: &mut Vec<String>, path: &Path) -> String {
     let stem = path
@@ -299,7 +347,23 @@ pub fn run(config: SimulateConfig) -> anyhow::Result<()> {
     }
     print!("{}", text_table(&table));
     if let Some(dir) = &config.report_dir {
-        println!("report: {}", dir.display());
+        let comparisons: Vec<(String, String)> = config
+            .scenarios
+            .iter()
+            .map(|(name, s)| (name.clone(), with_full_stop(&s.description)))
+            .collect();
+        let index = report::write_comparison_index(
+            dir,
+            "warren simulate",
+            &format!(
+                "{} policies in {} scenarios: one page per scenario, every run in the table below.",
+                config.policies.len(),
+                config.scenarios.len()
+            ),
+            &comparisons,
+            &table,
+        )?;
+        println!("report: {}", index.display());
     }
     Ok(())
 }
@@ -363,6 +427,7 @@ fn write_scenario_report(
             ),
             ("policies".to_owned(), policies.join(", ")),
         ],
+        notes: outcomes.iter().filter_map(cut_off_note).collect(),
         ..report::RunInfo::default()
     };
     report::write_comparison(
@@ -370,7 +435,10 @@ fn write_scenario_report(
         &info,
         &format!(
             "{} Simulated {} s, seed {}, SLO {} s on queue wait.",
-            scenario.description, scenario.duration_secs, scenario.seed, scenario.slo_secs
+            with_full_stop(&scenario.description),
+            scenario.duration_secs,
+            scenario.seed,
+            scenario.slo_secs
         ),
         &series,
         &totals_json,
@@ -378,6 +446,20 @@ fn write_scenario_report(
         &decisions,
     )?;
     Ok(())
+}
+
+/// A note when a run ends with more workers up than it had at its fewest: the scenario's end
+/// cut it off before its pool scaled down, so its worker-seconds and cost ratio stop there.
+fn cut_off_note(outcome: &RunOutcome) -> Option<String> {
+    let last = outcome.samples.last()?;
+    let fewest = outcome.samples.iter().map(|s| s.workers_current).min()?;
+    (last.workers_current > fewest).then(|| {
+        format!(
+            "{}: the run is cut off at {} s with {} workers still up (its fewest were {}): \
+             its worker-seconds and cost ratio end there, before the pool scaled back down.",
+            outcome.totals.policy, last.t_secs, last.workers_current, fewest
+        )
+    })
 }
 
 fn to_report_sample(s: &warren_sim::Sample) -> report::Sample {

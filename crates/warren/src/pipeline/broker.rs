@@ -60,6 +60,34 @@ pub enum BrokerError {
     },
 }
 
+impl BrokerError {
+    /// Why the broker could not be reached, in words a user can act on: the credentials, the
+    /// vhost, the host name, the port. `at` is where it was tried (`host:port`, no password).
+    pub fn why_unreachable(&self, at: &str) -> String {
+        let text = self.to_string();
+        if text.contains("ACCESS_REFUSED") && text.contains("Login was refused") {
+            format!("access refused by {at}: the user name or password is wrong (RABBIT_USERNAME, RABBIT_PASSWORD or AMQP_URL)")
+        } else if text.contains("vhost") && text.contains("not found") {
+            let vhost = text
+                .split("vhost ")
+                .nth(1)
+                .and_then(|rest| rest.split(" not found").next())
+                .unwrap_or("?");
+            format!("vhost not found: {at} has no virtual host {vhost:?} (RABBIT_VHOST or the path of AMQP_URL)")
+        } else if text.contains("access to vhost") {
+            format!("access refused to the vhost by {at}: the user has no permission on it")
+        } else if text.contains("failed to lookup address") {
+            format!("host unknown: {at} does not resolve (RABBIT_HOST or AMQP_URL)")
+        } else if text.contains("Connection refused") {
+            format!("connection refused: nothing listens at {at} (RABBIT_PORT or AMQP_URL)")
+        } else if let Self::ConnectTimeout(_) = self {
+            format!("no answer from {at} within {CONNECT_TIMEOUT:?}")
+        } else {
+            format!("{text} ({at})")
+        }
+    }
+}
+
 /// Where the next [`connect`] starts in the list of nodes; moved past each node that
 /// connected, so a reconnect after a loss tries the other nodes first.
 static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);

@@ -58,9 +58,10 @@ pub const BATCHES_IN_FLIGHT: usize = 64;
 /// tells the variants after which the job may still run from those where it never will.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// No connection to the broker right now (down, unreachable, or reconnecting).
-    #[error("not connected to the broker")]
-    NotConnected,
+    /// No connection to the broker right now (down, unreachable, or reconnecting); with why,
+    /// when the last attempt said (access refused, vhost not found, host unknown, ...).
+    #[error("not connected to the broker{}", .0.as_ref().map_or_else(String::new, |why| format!(": {why}")))]
+    NotConnected(Option<String>),
     /// The broker blocks publishing (a memory or disk alarm); nothing was published.
     #[error("the broker blocks publishing ({0}); nothing was published")]
     Blocked(String),
@@ -82,7 +83,7 @@ impl PublishError {
     /// The reason as a metric label value (`publish_failures_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::NotConnected => "not_connected",
+            Self::NotConnected(_) => "not_connected",
             Self::Blocked(_) => "blocked",
             Self::NotConfirmed(_) => "confirm_timeout",
             Self::Nacked => "nacked",
@@ -234,6 +235,9 @@ struct Shared {
     blocked: AtomicBool,
     /// The reason the broker gave for the block.
     blocked_reason: std::sync::Mutex<String>,
+    /// Why the last connection attempt failed (cleared once connected): the 503s and
+    /// `/readyz` say it, and the log says it once per change.
+    unreachable: std::sync::Mutex<Option<String>>,
     /// False while the work queue is known gone and not yet declared again.
     topology_ok: AtomicBool,
     /// The publisher's metrics.
@@ -265,6 +269,7 @@ impl Publisher {
             queue_missing: Notify::new(),
             blocked: AtomicBool::new(false),
             blocked_reason: std::sync::Mutex::new(String::new()),
+            unreachable: std::sync::Mutex::new(None),
             topology_ok: AtomicBool::new(true),
             metrics: PublisherMetrics::default(),
             stop: CancellationToken::new(),
@@ -281,17 +286,27 @@ impl Publisher {
     }
 
     /// Why the publisher cannot take jobs now, if it cannot (the web server's readiness): no
-    /// connection, the broker blocks publishing, or the work queue is gone.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    /// connection (and why, when the last attempt said), the broker blocks publishing, or the
+    /// work queue is gone.
+    pub fn not_ready(&self) -> Option<String> {
         if !self.is_connected() {
-            Some("not connected to the broker")
+            Some(PublishError::NotConnected(self.why_not_connected()).to_string())
         } else if self.shared.blocked.load(Ordering::Relaxed) {
-            Some("the broker blocks publishing (resource alarm)")
+            Some("the broker blocks publishing (resource alarm)".into())
         } else if !self.shared.topology_ok.load(Ordering::Relaxed) {
-            Some("the work queue is gone; declaring it again")
+            Some("the work queue is gone; declaring it again".into())
         } else {
             None
         }
+    }
+
+    /// Why the last connection attempt failed, while none is up.
+    fn why_not_connected(&self) -> Option<String> {
+        self.shared
+            .unreachable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The publisher's metrics, to register where `/metrics` is served.
@@ -317,7 +332,7 @@ impl Publisher {
             .link
             .borrow()
             .clone()
-            .ok_or(PublishError::NotConnected)?;
+            .ok_or_else(|| PublishError::NotConnected(self.why_not_connected()))?;
         if self.shared.blocked.load(Ordering::Relaxed) {
             let reason = self
                 .shared
@@ -570,6 +585,7 @@ async fn supervise(shared: Arc<Shared>) {
         match open_link(&shared).await {
             Ok(link) => {
                 backoff.reset();
+                set_unreachable(&shared, None);
                 tracing::info!(broker = %shared.config.url, queue = %shared.config.queue, channels = link.channels.len(), "publisher connected");
                 let mut events = link.connection.events_listener();
                 let link = Arc::new(link);
@@ -601,7 +617,12 @@ async fn supervise(shared: Arc<Shared>) {
             }
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(broker = %shared.config.url, error = %e, retry_in_ms = delay.as_millis() as u64, "publisher cannot reach the broker");
+                let why = e.why_unreachable(&shared.config.url.authority());
+                if set_unreachable(&shared, Some(why.clone())) {
+                    tracing::warn!(broker = %shared.config.url, why, error = %e, "publisher cannot reach the broker; retrying (said again only when the reason changes)");
+                } else {
+                    tracing::debug!(broker = %shared.config.url, why, retry_in_ms = delay.as_millis() as u64, "publisher cannot reach the broker");
+                }
                 tokio::select! {
                     () = shared.stop.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
@@ -609,6 +630,17 @@ async fn supervise(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Records why the broker cannot be reached (`None`: it can); returns whether that changed.
+fn set_unreachable(shared: &Shared, why: Option<String>) -> bool {
+    let mut last = shared
+        .unreachable
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let changed = *last != why;
+    *last = why;
+    changed
 }
 
 async fn open_link(shared: &Shared) -> Result<Link, broker::BrokerError> {

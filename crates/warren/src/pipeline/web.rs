@@ -231,7 +231,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.publisher.not_ready() {
         None => (StatusCode::OK, "ready\n").into_response(),
-        Some(why) => unavailable(why),
+        Some(why) => unavailable(&why),
     }
 }
 

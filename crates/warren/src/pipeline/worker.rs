@@ -153,12 +153,18 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let jobs = TaskTracker::new();
     let mut backoff = Backoff::default();
     let mut last_connection = None;
+    // Why the last attempt failed: said once per change of reason, not once per retry.
+    let mut unreachable: Option<String> = None;
     while !shutdown.is_cancelled() {
         let (connection, channel, consumer) = match open_consumer(&config).await {
             Ok(parts) => parts,
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(broker = %config.broker.url, error = %e, retry_in_ms = delay.as_millis() as u64, "worker cannot reach the broker");
+                let why = e.why_unreachable(&config.broker.url.authority());
+                if unreachable.as_ref() != Some(&why) {
+                    tracing::warn!(broker = %config.broker.url, why, error = %e, "worker cannot reach the broker; retrying (said again only when the reason changes)");
+                    unreachable = Some(why);
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(delay) => continue,
@@ -166,6 +172,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             }
         };
         backoff.reset();
+        unreachable = None;
         ops.set_ready(true);
         tracing::info!(queue = %config.broker.queue, "consuming");
         // Cancelled when this channel is lost: its jobs' deliveries are then void.
@@ -475,7 +482,9 @@ fn loggable_id(delivery: &Delivery) -> String {
 /// How a worker works: shared by `warren worker` and the workers `warren autoscale` starts.
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// How long one job takes, in ms (the seed's 5 s); a job's x-work-ms header overrides it.
+    /// How long one job takes, in ms: the work is a sleep that stands in for real processing.
+    /// A job's x-work-ms header overrides it. 5 s by default, as the application warren grew
+    /// from (the README's "seed") took.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
     pub work_ms: u64,

@@ -71,11 +71,13 @@ fn render_header(frame: &mut Frame<'_>, area: Rect, view: &View) {
     let mut first = address("Prometheus ", view.prometheus_url.clone(), "not running");
     first.push(Span::raw("   "));
     first.extend(address("RabbitMQ ", view.rabbitmq_url.clone(), "starting"));
-    let second = address(
-        "report     ",
+    let mut second = address("web        ", view.web_url.clone(), "starting");
+    second.push(Span::raw("   "));
+    second.extend(address(
+        "report ",
         view.report_dir.as_ref().map(|d| d.display().to_string()),
         "written at the end",
-    );
+    ));
     frame.render_widget(
         Paragraph::new(vec![Line::from(first), Line::from(second)]).block(
             Block::bordered()
@@ -198,6 +200,16 @@ fn render_workers(frame: &mut Frame<'_>, area: Rect, view: &View) {
             DIM,
         ),
     ]);
+    let title = if at_max(view) {
+        let mut spans = title.spans;
+        spans.push(Span::styled(
+            "at max: the HPA can add no more ",
+            BOLD.fg(Color::Red),
+        ));
+        Line::from(spans)
+    } else {
+        title
+    };
     let block = Block::bordered()
         .title(title)
         .padding(Padding::horizontal(1));
@@ -227,6 +239,11 @@ fn render_workers(frame: &mut Frame<'_>, area: Rect, view: &View) {
         ])),
         legend,
     );
+}
+
+/// Whether the autoscaler wants the most workers the manifest allows.
+pub(super) fn at_max(view: &View) -> bool {
+    view.max_replicas > 0 && view.workers_desired >= view.max_replicas
 }
 
 /// One slot per replica up to max: what each worker slot holds now.
@@ -277,16 +294,21 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
     let peak = depths.iter().copied().max().unwrap_or(0);
     frame.render_widget(
         Sparkline::default()
-            .block(queue_block.title(Line::from(vec![
-                Span::styled(" Queue depth ", BOLD),
-                Span::styled(
-                    format!(
-                        "{}, peak {peak} ",
-                        history_span(depths.len(), view.history_step)
-                    ),
-                    DIM,
-                ),
-            ])))
+            .block(
+                queue_block
+                    .title(Line::from(vec![
+                        Span::styled(" Queue depth ", BOLD),
+                        Span::styled(
+                            format!(
+                                "{}, peak {peak} ",
+                                history_span(depths.len(), view.history_step)
+                            ),
+                            DIM,
+                        ),
+                    ]))
+                    .title_top(Line::styled(format!(" {} ", peak.max(1)), DIM).right_aligned())
+                    .title_bottom(Line::styled(" 0 ", DIM).right_aligned()),
+            )
             .data(depths)
             .max(peak.max(1))
             .style(Style::new().fg(Color::Blue)),
@@ -304,16 +326,21 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, view: &View) {
         u64::from(view.max_replicas.max(1)).max(counts.iter().copied().max().unwrap_or(0));
     frame.render_widget(
         Sparkline::default()
-            .block(workers_block.title(Line::from(vec![
-                Span::styled(" Workers ", BOLD),
-                Span::styled(
-                    format!(
-                        "{}, scale 0–{ceiling} ",
-                        history_span(counts.len(), view.history_step)
-                    ),
-                    DIM,
-                ),
-            ])))
+            .block(
+                workers_block
+                    .title(Line::from(vec![
+                        Span::styled(" Workers ", BOLD),
+                        Span::styled(
+                            format!(
+                                "{}, scale 0–{ceiling} ",
+                                history_span(counts.len(), view.history_step)
+                            ),
+                            DIM,
+                        ),
+                    ]))
+                    .title_top(Line::styled(format!(" {ceiling} "), DIM).right_aligned())
+                    .title_bottom(Line::styled(" 0 ", DIM).right_aligned()),
+            )
             .data(counts)
             .max(ceiling)
             .style(Style::new().fg(Color::Green)),

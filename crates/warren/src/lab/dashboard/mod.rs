@@ -76,6 +76,8 @@ pub struct View {
     pub queue_history: Vec<f64>,
     /// Recent live worker counts, oldest first, one value per `history_step`.
     pub workers_history: Vec<u32>,
+    /// The web server's address (`/generate` is under it).
+    pub web_url: Option<String>,
     /// Prometheus' address, when the demo runs one.
     pub prometheus_url: Option<String>,
     /// The RabbitMQ management UI's address.
@@ -328,6 +330,7 @@ mod tests {
             }),
             queue_history: (0..200).map(|i| f64::from(i % 20)).collect(),
             workers_history: (0..200).map(|i| 1 + i / 60).collect(),
+            web_url: Some("http://127.0.0.1:3000".into()),
             prometheus_url: Some("http://127.0.0.1:9090".into()),
             rabbitmq_url: Some("http://127.0.0.1:15672".into()),
             report_dir: Some(PathBuf::from("target/demo-report")),
@@ -359,6 +362,7 @@ mod tests {
             "ramping up",
             "http://127.0.0.1:9090",
             "http://127.0.0.1:15672",
+            "web        http://127.0.0.1:3000",
             "target/demo-report",
             "12 ready",
             "3 unacked",
@@ -423,6 +427,37 @@ mod tests {
         for (w, h) in [(1, 1), (20, 5), (40, 12), (300, 80)] {
             screen_text(&view, w, h, false);
         }
+    }
+
+    /// The history charts mark their y range at the right edge: the top value, and 0.
+    #[test]
+    fn dashboard_history_charts_show_their_y_range() {
+        let text = screen_text(&busy_view(), 110, 32, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let top = lines
+            .iter()
+            .position(|l| l.contains("Queue depth"))
+            .expect("the charts' top border");
+        let title = lines[top];
+        let middle = title.find("┌ Workers ").expect("the workers chart");
+        assert!(title[..middle].trim_end().ends_with("─ 19 ┐"), "{title}");
+        assert!(title.trim_end().ends_with("─ 10 ┐"), "{title}");
+        let bottom = lines[top + 1..]
+            .iter()
+            .find(|l| l.starts_with('└'))
+            .expect("the charts' bottom border");
+        assert_eq!(bottom.matches("─ 0 ┘").count(), 2, "{bottom}");
+    }
+
+    #[test]
+    fn dashboard_says_when_the_pool_is_at_its_maximum() {
+        let mut view = busy_view();
+        assert!(!screen_text(&view, 110, 32, false).contains("at max"));
+        assert!(!plain_line(&view).contains("at max"));
+        view.workers_desired = 10;
+        let text = screen_text(&view, 110, 32, false);
+        assert!(text.contains("at max: the HPA can add no more"), "{text}");
+        assert!(plain_line(&view).contains("(min 1, max 10, at max)"));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn plain_line(view: &View) -> String {
     let speed = speed_label(view.speed).map_or_else(String::new, |x| format!(" ({x})"));
     let mut line = format!(
         "t={}{speed} [{}] queue={} ready/{} unacked arrival={:.1}/s target={:.1}/s workers={} ready={} \
-         desired={} (min {}, max {}) accepted={} processed={}",
+         desired={} (min {}, max {}{}) accepted={} processed={}",
         format_elapsed(view.elapsed),
         view.phase,
         format_count(view.queue_ready),
@@ -75,6 +75,7 @@ pub fn plain_line(view: &View) -> String {
         view.workers_desired,
         view.min_replicas,
         view.max_replicas,
+        if super::draw::at_max(view) { ", at max" } else { "" },
         view.jobs_accepted,
         view.jobs_processed,
     );

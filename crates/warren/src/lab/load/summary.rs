@@ -135,6 +135,17 @@ impl LoadSummary {
     pub fn other_total(&self) -> u64 {
         self.other.values().sum()
     }
+
+    /// The same summary in the time of a run made `speed` times faster than the wall clock
+    /// (the demo's own time): the duration times `speed`, the rate divided by it. Request
+    /// latencies stay as measured: HTTP is not slowed down.
+    pub fn in_run_time(&self, speed: f64) -> Self {
+        Self {
+            elapsed: self.elapsed.mul_f64(speed),
+            achieved_rate: self.achieved_rate / speed,
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for LoadSummary {
@@ -207,5 +218,37 @@ pub(super) async fn print_progress(stats: Arc<LoadStats>, finished: Cancellation
             s.dropped,
             s.in_flight
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_in_run_time_scales_duration_and_rate_but_not_latency() {
+        let wall = LoadSummary {
+            elapsed: Duration::from_secs_f64(7.5),
+            scheduled: 129,
+            sent: 129,
+            ok: 129,
+            unavailable: 0,
+            other: BTreeMap::new(),
+            errors: 0,
+            timeouts: 0,
+            dropped: 0,
+            abandoned: 0,
+            achieved_rate: 17.2,
+            latency: None,
+            first_error: None,
+            csv_error: None,
+        };
+        let demo = wall.in_run_time(10.0);
+        assert!((demo.elapsed.as_secs_f64() - 75.0).abs() < 1e-9);
+        assert!((demo.achieved_rate - 1.72).abs() < 1e-9);
+        let text = demo.to_string();
+        assert!(text.contains("duration       75.00 s"), "{text}");
+        assert!(text.contains("achieved rate  1.72 req/s"), "{text}");
+        assert_eq!(demo.sent, 129);
     }
 }

@@ -374,14 +374,17 @@ pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
             })
             .collect(),
     };
-    Chart::new(
-        "Queue depth",
-        "messages",
-        "Messages waiting in the work queue (ready) and delivered to a worker, \
-         not yet acked (unacked).",
-        false,
-        lines,
-    )
+    let caption = match runs {
+        [_] => {
+            "Messages waiting in the work queue (ready) and delivered to a worker, \
+             not yet acked (unacked)."
+        }
+        _ => {
+            "Each run's messages waiting in the work queue (ready, solid) and delivered to a \
+             worker, not yet acked (unacked, thin dashed)."
+        }
+    };
+    Chart::new("Queue depth", "messages", caption, false, lines)
 }
 
 /// `rescales`: when the autoscaler rescaled, each marked by a vertical line.
@@ -437,7 +440,9 @@ pub(super) fn workers_chart(runs: &[Series<'_>], rescales: Vec<f64>) -> Chart {
             })
             .collect(),
     };
-    let caption = if rescales.is_empty() {
+    let caption = if runs.len() > 1 {
+        "Each run's desired count (thin dashed) and its live workers following it (solid)."
+    } else if rescales.is_empty() {
         "The autoscaler's desired count (dashed), the live workers following it, \
          and those of them answering /readyz."
     } else {
@@ -482,14 +487,17 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
             ]
         })
         .unwrap_or_default();
-    Chart::new(
-        "Arrival rate",
-        "jobs per second",
-        "Jobs accepted per second by /generate, against the rate the load aimed at \
-         (dashed).",
-        false,
-        lines,
-    )
+    let caption = match runs {
+        [_] => {
+            "Jobs accepted per second by /generate, against the rate the load aimed at \
+             (dashed)."
+        }
+        _ => {
+            "Jobs arriving per second, against the rate the load aimed at (dashed): the \
+             same arrivals for every run, so drawn once, in grey."
+        }
+    };
+    Chart::new("Arrival rate", "jobs per second", caption, false, lines)
 }
 
 /// The window of the processed-per-second chart, in seconds of the run.
@@ -555,6 +563,27 @@ fn sample_step(samples: &[Sample]) -> f64 {
     gaps.get(gaps.len() / 2).copied().unwrap_or(1.0)
 }
 
+/// Points of the p95 chart closer in time than this are joined by a line, though intervals in
+/// which no job finished lie between them; farther apart, the line breaks.
+const P95_JOIN_SECS: f64 = 10.0;
+
+/// The points, with a break (`None`) wherever two are more than `join` seconds apart.
+pub(super) fn joined_within(
+    points: impl Iterator<Item = (f64, f64)>,
+    join: f64,
+) -> Vec<Option<(f64, f64)>> {
+    let mut out = Vec::new();
+    let mut last_x: Option<f64> = None;
+    for (x, y) in points {
+        if last_x.is_some_and(|last| x - last > join) {
+            out.push(None);
+        }
+        out.push(Some((x, y)));
+        last_x = Some(x);
+    }
+    out
+}
+
 pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
     let lines = runs
         .iter()
@@ -564,10 +593,12 @@ pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
                 run_label(runs, run, "p95 of time in queue"),
                 run_color(i),
                 false,
-                run.samples
-                    .iter()
-                    .map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v)))
-                    .collect(),
+                joined_within(
+                    run.samples
+                        .iter()
+                        .filter_map(|s| s.queue_wait_p95_secs.map(|v| (s.t_secs, v))),
+                    P95_JOIN_SECS,
+                ),
             )
             .lone_points_as_segments(sample_step(run.samples))
         })
@@ -576,7 +607,8 @@ pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
         "Queue wait p95",
         "seconds",
         "How long 95% of the jobs that finished in each interval had waited in the \
-         queue; a gap is an interval in which no job finished.",
+         queue, joined across intervals of up to 10 s in which none finished; a gap is a \
+         longer stretch without a finished job.",
         false,
         lines,
     )

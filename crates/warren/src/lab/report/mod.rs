@@ -33,7 +33,8 @@ mod timeseries;
 use charts::charts;
 pub use charts::Series;
 use page::{
-    charts_html, decisions_html, index_html, links_html, page_head, settings_html, table_html,
+    charts_html, comparison_links_html, decisions_html, index_html, links_html, page_head,
+    settings_html, table_html,
 };
 use timeseries::{parse_timeseries, timeseries_csv, CSV_HEADER};
 
@@ -96,16 +97,39 @@ pub struct Totals {
     pub accepted: u64,
     /// Distinct accepted jobs acked by a worker.
     pub processed: u64,
-    /// Accepted jobs never acked.
+    /// Accepted jobs never acked and no longer in the queue when the run stopped: gone.
     pub lost: u64,
+    /// Accepted jobs not yet acked but still in the queue when the run was stopped (by the
+    /// user, or at the cool-down limit): waiting, not lost.
+    #[serde(default)]
+    pub still_queued: u64,
+    /// Where the still-queued jobs are, in words (the queue, and what became of it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub still_queued_where: String,
     /// Acks beyond the first for the same job.
     pub duplicates: u64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
     /// Sum over workers of their lifetimes, in seconds of the run's own time.
     pub worker_seconds: f64,
-    /// The run's duration, in seconds of its own time.
+    /// The run's duration, in seconds of its own time: from the start to the last sample
+    /// (what the charts span), not counting the stop.
     pub duration_secs: f64,
+    /// Queue wait (publish to delivery) over every job processed in the run, in seconds of
+    /// its own time: p50, p95 and max; `None` when no job was processed.
+    #[serde(default)]
+    pub queue_wait_secs: Option<WaitSummary>,
+}
+
+/// The queue wait of every job of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WaitSummary {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// The longest.
+    pub max: f64,
 }
 
 /// The time series' file name inside the report directory.
@@ -215,6 +239,30 @@ pub fn write_comparison(
     Ok(index)
 }
 
+/// Writes `index.html` in `dir`, the page over several comparisons: a link to each one's page
+/// (`<name>/index.html`) with its description, then the `table` of every run. Returns its path.
+pub fn write_comparison_index(
+    dir: &Path,
+    title: &str,
+    summary: &str,
+    comparisons: &[(String, String)],
+    table: &Table,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let mut html = page_head(title, summary);
+    html.push_str(&comparison_links_html(comparisons));
+    html.push_str(&table_html(table));
+    html.push_str(
+        "</body>
+</html>
+",
+    );
+    let index = dir.join(INDEX_FILE);
+    write_file(&index, &html)?;
+    Ok(index)
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
@@ -293,10 +341,17 @@ mod tests {
             accepted: 361,
             processed: 358,
             lost: 0,
+            still_queued: 0,
+            still_queued_where: String::new(),
             duplicates: 0,
             dead_lettered: 3,
             worker_seconds: 812.4,
             duration_secs: 252.4,
+            queue_wait_secs: Some(WaitSummary {
+                p50: 4.2,
+                p95: 11.3,
+                max: 19.8,
+            }),
         }
     }
 
@@ -469,6 +524,65 @@ mod tests {
         assert!(html.contains("class=\"total bad\" id=\"total-lost\""));
         assert!(html.contains("class=\"total bad\" id=\"total-duplicates\""));
         assert!(!html.contains("No job lost"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Sparse p95 values are one line across short stretches without a finished job (not
+    /// dashes), and break across long ones.
+    #[test]
+    fn p95_points_are_joined_across_short_gaps_only() {
+        let points = [
+            (1.0, 2.0),
+            (4.0, 3.0),
+            (12.0, 5.0),
+            (30.0, 1.0),
+            (31.0, 1.5),
+        ];
+        assert_eq!(
+            charts::joined_within(points.into_iter(), 10.0),
+            vec![
+                Some((1.0, 2.0)),
+                Some((4.0, 3.0)),
+                Some((12.0, 5.0)),
+                None,
+                Some((30.0, 1.0)),
+                Some((31.0, 1.5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn report_page_gives_the_run_s_queue_wait_and_says_what_the_deepest_queue_counts() {
+        let dir = temp_dir("waits");
+        let index =
+            write_report(&dir, &info(), &synthetic_series(), &totals(), &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(
+            html.contains("<div class=\"value\">4.2 / 11.3 / 19.8 s</div><div class=\"label\">queue wait p50 / p95 / max</div>"),
+            "{html}"
+        );
+        assert!(html.contains("messages (ready and in work, unacked, together)"));
+        assert!(html.contains("id=\"total-queue-wait-p50-p95-max\""));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn report_page_tells_jobs_still_queued_at_a_stop_from_lost_ones() {
+        let dir = temp_dir("stopped");
+        let stopped = Totals {
+            processed: 341,
+            still_queued: 17,
+            still_queued_where: "in queue Orders".into(),
+            ..totals()
+        };
+        let index =
+            write_report(&dir, &info(), &synthetic_series(), &stopped, &[]).expect("report");
+        let html = std::fs::read_to_string(&index).expect("page");
+        assert!(html.contains("verdict stopped"), "{html}");
+        assert!(html.contains("Stopped with 17 accepted jobs still queued (in queue Orders)"));
+        assert!(html.contains("class=\"total\" id=\"total-still-queued\"><div class=\"value\">17<"));
+        assert!(html.contains("class=\"total\" id=\"total-lost\"><div class=\"value\">0<"));
+        assert!(!html.contains("verdict bad"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::charts::{Chart, CHART_SIZE};
 use super::{
-    DecisionEntry, RunInfo, Sample, Table, Totals, CHART_FILES, TIMESERIES_FILE, TOTALS_FILE,
+    DecisionEntry, RunInfo, Sample, Table, Totals, CHART_FILES, INDEX_FILE, TIMESERIES_FILE,
+    TOTALS_FILE,
 };
 
 const STYLE: &str = r#"
@@ -16,6 +17,7 @@ h1 { margin-bottom: 0.2rem; }
 .verdict { padding: 0.8rem 1rem; border-radius: 6px; font-weight: 600; margin: 1rem 0; }
 .verdict.ok { background: #e6f4ea; color: #1e6b34; border: 1px solid #a8d5b5; }
 .verdict.bad { background: #fdecea; color: #a11a12; border: 1px solid #f0a8a1; }
+.verdict.stopped { background: #eef3fb; color: #1f4f8a; border: 1px solid #a9c2e6; }
 .totals { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 0.8rem; margin: 1rem 0 2rem; }
 .total { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 0.7rem 0.9rem; }
 .total .value { font-size: 1.8rem; font-weight: 700; font-variant-numeric: tabular-nums; }
@@ -56,6 +58,15 @@ pub(super) fn index_html(
             totals.duplicates,
             if totals.duplicates == 1 { "" } else { "s" }
         );
+    } else if totals.still_queued > 0 {
+        let _ = writeln!(
+            html,
+            "<p class=\"verdict stopped\" id=\"verdict\">&#9208; Stopped with {} accepted job{} \
+             still queued ({}): none lost, no duplicate; every job that ran was processed once.</p>",
+            totals.still_queued,
+            if totals.still_queued == 1 { "" } else { "s" },
+            escape(&totals.still_queued_where)
+        );
     } else {
         html.push_str(
             "<p class=\"verdict ok\" id=\"verdict\">&#10003; No job lost, no duplicate: \
@@ -64,9 +75,10 @@ pub(super) fn index_html(
     }
 
     html.push_str("<section class=\"totals\">\n");
-    let cards: [(&str, String, bool); 7] = [
+    let cards: [(&str, String, bool); 9] = [
         ("accepted", totals.accepted.to_string(), false),
         ("processed", totals.processed.to_string(), false),
+        ("still queued", totals.still_queued.to_string(), false),
         ("lost", totals.lost.to_string(), totals.lost > 0),
         (
             "duplicates",
@@ -80,13 +92,26 @@ pub(super) fn index_html(
             false,
         ),
         ("duration", format_duration(totals.duration_secs), false),
+        (
+            "queue wait p50 / p95 / max",
+            totals.queue_wait_secs.map_or_else(
+                || "no job".to_owned(),
+                |w| format!("{:.1} / {:.1} / {:.1} s", w.p50, w.p95, w.max),
+            ),
+            false,
+        ),
     ];
     for (label, value, bad) in cards {
         let _ = writeln!(
             html,
-            "<div class=\"total{}\" id=\"total-{label}\"><div class=\"value\">{}</div>\
+            "<div class=\"total{}\" id=\"total-{}\"><div class=\"value\">{}</div>\
              <div class=\"label\">{label}</div></div>",
             if bad { " bad" } else { "" },
+            label
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|word| !word.is_empty())
+                .collect::<Vec<_>>()
+                .join("-"),
             escape(&value)
         );
     }
@@ -196,6 +221,22 @@ pub(super) fn decisions_html(decisions: &[String]) -> String {
     html
 }
 
+/// A list of links to comparison pages, `<name>/index.html`, each with its description.
+pub(super) fn comparison_links_html(comparisons: &[(String, String)]) -> String {
+    let mut html = String::from("<ul class=\"links\" id=\"comparisons\">\n");
+    for (name, description) in comparisons {
+        let _ = writeln!(
+            html,
+            "<li><a href=\"{}/{INDEX_FILE}\">{}</a>: {}</li>",
+            escape(name),
+            escape(name),
+            escape(description)
+        );
+    }
+    html.push_str("</ul>\n");
+    html
+}
+
 /// A table of text cells.
 pub(super) fn table_html(table: &Table) -> String {
     let mut html = String::from("<table class=\"comparison\" id=\"comparison\">\n<tr>");
@@ -232,7 +273,7 @@ fn run_summary(samples: &[Sample], totals: &Totals) -> String {
         .fold(0.0_f64, f64::max);
     format!(
         "{} run, {} samples. Workers: {min_workers} to {peak_workers}, {last_workers} at the end. \
-         Deepest queue: {peak_queue:.0} messages.",
+         Deepest queue: {peak_queue:.0} messages (ready and in work, unacked, together).",
         format_duration(totals.duration_secs),
         samples.len()
     )
