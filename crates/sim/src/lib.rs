@@ -29,6 +29,9 @@
 //! - [`work`]: work-time distributions.
 //! - [`capacity`]: the capacity metric `warren_workers_needed` (the recording rule's arithmetic)
 //!   and its [`MetricFormula`] over the simulated signals.
+//! - [`staffing`]: Erlang C and square-root staffing: the workers a wait SLO needs, and the
+//!   beta of `busy + beta x sqrt(busy)` from it.
+//! - [`oracle`]: the reference policy that knows the true arrival rate, for measuring only.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
 //! - [`sim`]: the event loop ([`run`]).
@@ -37,10 +40,12 @@
 
 pub mod arrivals;
 pub mod capacity;
+pub mod oracle;
 pub mod outcome;
 pub mod policy;
 pub mod scenario;
 pub mod sim;
+pub mod staffing;
 pub mod work;
 
 pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};

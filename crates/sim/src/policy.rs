@@ -135,6 +135,7 @@ enum Kind {
         hpa: Value,
         activation: KedaActivation,
     },
+    Oracle(crate::oracle::OracleSpec),
 }
 
 /// A policy as given: build a fresh controller for each run with [`PolicySpec::build`].
@@ -160,6 +161,7 @@ pub(crate) struct Controller {
     pub(crate) metric_names: Vec<String>,
     pub(crate) keda: Option<KedaActivation>,
     pub(crate) fixed: Option<u32>,
+    pub(crate) oracle: Option<crate::oracle::OracleSpec>,
     pub(crate) min: u32,
     pub(crate) max: u32,
 }
@@ -172,6 +174,24 @@ impl PolicySpec {
             kind: Kind::Fixed(replicas),
             formulas: Vec::new(),
         }
+    }
+
+    /// The oracle ([`crate::oracle`]): the fewest workers for a p95 wait of `slo_secs` at the
+    /// true arrival rate, within `min..=max`. For measuring only, never a policy to deploy.
+    pub fn oracle(slo_secs: f64, min: u32, max: Option<u32>) -> Result<Self, PolicyError> {
+        if !(slo_secs >= 0.0 && slo_secs.is_finite()) {
+            return Err(PolicyError(format!(
+                "the oracle's SLO must be 0 s or more, not {slo_secs}"
+            )));
+        }
+        if max.is_some_and(|max| max < min) {
+            return Err(PolicyError("the oracle's max is below its min".into()));
+        }
+        Ok(PolicySpec {
+            name: format!("oracle p95 <= {slo_secs} s"),
+            kind: Kind::Oracle(crate::oracle::OracleSpec { slo_secs, min, max }),
+            formulas: Vec::new(),
+        })
     }
 
     /// An autoscaling/v2 HorizontalPodAutoscaler manifest, checked as the API server would.
@@ -229,7 +249,7 @@ impl PolicySpec {
     /// fixed count.
     pub fn hpa_yaml(&self, overrides: &ReplicaOverrides) -> Option<String> {
         let manifest = match &self.kind {
-            Kind::Fixed(_) => return None,
+            Kind::Fixed(_) | Kind::Oracle(_) => return None,
             Kind::Hpa(m) | Kind::Keda { hpa: m, .. } => m,
         };
         serde_yaml::to_string(&with_overrides(manifest, overrides, self.keda_min())).ok()
@@ -255,9 +275,25 @@ impl PolicySpec {
                     metric_names: Vec::new(),
                     keda: None,
                     fixed: Some(*n),
+                    oracle: None,
                     min: *n,
                     max: *n,
                 })
+            }
+            Kind::Oracle(spec) => {
+                let mut spec = *spec;
+                spec.min = overrides.min.unwrap_or(spec.min);
+                spec.max = overrides.max.or(spec.max);
+                return Ok(Controller {
+                    engine: None,
+                    inputs: Vec::new(),
+                    metric_names: Vec::new(),
+                    keda: None,
+                    fixed: None,
+                    oracle: Some(spec),
+                    min: spec.min,
+                    max: spec.max.unwrap_or(u32::MAX),
+                });
             }
             Kind::Hpa(m) => (m, None),
             Kind::Keda { hpa, activation } => (hpa, Some(*activation)),
@@ -316,6 +352,7 @@ impl PolicySpec {
             metric_names,
             keda,
             fixed: None,
+            oracle: None,
             min: keda.map_or(min, |k| k.min_replica_count),
             max,
         })

@@ -16,6 +16,7 @@ use rand_pcg::Pcg64Mcg;
 use warren_hpa::{MetricObservation, ScaleTarget, Timestamp};
 
 use crate::arrivals::ArrivalStream;
+use crate::oracle::{Oracle, STEP_SECS as ORACLE_STEP_SECS};
 use crate::outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
 use crate::policy::{Controller, PolicyError, PolicySpec, Signals};
 use crate::scenario::{MetricSource, Scenario, VictimOrder};
@@ -57,6 +58,7 @@ enum Event {
     Scrape,
     KedaPoll,
     Sync,
+    Oracle,
     Sample,
 }
 
@@ -73,7 +75,7 @@ impl Event {
             Event::BrokerTick => 5,
             Event::Scrape => 6,
             Event::KedaPoll => 7,
-            Event::Sync => 8,
+            Event::Sync | Event::Oracle => 8,
             Event::Sample => 9,
         }
     }
@@ -190,6 +192,7 @@ struct Sim<'a> {
     startup_rng: Pcg64Mcg,
     sampler: WorkSampler,
     controller: Controller,
+    oracle: Option<Oracle>,
     desired: u32,
     broker_view: Option<Signals>,
     scraped: Option<Signals>,
@@ -258,6 +261,10 @@ impl<'a> Sim<'a> {
         // Separate streams: the arrivals and each job's work time do not depend on the policy,
         // so every policy sees the very same jobs.
         let seed = u128::from(scenario.seed);
+        let oracle = controller
+            .oracle
+            .map(|spec| Oracle::new(spec, scenario))
+            .transpose()?;
         let mut sim = Sim {
             scenario,
             now: 0.0,
@@ -300,11 +307,13 @@ impl<'a> Sim<'a> {
             burst_open: None,
             pattern,
             controller,
+            oracle,
         };
         let initial = scenario
             .workers
             .initial
             .or(sim.controller.fixed)
+            .or(sim.oracle.as_ref().map(|o| o.workers_at(0.0)))
             .unwrap_or(sim.controller.min)
             .min(sim.controller.max.max(sim.controller.fixed.unwrap_or(0)));
         for _ in 0..initial {
@@ -327,6 +336,9 @@ impl<'a> Sim<'a> {
         }
         if sim.controller.keda.is_some() {
             sim.schedule(0.0, Event::KedaPoll);
+        }
+        if sim.oracle.is_some() {
+            sim.schedule(ORACLE_STEP_SECS, Event::Oracle);
         }
         for (index, burst) in scenario.arrivals.bursts.iter().enumerate() {
             sim.schedule(
@@ -443,6 +455,14 @@ impl<'a> Sim<'a> {
                 );
             }
             Event::KedaPoll => self.keda_poll(),
+            Event::Oracle => {
+                if let Some(oracle) = &self.oracle {
+                    let desired = oracle.workers_at(self.now);
+                    self.desired = desired;
+                    self.scale_to(desired, ScaleCause::Oracle);
+                }
+                self.schedule(self.now + ORACLE_STEP_SECS, Event::Oracle);
+            }
             Event::Sync => {
                 self.sync();
                 self.schedule(
