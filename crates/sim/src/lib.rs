@@ -34,12 +34,17 @@
 //! - [`oracle`]: the reference policy that knows the true arrival rate, for measuring only.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
+//! - [`keda`]: a ScaledObject with rabbitmq triggers (or prometheus on the capacity metric) as
+//!   KEDA applies it: the generated HPA, the scale loop (activation, cooldown, idle count, the
+//!   pause and force annotations), each mode's metric from the broker's counts or the
+//!   management API's rates.
 //! - [`sim`]: the event loop ([`run`]).
 //! - [`outcome`]: what a run produces.
 #![deny(missing_docs)]
 
 pub mod arrivals;
 pub mod capacity;
+pub mod keda;
 pub mod oracle;
 pub mod outcome;
 pub mod policy;
@@ -48,10 +53,9 @@ pub mod sim;
 pub mod staffing;
 pub mod work;
 
+pub use keda::KedaLoop;
 pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
-pub use policy::{
-    FormulaFactory, KedaActivation, MetricFormula, PolicyError, PolicySpec, Signal, Signals,
-};
+pub use policy::{FormulaFactory, MetricFormula, PolicyError, PolicySpec, Signal, Signals};
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{run, run_with_progress, SimError};
 pub use work::WorkTime;
