@@ -32,6 +32,9 @@
 //! - [`estimator`]: the capacity metric's inputs for any queue from the broker's own metrics
 //!   (RabbitMQ 3.10 and 4.x): arrivals by per-queue counter or by conservation, work time by
 //!   histogram, by Little's law, or by default.
+//! - [`staffing`]: Erlang C and square-root staffing: the workers a wait SLO needs, and the
+//!   beta of `busy + beta x sqrt(busy)` from it.
+//! - [`oracle`]: the reference policy that knows the true arrival rate, for measuring only.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
 //! - [`keda`]: a ScaledObject with rabbitmq triggers (or prometheus on the capacity metric) as
@@ -46,10 +49,12 @@ pub mod arrivals;
 pub mod capacity;
 pub mod estimator;
 pub mod keda;
+pub mod oracle;
 pub mod outcome;
 pub mod policy;
 pub mod scenario;
 pub mod sim;
+pub mod staffing;
 pub mod work;
 
 pub use keda::KedaLoop;

@@ -119,6 +119,8 @@ pub enum ScaleCause {
     KedaActivation,
     /// KEDA's deactivation after the cooldown: -> 0.
     KedaDeactivation,
+    /// The oracle ([`crate::oracle`]), which is no autoscaler.
+    Oracle,
 }
 
 /// One change of the worker count.

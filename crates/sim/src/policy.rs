@@ -110,6 +110,7 @@ enum Kind {
         hpa: Value,
         scale_loop: KedaLoop,
     },
+    Oracle(crate::oracle::OracleSpec),
 }
 
 /// A policy as given: build a fresh controller for each run with [`PolicySpec::build`].
@@ -137,6 +138,7 @@ pub(crate) struct Controller {
     /// The capacity formula of each KEDA trigger on `warren_workers_needed`, by trigger index.
     pub(crate) keda_formulas: Vec<Option<Box<dyn MetricFormula>>>,
     pub(crate) fixed: Option<u32>,
+    pub(crate) oracle: Option<crate::oracle::OracleSpec>,
     pub(crate) min: u32,
     pub(crate) max: u32,
 }
@@ -149,6 +151,24 @@ impl PolicySpec {
             kind: Kind::Fixed(replicas),
             formulas: Vec::new(),
         }
+    }
+
+    /// The oracle ([`crate::oracle`]): the fewest workers for a p95 wait of `slo_secs` at the
+    /// true arrival rate, within `min..=max`. For measuring only, never a policy to deploy.
+    pub fn oracle(slo_secs: f64, min: u32, max: Option<u32>) -> Result<Self, PolicyError> {
+        if !(slo_secs >= 0.0 && slo_secs.is_finite()) {
+            return Err(PolicyError(format!(
+                "the oracle's SLO must be 0 s or more, not {slo_secs}"
+            )));
+        }
+        if max.is_some_and(|max| max < min) {
+            return Err(PolicyError("the oracle's max is below its min".into()));
+        }
+        Ok(PolicySpec {
+            name: format!("oracle p95 <= {slo_secs} s"),
+            kind: Kind::Oracle(crate::oracle::OracleSpec { slo_secs, min, max }),
+            formulas: Vec::new(),
+        })
     }
 
     /// An autoscaling/v2 HorizontalPodAutoscaler manifest, checked as the API server would.
@@ -228,7 +248,7 @@ impl PolicySpec {
     /// fixed count.
     pub fn hpa_yaml(&self, overrides: &ReplicaOverrides) -> Option<String> {
         let manifest = match &self.kind {
-            Kind::Fixed(_) | Kind::Frozen(_) => return None,
+            Kind::Fixed(_) | Kind::Frozen(_) | Kind::Oracle(_) => return None,
             Kind::Hpa(m) | Kind::Keda { hpa: m, .. } => m,
         };
         serde_yaml::to_string(&with_overrides(manifest, overrides, self.keda_min())).ok()
@@ -255,9 +275,26 @@ impl PolicySpec {
                     keda: None,
                     keda_formulas: Vec::new(),
                     fixed: Some(*n),
+                    oracle: None,
                     min: *n,
                     max: *n,
                 })
+            }
+            Kind::Oracle(spec) => {
+                let mut spec = *spec;
+                spec.min = overrides.min.unwrap_or(spec.min);
+                spec.max = overrides.max.or(spec.max);
+                return Ok(Controller {
+                    engine: None,
+                    inputs: Vec::new(),
+                    metric_names: Vec::new(),
+                    keda: None,
+                    keda_formulas: Vec::new(),
+                    fixed: None,
+                    oracle: Some(spec),
+                    min: spec.min,
+                    max: spec.max.unwrap_or(u32::MAX),
+                });
             }
             Kind::Frozen(n) => {
                 // Held at the scenario's `workers.initial`, else at `n`: no maximum caps it.
@@ -269,6 +306,7 @@ impl PolicySpec {
                     keda: None,
                     keda_formulas: Vec::new(),
                     fixed: Some(n),
+                    oracle: None,
                     min: n,
                     max: u32::MAX,
                 });
@@ -355,6 +393,7 @@ impl PolicySpec {
                 .collect(),
             keda,
             fixed: None,
+            oracle: None,
             max,
         })
     }

@@ -19,6 +19,7 @@ use crate::arrivals::ArrivalStream;
 use crate::keda::{
     KedaTrigger, ManagementStats, QueueCounters, QueueStatus, RabbitProtocol, RabbitTrigger,
 };
+use crate::oracle::{Oracle, STEP_SECS as ORACLE_STEP_SECS};
 use crate::outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
 use crate::policy::{Controller, MetricInput, PolicyError, PolicySpec, Signals};
 use crate::scenario::{MetricSource, Scenario, VictimOrder};
@@ -62,6 +63,7 @@ enum Event {
     Scrape,
     KedaPoll,
     Sync,
+    Oracle,
     Sample,
 }
 
@@ -78,7 +80,7 @@ impl Event {
             Event::BrokerTick | Event::ManagementTick => 5,
             Event::Scrape => 6,
             Event::KedaPoll => 7,
-            Event::Sync => 8,
+            Event::Sync | Event::Oracle => 8,
             Event::Sample => 9,
         }
     }
@@ -195,6 +197,7 @@ struct Sim<'a> {
     startup_rng: Pcg64Mcg,
     sampler: WorkSampler,
     controller: Controller,
+    oracle: Option<Oracle>,
     desired: u32,
     broker_view: Option<Signals>,
     scraped: Option<Signals>,
@@ -269,6 +272,10 @@ impl<'a> Sim<'a> {
         // Separate streams: the arrivals and each job's work time do not depend on the policy,
         // so every policy sees the very same jobs.
         let seed = u128::from(scenario.seed);
+        let oracle = controller
+            .oracle
+            .map(|spec| Oracle::new(spec, scenario))
+            .transpose()?;
         let mut sim = Sim {
             scenario,
             now: 0.0,
@@ -313,11 +320,13 @@ impl<'a> Sim<'a> {
             burst_open: None,
             pattern,
             controller,
+            oracle,
         };
         let initial = scenario
             .workers
             .initial
             .or(sim.controller.fixed)
+            .or(sim.oracle.as_ref().map(|o| o.workers_at(0.0)))
             .unwrap_or(sim.controller.min)
             .min(sim.controller.max.max(sim.controller.fixed.unwrap_or(0)));
         for _ in 0..initial {
@@ -356,6 +365,9 @@ impl<'a> Sim<'a> {
                 sim.schedule(phase, Event::ManagementTick);
             }
             sim.schedule(0.0, Event::KedaPoll);
+        }
+        if sim.oracle.is_some() {
+            sim.schedule(ORACLE_STEP_SECS, Event::Oracle);
         }
         for (index, burst) in scenario.arrivals.bursts.iter().enumerate() {
             sim.schedule(
@@ -485,6 +497,14 @@ impl<'a> Sim<'a> {
                 );
             }
             Event::KedaPoll => self.keda_poll(),
+            Event::Oracle => {
+                if let Some(oracle) = &self.oracle {
+                    let desired = oracle.workers_at(self.now);
+                    self.desired = desired;
+                    self.scale_to(desired, ScaleCause::Oracle);
+                }
+                self.schedule(self.now + ORACLE_STEP_SECS, Event::Oracle);
+            }
             Event::Sync => {
                 self.sync();
                 self.schedule(

@@ -70,6 +70,28 @@ impl WorkTime {
         }
     }
 
+    /// The squared coefficient of variation (variance / mean^2): 0 fixed, 1 exponential,
+    /// `exp(sigma^2) - 1` lognormal, the list's own for empirical; what the staffing
+    /// approximations of [`crate::staffing`] scale the wait by.
+    pub fn scv(&self) -> f64 {
+        match self.sampler() {
+            Ok(WorkSampler::Fixed(_)) => 0.0,
+            Ok(WorkSampler::Exponential(..)) => 1.0,
+            Ok(WorkSampler::Lognormal(..)) => self
+                .mean_secs
+                .zip(self.p95_secs)
+                .and_then(|(mean, p95)| lognormal_from_mean_p95(mean, p95).ok())
+                .map_or(f64::NAN, |(_, sigma)| (sigma * sigma).exp_m1()),
+            Ok(WorkSampler::Empirical(v)) => {
+                let n = v.len() as f64;
+                let mean = v.iter().sum::<f64>() / n;
+                let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+                var / (mean * mean)
+            }
+            Err(_) => f64::NAN,
+        }
+    }
+
     /// The sampler for this distribution.
     pub fn sampler(&self) -> Result<WorkSampler, String> {
         let positive = |name: &str, v: Option<f64>| match v {
@@ -203,6 +225,40 @@ mod tests {
         let p95 = draws[draws.len() * 95 / 100];
         assert!((mean - 5.0).abs() < 0.05, "mean {mean}");
         assert!((p95 - 9.0).abs() < 0.1, "p95 {p95}");
+    }
+
+    #[test]
+    fn work_scv_is_the_draws_variance_over_the_mean_squared() {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+        let exponential = WorkTime {
+            distribution: WorkDistribution::Exponential,
+            secs: None,
+            mean_secs: Some(5.0),
+            p95_secs: None,
+            values_secs: None,
+        };
+        for work in [lognormal(5.0, 9.0), exponential, WorkTime::fixed(5.0)] {
+            let sampler = work.sampler().expect("valid");
+            let draws: Vec<f64> = (0..400_000).map(|_| sampler.draw(&mut rng)).collect();
+            let n = draws.len() as f64;
+            let mean = draws.iter().sum::<f64>() / n;
+            let var = draws.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+            let scv = var / (mean * mean);
+            assert!(
+                (scv - work.scv()).abs() < 0.01,
+                "{work:?}: {scv} against {}",
+                work.scv()
+            );
+        }
+        let empirical = WorkTime {
+            distribution: WorkDistribution::Empirical,
+            secs: None,
+            mean_secs: None,
+            p95_secs: None,
+            values_secs: Some(vec![1.0, 3.0]),
+        };
+        // Mean 2, variance 1.
+        assert_eq!(empirical.scv(), 0.25);
     }
 
     #[test]
