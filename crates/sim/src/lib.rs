@@ -34,6 +34,10 @@
 //!   histogram, by Little's law, or by default.
 //! - [`policy`]: a fixed count, an HPA manifest or a KEDA ScaledObject; metric signals and the
 //!   [`MetricFormula`] extension point.
+//! - [`keda`]: a ScaledObject with rabbitmq triggers (or prometheus on the capacity metric) as
+//!   KEDA applies it: the generated HPA, the scale loop (activation, cooldown, idle count, the
+//!   pause and force annotations), each mode's metric from the broker's counts or the
+//!   management API's rates.
 //! - [`sim`]: the event loop ([`run`]).
 //! - [`outcome`]: what a run produces.
 #![deny(missing_docs)]
@@ -41,16 +45,16 @@
 pub mod arrivals;
 pub mod capacity;
 pub mod estimator;
+pub mod keda;
 pub mod outcome;
 pub mod policy;
 pub mod scenario;
 pub mod sim;
 pub mod work;
 
+pub use keda::KedaLoop;
 pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
-pub use policy::{
-    FormulaFactory, KedaActivation, MetricFormula, PolicyError, PolicySpec, Signal, Signals,
-};
+pub use policy::{FormulaFactory, MetricFormula, PolicyError, PolicySpec, Signal, Signals};
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{run, run_with_progress, SimError};
 pub use work::WorkTime;

@@ -1,19 +1,19 @@
-//! What decides the worker count: a fixed count, an HPA manifest, or a KEDA ScaledObject (read as
-//! KEDA applies it: the HPA it generates, plus its own 0 <-> 1 activation); and what each of the
-//! HPA's metrics reads from the simulated signals.
+//! What decides the worker count: a fixed count, an HPA manifest, or a KEDA ScaledObject (applied
+//! as KEDA applies it, [`crate::keda`]: the HPA it generates, plus its own scale loop); and what
+//! each of the HPA's metrics reads from the simulated signals.
 //!
 //! A metric reads a [`Signal`] (ready, unacked, or both: by default the one its name says), or a
 //! [`MetricFormula`] over the delayed [`Signals`]: the extension point for metrics computed from
 //! more than one signal. The External metric `warren_workers_needed` reads
 //! [`crate::capacity::CapacityFormula`] with the shipped knobs, as its recording rule computes it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use warren_hpa::Autoscaler;
 
+use crate::keda::{Applied, KedaLoop, KedaTrigger};
 use crate::scenario::ReplicaOverrides;
 
 /// A policy that cannot be used; the message is one line.
@@ -96,44 +96,19 @@ pub type FormulaFactory = Arc<dyn Fn() -> Box<dyn MetricFormula> + Send + Sync>;
 pub(crate) enum MetricInput {
     Signal(Signal),
     Formula(Box<dyn MetricFormula>),
-}
-
-impl MetricInput {
-    pub(crate) fn value(&mut self, seen: &Signals) -> f64 {
-        match self {
-            MetricInput::Signal(s) => s.read(seen),
-            MetricInput::Formula(f) => f.value(seen),
-        }
-    }
-}
-
-/// KEDA's own loop beside the HPA it generates: every `polling_secs` it checks the trigger, scales
-/// 0 -> 1 when it is active and back to 0 after `cooldown_secs` without activity.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct KedaActivation {
-    /// `pollingInterval` (default 30 s).
-    pub polling_secs: f64,
-    /// `cooldownPeriod` (default 300 s).
-    pub cooldown_secs: f64,
-    /// `initialCooldownPeriod` (default 0).
-    pub initial_cooldown_secs: f64,
-    /// `minReplicaCount` (default 0).
-    pub min_replica_count: u32,
-    /// The trigger's `activationValue` (default 0): active when the metric is above it.
-    pub activation_value: f64,
-    /// The trigger's `useCachedMetrics`: the HPA gets the value of the last poll.
-    pub use_cached_metrics: bool,
-    /// What the trigger counts.
-    pub signal: Signal,
+    /// A ScaledObject's trigger, by index: KEDA's metrics server answers it.
+    Keda(usize),
 }
 
 #[derive(Clone)]
 enum Kind {
     Fixed(u32),
     Hpa(Value),
+    /// A paused ScaledObject (`autoscaling.keda.sh/paused`): held at the count it starts with.
+    Frozen(u32),
     Keda {
         hpa: Value,
-        activation: KedaActivation,
+        scale_loop: KedaLoop,
     },
 }
 
@@ -158,7 +133,9 @@ pub(crate) struct Controller {
     pub(crate) engine: Option<Autoscaler>,
     pub(crate) inputs: Vec<MetricInput>,
     pub(crate) metric_names: Vec<String>,
-    pub(crate) keda: Option<KedaActivation>,
+    pub(crate) keda: Option<KedaLoop>,
+    /// The capacity formula of each KEDA trigger on `warren_workers_needed`, by trigger index.
+    pub(crate) keda_formulas: Vec<Option<Box<dyn MetricFormula>>>,
     pub(crate) fixed: Option<u32>,
     pub(crate) min: u32,
     pub(crate) max: u32,
@@ -205,19 +182,41 @@ impl PolicySpec {
         Ok(spec)
     }
 
-    /// A KEDA ScaledObject with one rabbitmq trigger (mode QueueLength), strict: a field KEDA
-    /// has that the simulator does not model is an error naming it.
+    /// A KEDA ScaledObject with rabbitmq triggers, applied as KEDA applies it
+    /// ([`crate::keda`]); strict: a field KEDA refuses, or one the simulator cannot model, is an
+    /// error naming it.
     pub fn from_scaledobject_yaml(name: &str, text: &str) -> Result<Self, PolicyError> {
-        let so: ScaledObject =
-            warren_strict::from_str(text).map_err(|e| PolicyError(e.to_string()))?;
-        let (hpa, activation) = so.into_hpa()?;
+        let applied = crate::keda::apply(text)?;
+        let kind = match applied {
+            Applied::PausedAt(n) => Kind::Fixed(n),
+            Applied::Paused { min_replica_count } => Kind::Frozen(min_replica_count),
+            Applied::Running { hpa, scale_loop } => Kind::Keda { hpa, scale_loop },
+        };
         let spec = PolicySpec {
             name: name.to_owned(),
-            kind: Kind::Keda { hpa, activation },
+            kind,
             formulas: Vec::new(),
         };
-        spec.build(&ReplicaOverrides::default(), None)?;
+        // The HPA's behavior is the ScaledObject's: name it where the user wrote it.
+        spec.build(&ReplicaOverrides::default(), None)
+            .map_err(|e| {
+                PolicyError(format!(
+                    "the HPA KEDA generates: {}",
+                    e.0.replace(
+                        "spec.behavior",
+                        "spec.advanced.horizontalPodAutoscalerConfig.behavior"
+                    )
+                ))
+            })?;
         Ok(spec)
+    }
+
+    /// The loop KEDA runs beside its HPA, for a running ScaledObject.
+    pub fn keda_loop(&self) -> Option<&KedaLoop> {
+        match &self.kind {
+            Kind::Keda { scale_loop, .. } => Some(scale_loop),
+            _ => None,
+        }
     }
 
     /// The policy's name, for tables and charts.
@@ -229,7 +228,7 @@ impl PolicySpec {
     /// fixed count.
     pub fn hpa_yaml(&self, overrides: &ReplicaOverrides) -> Option<String> {
         let manifest = match &self.kind {
-            Kind::Fixed(_) => return None,
+            Kind::Fixed(_) | Kind::Frozen(_) => return None,
             Kind::Hpa(m) | Kind::Keda { hpa: m, .. } => m,
         };
         serde_yaml::to_string(&with_overrides(manifest, overrides, self.keda_min())).ok()
@@ -237,7 +236,7 @@ impl PolicySpec {
 
     fn keda_min(&self) -> Option<u32> {
         match &self.kind {
-            Kind::Keda { activation, .. } => Some(activation.min_replica_count),
+            Kind::Keda { scale_loop, .. } => Some(scale_loop.min_replica_count),
             _ => None,
         }
     }
@@ -254,13 +253,36 @@ impl PolicySpec {
                     inputs: Vec::new(),
                     metric_names: Vec::new(),
                     keda: None,
+                    keda_formulas: Vec::new(),
                     fixed: Some(*n),
                     min: *n,
                     max: *n,
                 })
             }
+            Kind::Frozen(n) => {
+                // Held at the scenario's `workers.initial`, else at `n`: no maximum caps it.
+                let n = overrides.min.unwrap_or(*n);
+                return Ok(Controller {
+                    engine: None,
+                    inputs: Vec::new(),
+                    metric_names: Vec::new(),
+                    keda: None,
+                    keda_formulas: Vec::new(),
+                    fixed: Some(n),
+                    min: n,
+                    max: u32::MAX,
+                });
+            }
             Kind::Hpa(m) => (m, None),
-            Kind::Keda { hpa, activation } => (hpa, Some(*activation)),
+            Kind::Keda { hpa, scale_loop } => {
+                if signal.is_some() {
+                    return Err(PolicyError(
+                        "metrics.signal: a ScaledObject's triggers say what they read; remove metrics.signal"
+                            .into(),
+                    ));
+                }
+                (hpa, Some(scale_loop.clone()))
+            }
         };
         if let (Some(k), Some(min)) = (keda.as_mut(), overrides.min) {
             k.min_replica_count = min;
@@ -274,6 +296,12 @@ impl PolicySpec {
         for (index, spec) in engine.metric_specs().iter().enumerate() {
             let external = spec.external.as_ref();
             let metric = external.map_or_else(|| spec.type_.clone(), |e| e.metric.name.clone());
+            if keda.is_some() {
+                // Trigger `index` of the ScaledObject feeds this metric.
+                metric_names.push(metric);
+                inputs.push(MetricInput::Keda(index));
+                continue;
+            }
             if let Some((_, factory)) = self.formulas.iter().rev().find(|(i, _)| *i == index) {
                 let formula = factory();
                 metric_names.push(format!("{metric} = {}", formula.describe()));
@@ -294,7 +322,6 @@ impl PolicySpec {
                 )));
             }
             let chosen = signal
-                .or_else(|| keda.map(|k| k.signal))
                 .or_else(|| Signal::for_metric_name(&metric))
                 .ok_or_else(|| {
                     PolicyError(format!(
@@ -314,9 +341,20 @@ impl PolicySpec {
             engine: Some(engine),
             inputs,
             metric_names,
+            min: keda.as_ref().map_or(min, |k| k.min_replica_count),
+            keda_formulas: keda
+                .iter()
+                .flat_map(|k| k.triggers.iter())
+                .map(|t| match t {
+                    KedaTrigger::Capacity(_) => Some(Box::new(
+                        crate::capacity::CapacityFormula::new(Default::default()),
+                    )
+                        as Box<dyn MetricFormula>),
+                    KedaTrigger::Rabbit(_) => None,
+                })
+                .collect(),
             keda,
             fixed: None,
-            min: keda.map_or(min, |k| k.min_replica_count),
             max,
         })
     }
@@ -346,351 +384,9 @@ fn one_line(text: &str) -> String {
         .join("; ")
 }
 
-// ---------------------------------------------------------------------------------------------
-// KEDA's ScaledObject, the fields the simulator models. Defaults and the generated HPA follow
-// KEDA's source: apis/keda/v1alpha1 (defaultPollingInterval 30, defaultHPAMinReplicas 1,
-// defaultHPAMaxReplicas 100), pkg/scaling/executor (defaultCooldownPeriod 300,
-// defaultInitialCooldownPeriod 0), controllers/keda/hpa.go and pkg/scalers/rabbitmq_scaler.go
-// (defaultRabbitMQQueueLength 20; AMQP counts ready messages, HTTP ready + unacked unless
-// excludeUnacknowledged).
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ScaledObject {
-    api_version: String,
-    kind: String,
-    metadata: Metadata,
-    spec: ScaledObjectSpec,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Metadata {
-    name: String,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    namespace: Option<String>,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ScaledObjectSpec {
-    scale_target_ref: Value,
-    #[serde(default)]
-    polling_interval: Option<u32>,
-    #[serde(default)]
-    cooldown_period: Option<u32>,
-    #[serde(default)]
-    initial_cooldown_period: Option<u32>,
-    #[serde(default)]
-    min_replica_count: Option<u32>,
-    #[serde(default)]
-    max_replica_count: Option<u32>,
-    #[serde(default)]
-    advanced: Option<Advanced>,
-    triggers: Vec<Trigger>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Advanced {
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    restore_to_original_replica_count: Option<bool>,
-    #[serde(default)]
-    horizontal_pod_autoscaler_config: Option<HpaConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HpaConfig {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    behavior: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Trigger {
-    #[serde(rename = "type")]
-    type_: String,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    name: Option<String>,
-    metadata: RabbitMetadata,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    authentication_ref: Option<Value>,
-    #[serde(default)]
-    metric_type: Option<String>,
-    #[serde(default)]
-    use_cached_metrics: Option<bool>,
-}
-
-/// The rabbitmq scaler's metadata (KEDA gives every value as a string).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RabbitMetadata {
-    queue_name: String,
-    #[serde(default)]
-    protocol: Option<String>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    queue_length: Option<String>,
-    #[serde(default)]
-    activation_value: Option<String>,
-    #[serde(default)]
-    exclude_unacknowledged: Option<String>,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    host: Option<String>,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    host_from_env: Option<String>,
-    // Accepted as KEDA has it; it changes nothing the simulator models.
-    #[allow(dead_code)]
-    #[serde(default)]
-    vhost_name: Option<String>,
-}
-
-impl ScaledObject {
-    fn into_hpa(self) -> Result<(Value, KedaActivation), PolicyError> {
-        let err = |m: String| Err(PolicyError(m));
-        if self.api_version != "keda.sh/v1alpha1" || self.kind != "ScaledObject" {
-            return err(format!(
-                "expected apiVersion keda.sh/v1alpha1, kind ScaledObject; got {} {}",
-                self.api_version, self.kind
-            ));
-        }
-        let spec = self.spec;
-        let [trigger] = &spec.triggers[..] else {
-            return err(format!(
-                "spec.triggers: the simulator models one rabbitmq trigger, not {}",
-                spec.triggers.len()
-            ));
-        };
-        if trigger.type_ != "rabbitmq" {
-            return err(format!(
-                "spec.triggers[0].type: {:?} is not simulated; only rabbitmq",
-                trigger.type_
-            ));
-        }
-        let m = &trigger.metadata;
-        let number = |field: &str, v: &Option<String>| -> Result<Option<f64>, PolicyError> {
-            v.as_ref()
-                .map(|s| {
-                    s.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(
-                        || {
-                            PolicyError(format!(
-                                "spec.triggers[0].metadata.{field}: {s:?} is not a number of 0 or more"
-                            ))
-                        },
-                    )
-                })
-                .transpose()
-        };
-        let value = number("value", &m.value)?;
-        let queue_length = number("queueLength", &m.queue_length)?;
-        let mode = m.mode.as_deref();
-        // rabbitmq_scaler.go: no queueLength, mode nor value means QueueLength 20; the older
-        // queueLength field is QueueLength with that value.
-        let value = match (mode, value, queue_length) {
-            (None, None, None) => 20.0,
-            (None | Some("QueueLength"), None, Some(q)) => q,
-            (Some("QueueLength"), Some(v), None) => v,
-            (Some("QueueLength"), None, None) => {
-                return err("spec.triggers[0].metadata.value: needed with mode QueueLength".into())
-            }
-            (Some(other), _, None) if other != "QueueLength" => {
-                return err(format!(
-                    "spec.triggers[0].metadata.mode: {other:?} is not simulated; only QueueLength"
-                ))
-            }
-            _ => {
-                return err(
-                    "spec.triggers[0].metadata: give mode and value, or queueLength, not both"
-                        .into(),
-                )
-            }
-        };
-        let exclude_unacked = match m.exclude_unacknowledged.as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return err(format!(
-                "spec.triggers[0].metadata.excludeUnacknowledged: {other:?} is not true or false"
-            ))
-            }
-        };
-        let signal = match m.protocol.as_deref() {
-            // "auto" takes the protocol from the host's scheme; warren's authentication gives an
-            // amqp:// URL.
-            None | Some("auto") | Some("amqp") => {
-                if exclude_unacked {
-                    return err("spec.triggers[0].metadata.excludeUnacknowledged: KEDA allows it only with protocol http".into());
-                }
-                Signal::Ready
-            }
-            Some("http") if exclude_unacked => Signal::Ready,
-            Some("http") => Signal::ReadyUnacked,
-            Some(other) => {
-                return err(format!(
-                    "spec.triggers[0].metadata.protocol: {other:?} is not amqp, http or auto"
-                ))
-            }
-        };
-        let activation_value = number("activationValue", &m.activation_value)?.unwrap_or(0.0);
-        let target_type = trigger.metric_type.as_deref().unwrap_or("AverageValue");
-        if target_type != "AverageValue" && target_type != "Value" {
-            return err(format!(
-                "spec.triggers[0].metricType: {target_type:?} is not AverageValue or Value"
-            ));
-        }
-        // GetMetricTargetMili: the target in thousandths.
-        let quantity = format!("{}m", (value * 1000.0).round() as i64);
-        let target_key = if target_type == "Value" {
-            "value"
-        } else {
-            "averageValue"
-        };
-        let metric_name = format!(
-            "s0-rabbitmq-{}",
-            m.queue_name.replace(['/', '.', ':', '%'], "-")
-        );
-        let min_count = spec.min_replica_count.unwrap_or(0);
-        let hpa_min = if min_count > 0 { min_count } else { 1 };
-        let hpa_max = spec.max_replica_count.unwrap_or(100);
-        let hpa_config = spec
-            .advanced
-            .as_ref()
-            .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref());
-        let hpa_name = hpa_config
-            .and_then(|c| c.name.clone())
-            .unwrap_or_else(|| format!("keda-hpa-{}", self.metadata.name));
-        let mut hpa = serde_yaml::Mapping::new();
-        hpa.insert("apiVersion".into(), "autoscaling/v2".into());
-        hpa.insert("kind".into(), "HorizontalPodAutoscaler".into());
-        let mut meta = serde_yaml::Mapping::new();
-        meta.insert("name".into(), hpa_name.into());
-        hpa.insert("metadata".into(), meta.into());
-        let metric: Value = serde_yaml::from_str(&format!(
-            "type: External\nexternal:\n  metric:\n    name: {metric_name:?}\n    selector:\n      matchLabels:\n        scaledobject.keda.sh/name: {:?}\n  target:\n    type: {target_type}\n    {target_key}: {quantity:?}\n",
-            self.metadata.name
-        ))
-        .map_err(|e| PolicyError(e.to_string()))?;
-        let mut hpa_spec = serde_yaml::Mapping::new();
-        // KEDA's defaults for the target: a Deployment.
-        let mut target = spec.scale_target_ref.clone();
-        if let Some(t) = target.as_mapping_mut() {
-            if !t.contains_key("kind") {
-                t.insert("kind".into(), "Deployment".into());
-            }
-            if !t.contains_key("apiVersion") {
-                t.insert("apiVersion".into(), "apps/v1".into());
-            }
-        }
-        hpa_spec.insert("scaleTargetRef".into(), target);
-        hpa_spec.insert("minReplicas".into(), hpa_min.into());
-        hpa_spec.insert("maxReplicas".into(), hpa_max.into());
-        hpa_spec.insert("metrics".into(), Value::Sequence(vec![metric]));
-        if let Some(behavior) = hpa_config.and_then(|c| c.behavior.clone()) {
-            hpa_spec.insert("behavior".into(), behavior);
-        }
-        hpa.insert("spec".into(), hpa_spec.into());
-        let activation = KedaActivation {
-            polling_secs: f64::from(spec.polling_interval.unwrap_or(30).max(1)),
-            cooldown_secs: f64::from(spec.cooldown_period.unwrap_or(300)),
-            initial_cooldown_secs: f64::from(spec.initial_cooldown_period.unwrap_or(0)),
-            min_replica_count: min_count,
-            activation_value,
-            use_cached_metrics: trigger.use_cached_metrics.unwrap_or(false),
-            signal,
-        };
-        Ok((hpa.into(), activation))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SO: &str = r#"
-apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata:
-  name: w
-spec:
-  scaleTargetRef:
-    name: worker
-  triggers:
-    - type: rabbitmq
-      metadata:
-        queueName: Orders
-"#;
-
-    #[test]
-    fn keda_defaults_are_keda_s_rabbitmq_defaults() {
-        let so: ScaledObject = warren_strict::from_str(SO).expect("valid");
-        let (hpa, activation) = so.into_hpa().expect("valid");
-        assert_eq!(activation.polling_secs, 30.0);
-        assert_eq!(activation.cooldown_secs, 300.0);
-        assert_eq!(activation.min_replica_count, 0);
-        assert_eq!(activation.signal, Signal::Ready);
-        let text = serde_yaml::to_string(&hpa).expect("yaml");
-        let engine = Autoscaler::from_yaml(&text).expect("a valid HPA");
-        let spec = &engine.hpa().spec;
-        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(1), 100));
-        let target = &engine.metric_specs()[0]
-            .external
-            .as_ref()
-            .expect("external")
-            .target;
-        assert_eq!(target.type_, "AverageValue");
-        assert_eq!(
-            target.average_value.as_ref().map(|q| q.0.as_str()),
-            Some("20000m")
-        );
-    }
-
-    #[test]
-    fn keda_http_counts_unacked_and_unknown_fields_are_named() {
-        let http = SO.replace(
-            "queueName: Orders",
-            "queueName: Orders\n        protocol: http",
-        );
-        let so: ScaledObject = warren_strict::from_str(&http).expect("valid");
-        assert_eq!(so.into_hpa().expect("valid").1.signal, Signal::ReadyUnacked);
-        let typo = SO.replace(
-            "queueName: Orders",
-            "queueName: Orders\n        activationValu: \"2\"",
-        );
-        let err = PolicySpec::from_scaledobject_yaml("x", &typo)
-            .expect_err("unknown")
-            .to_string();
-        assert!(
-            err.contains("spec.triggers[0].metadata.activationValu"),
-            "{err}"
-        );
-        assert!(err.contains("did you mean activationValue?"), "{err}");
-    }
 
     #[test]
     fn hpa_metric_names_map_to_signals_or_are_refused() {

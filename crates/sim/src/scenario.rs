@@ -207,6 +207,11 @@ pub struct MetricPipeline {
     /// is not in step with the HPA's sync: by default half a refresh, so a sync reads counts
     /// half a refresh old, the mean lag of the live system (bench/fidelity measures it).
     pub broker_phase_secs: Option<f64>,
+    /// When the management plugin's first statistics sample comes, in `[0, 5)` s (it samples
+    /// every 5 s; KEDA's rabbitmq scaler over HTTP reads it). By default half an interval. A
+    /// sample's rates are answered for [`crate::keda::MANAGEMENT_RATE_VISIBLE_SECS`] after it,
+    /// then 0, so the phase decides whether KEDA's reads see them (docs/simulation.md, "KEDA").
+    pub management_phase_secs: Option<f64>,
     /// Broker, or Prometheus then the adapter.
     pub source: MetricSource,
     /// Prometheus' scrape interval, with `source: prometheus`.
@@ -222,6 +227,7 @@ impl Default for MetricPipeline {
         MetricPipeline {
             broker_refresh_secs: 1.0,
             broker_phase_secs: None,
+            management_phase_secs: None,
             source: MetricSource::Broker,
             scrape_interval_secs: 15.0,
             sync_period_secs: 15.0,
@@ -330,6 +336,14 @@ impl Scenario {
                 return bad(
                     "metrics.broker_phase_secs",
                     "must be 0 or more and below broker_refresh_secs",
+                );
+            }
+        }
+        if let Some(phase) = m.management_phase_secs {
+            if !(0.0..crate::keda::MANAGEMENT_SAMPLE_SECS).contains(&phase) {
+                return bad(
+                    "metrics.management_phase_secs",
+                    "must be 0 or more and below 5 (the management plugin's sample interval)",
                 );
             }
         }

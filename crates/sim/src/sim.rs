@@ -16,8 +16,11 @@ use rand_pcg::Pcg64Mcg;
 use warren_hpa::{MetricObservation, ScaleTarget, Timestamp};
 
 use crate::arrivals::ArrivalStream;
+use crate::keda::{
+    KedaTrigger, ManagementStats, QueueCounters, QueueStatus, RabbitProtocol, RabbitTrigger,
+};
 use crate::outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
-use crate::policy::{Controller, PolicyError, PolicySpec, Signals};
+use crate::policy::{Controller, MetricInput, PolicyError, PolicySpec, Signals};
 use crate::scenario::{MetricSource, Scenario, VictimOrder};
 use crate::work::WorkSampler;
 
@@ -54,6 +57,8 @@ enum Event {
         index: u32,
     },
     BrokerTick,
+    /// The management plugin's statistics sample (KEDA's rabbitmq scaler over HTTP reads it).
+    ManagementTick,
     Scrape,
     KedaPoll,
     Sync,
@@ -70,7 +75,7 @@ impl Event {
             Event::Ready { .. } => 1,
             Event::Kill { .. } => 2,
             Event::Burst { .. } => 3,
-            Event::BrokerTick => 5,
+            Event::BrokerTick | Event::ManagementTick => 5,
             Event::Scrape => 6,
             Event::KedaPoll => 7,
             Event::Sync => 8,
@@ -193,7 +198,13 @@ struct Sim<'a> {
     desired: u32,
     broker_view: Option<Signals>,
     scraped: Option<Signals>,
-    keda_cached: Option<f64>,
+    /// Deliveries so far, redeliveries included.
+    delivered: u64,
+    /// The management plugin's last two samples.
+    management: ManagementStats,
+    /// Each trigger's metric at KEDA's last poll (`useCachedMetrics`).
+    keda_cached: Vec<Option<f64>>,
+    /// The ScaledObject's `status.lastActiveTime`.
     keda_last_active: Option<f64>,
     waits: Histogram<u64>,
     interval_waits: Histogram<u64>,
@@ -281,7 +292,9 @@ impl<'a> Sim<'a> {
             desired: 0,
             broker_view: None,
             scraped: None,
-            keda_cached: None,
+            delivered: 0,
+            management: ManagementStats::default(),
+            keda_cached: Vec::new(),
             keda_last_active: None,
             waits: histogram(),
             interval_waits: interval_histogram(),
@@ -320,12 +333,28 @@ impl<'a> Sim<'a> {
             sim.schedule(phase, Event::BrokerTick);
         }
         if sim.controller.engine.is_some() {
-            if ticks.source == MetricSource::Prometheus && sim.controller.keda.is_none() {
+            // KEDA's rabbitmq scaler reads the broker itself; its prometheus scaler, Prometheus.
+            let scraped = sim
+                .controller
+                .keda
+                .as_ref()
+                .is_none_or(|k| k.uses_capacity_metric());
+            if ticks.source == MetricSource::Prometheus && scraped {
                 sim.schedule(0.0, Event::Scrape);
             }
             sim.schedule(0.0, Event::Sync);
         }
-        if sim.controller.keda.is_some() {
+        if let Some(keda) = &sim.controller.keda {
+            let management = keda.uses_management_api();
+            sim.keda_cached = vec![None; keda.triggers.len()];
+            if management {
+                // The plugin's sampling is not in step with KEDA's poll: by default half an
+                // interval off.
+                let phase = ticks
+                    .management_phase_secs
+                    .unwrap_or(crate::keda::MANAGEMENT_SAMPLE_SECS / 2.0);
+                sim.schedule(phase, Event::ManagementTick);
+            }
             sim.schedule(0.0, Event::KedaPoll);
         }
         for (index, burst) in scenario.arrivals.bursts.iter().enumerate() {
@@ -433,6 +462,19 @@ impl<'a> Sim<'a> {
                 self.schedule(
                     self.now + self.scenario.metrics.broker_refresh_secs,
                     Event::BrokerTick,
+                );
+            }
+            Event::ManagementTick => {
+                self.management.record(QueueCounters {
+                    at_secs: self.now,
+                    ready: self.queue.len() as u64,
+                    unacked: self.unacked,
+                    published_total: self.totals.jobs_arrived,
+                    delivered_total: self.delivered,
+                });
+                self.schedule(
+                    self.now + crate::keda::MANAGEMENT_SAMPLE_SECS,
+                    Event::ManagementTick,
                 );
             }
             Event::Scrape => {
@@ -590,6 +632,7 @@ impl<'a> Sim<'a> {
                 break;
             };
             message.deliveries += 1;
+            self.delivered += 1;
             if message.deliveries > 1 {
                 self.totals.jobs_redelivered += 1;
             }
@@ -788,25 +831,30 @@ impl<'a> Sim<'a> {
             (Some(_), _) | (None, MetricSource::Broker) => Some(self.broker_read()),
             (None, MetricSource::Prometheus) => self.scraped,
         };
-        let cached = self
-            .controller
-            .keda
-            .filter(|k| k.use_cached_metrics)
-            .and(self.keda_cached);
+        let keda = self.controller.keda.take();
+        let mut keda_values = Vec::new();
+        for (i, t) in keda.iter().flat_map(|k| k.triggers.iter().enumerate()) {
+            keda_values.push(match self.keda_cached.get(i).copied().flatten() {
+                Some(v) if t.use_cached_metrics() => Some(v),
+                _ => self.keda_read(i, t).map(|(v, _)| v),
+            });
+        }
+        self.controller.keda = keda;
         let mut values = Vec::with_capacity(self.controller.inputs.len());
         let mut observations = Vec::with_capacity(self.controller.inputs.len());
         for input in &mut self.controller.inputs {
-            match (cached, &seen) {
-                (Some(v), _) => {
+            let value = match (input, &seen) {
+                (MetricInput::Keda(i), _) => keda_values.get(*i).copied().flatten(),
+                (MetricInput::Signal(s), Some(seen)) => Some(s.read(seen)),
+                (MetricInput::Formula(f), Some(seen)) => Some(f.value(seen)),
+                (_, None) => None,
+            };
+            match value {
+                Some(v) => {
                     values.push(Some(v));
                     observations.push(MetricObservation::External(vec![to_milli(v)]));
                 }
-                (None, Some(seen)) => {
-                    let v = input.value(seen);
-                    values.push(Some(v));
-                    observations.push(MetricObservation::External(vec![to_milli(v)]));
-                }
-                (None, None) => {
+                None => {
                     values.push(None);
                     observations.push(MetricObservation::Unavailable(
                         "no scrape has the series yet".into(),
@@ -838,38 +886,72 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// KEDA's scale loop (`RequestScale`): active triggers bring a target at 0 to the minimum
-    /// (at least 1); inactive ones bring it back to 0 once `cooldownPeriod` has passed since the
-    /// last activity, when `minReplicaCount` is 0; below the minimum, it is restored.
+    /// What trigger `t`'s scaler reads now: over AMQP the broker's ready count (a passive
+    /// declare), over HTTP the management API's last sample.
+    fn keda_status(&self, t: &RabbitTrigger) -> QueueStatus {
+        match t.protocol {
+            RabbitProtocol::Amqp => QueueStatus {
+                messages: self.broker_read().ready as f64,
+                ..QueueStatus::default()
+            },
+            RabbitProtocol::Http => self.management.status(self.now, t.exclude_unacknowledged),
+        }
+    }
+
+    /// Trigger `i`'s metric and activity now; None when its scaler answers an error (the
+    /// capacity metric with no scrape yet and `ignoreNullValues: "false"`).
+    fn keda_read(&mut self, i: usize, t: &KedaTrigger) -> Option<(f64, bool)> {
+        match t {
+            KedaTrigger::Rabbit(r) => Some(r.metric_and_activity(self.keda_status(r))),
+            KedaTrigger::Capacity(c) => {
+                // Prometheus' last scrape, or the broker as `warren autoscale` reads it: what
+                // the capacity HPA's metric reads too.
+                let seen = match self.scenario.metrics.source {
+                    MetricSource::Prometheus => self.scraped,
+                    MetricSource::Broker => Some(self.broker_read()),
+                };
+                let formula = self
+                    .controller
+                    .keda_formulas
+                    .get_mut(i)
+                    .and_then(Option::as_mut);
+                match (seen, formula) {
+                    (Some(seen), Some(f)) => {
+                        let v = f.value(&seen);
+                        Some((v, v > c.activation_threshold))
+                    }
+                    _ if c.ignore_null_values => Some((0.0, false)),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// KEDA's scale loop every `pollingInterval`: every trigger's metric and activity (the
+    /// ScaledObject is active when any trigger is), cached for `useCachedMetrics`, then
+    /// `RequestScale` ([`crate::keda::KedaLoop::request_scale`]).
     fn keda_poll(&mut self) {
-        let Some(keda) = self.controller.keda else {
+        let Some(keda) = self.controller.keda.take() else {
             return;
         };
-        let seen = self.broker_read();
-        let value = keda.signal.read(&seen);
-        self.keda_cached = Some(value);
-        let active = value > keda.activation_value;
-        if active {
-            if self.current == 0 {
-                let to = keda.min_replica_count.max(1);
-                self.desired = to;
-                self.scale_to(to, ScaleCause::KedaActivation);
-            }
-            self.keda_last_active = Some(self.now);
-        } else if self.current > 0 && keda.min_replica_count == 0 {
-            let cooled = match self.keda_last_active {
-                None => self.now > keda.initial_cooldown_secs,
-                Some(last) => last + keda.cooldown_secs < self.now,
+        let mut active = false;
+        for (i, t) in keda.triggers.iter().enumerate() {
+            // A scaler that answers an error is not active and caches nothing.
+            let Some((metric, trigger_active)) = self.keda_read(i, t) else {
+                continue;
             };
-            if cooled {
-                self.desired = 0;
-                self.scale_to(0, ScaleCause::KedaDeactivation);
+            if let Some(slot) = self.keda_cached.get_mut(i) {
+                *slot = Some(metric);
             }
-        } else if self.current < keda.min_replica_count {
-            self.desired = keda.min_replica_count;
-            self.scale_to(keda.min_replica_count, ScaleCause::KedaActivation);
+            active |= trigger_active;
+        }
+        let scale = keda.request_scale(active, self.current, self.now, &mut self.keda_last_active);
+        if let Some((to, cause)) = scale {
+            self.desired = to;
+            self.scale_to(to, cause);
         }
         self.schedule(self.now + keda.polling_secs, Event::KedaPoll);
+        self.controller.keda = Some(keda);
     }
 
     // -----------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ spec:
   cooldownPeriod: 300
   triggers:
     - type: rabbitmq
-      metadata: { queueName: Orders, mode: QueueLength, value: "20" }
+      metadata: { queueName: Orders, mode: QueueLength, value: "20", host: "amqp://rabbitmq:5672/" }
 "#;
     let s = Scenario::from_yaml(
         "description: a burst\nduration_secs: 900\nslo_secs: 60\narrivals: { bursts: [{ at_secs: 100, jobs: 200 }] }\nwork: { distribution: fixed, secs: 1 }\n",

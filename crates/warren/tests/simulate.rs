@@ -226,6 +226,32 @@ fn simulate_refuses_bad_values_and_policies_with_one_line_and_exit_2() {
         ],
     );
 
+    // What KEDA refuses is refused with the field named: queueLength beside mode (KEDA's
+    // validateTrigger), and what the simulator cannot model: scalingModifiers.
+    for (edit, wanted) in [
+        (
+            keda.replace("mode: QueueLength", "mode: QueueLength\n        queueLength: \"5\""),
+            "spec.triggers[0].metadata.queueLength: queueLength is deprecated; use mode and value",
+        ),
+        (
+            keda.replace(
+                "    restoreToOriginalReplicaCount: false",
+                "    restoreToOriginalReplicaCount: false\n    scalingModifiers: { formula: \"s0\", target: \"5\" }",
+            ),
+            "spec.advanced.scalingModifiers: not simulated",
+        ),
+    ] {
+        std::fs::write(&so, edit).expect("write");
+        let out = simulate(&[
+            "--scaledobject",
+            &so.display().to_string(),
+            "--scenario",
+            &scenario,
+            "--no-report",
+        ]);
+        assert_one_line_exit_2(&out, &["so.yaml", wanted]);
+    }
+
     let invalid = dir.join("hpa.yaml");
     let text = std::fs::read_to_string(&hpa).expect("hpa");
     std::fs::write(&invalid, text.replace("maxReplicas: 10", "maxReplicas: 0")).expect("write");
@@ -374,4 +400,61 @@ fn the_broker_estimate_is_simulated_for_workers_that_export_nothing() {
         &out,
         &["--capacity-estimate broker", "warren_workers_needed"],
     );
+}
+
+#[test]
+fn a_scaledobject_paused_for_scale_out_is_predicted_not_to_scale_out() {
+    let dir = temp_dir("paused");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let overlay = repo("deploy/kubernetes/overlays/keda/scaledobject.yaml");
+    let keda = std::fs::read_to_string(&overlay).expect("so");
+    let paused = dir.join("paused.yaml");
+    std::fs::write(
+        &paused,
+        keda.replace(
+            "  namespace: warren\n",
+            "  namespace: warren\n  annotations:\n    autoscaling.keda.sh/paused-scale-out: \"true\"\n",
+        ),
+    )
+    .expect("write");
+    let out = simulate(&[
+        "--scaledobject",
+        &overlay.display().to_string(),
+        "--scaledobject",
+        &paused.display().to_string(),
+        "--scenario",
+        &repo("scenarios/burst.yaml").display().to_string(),
+        "--no-report",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // Peak workers is the 15th word ("within SLO" is three).
+    let peak = |policy: &str| row(&out, policy)[14].parse::<u32>().expect("peak");
+    assert!(peak("scaledobject") > 1, "{out:?}");
+    assert_eq!(peak("paused"), 1, "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_keda_capacity_overlay_gives_the_figures_of_its_hpa_twin() {
+    let hpa = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml");
+    let so = repo("deploy/kubernetes/overlays/keda-capacity/scaledobject.yaml");
+    for scenario in ["step", "burst", "demo"] {
+        let out = simulate(&[
+            "--hpa",
+            &hpa.display().to_string(),
+            "--scaledobject",
+            &so.display().to_string(),
+            "--scenario",
+            &repo(&format!("scenarios/{scenario}.yaml"))
+                .display()
+                .to_string(),
+            "--no-report",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            row(&out, "hpa")[2..],
+            row(&out, "scaledobject")[2..],
+            "{scenario}"
+        );
+    }
 }

@@ -23,8 +23,14 @@ pub struct SimulateArgs {
     /// An autoscaling/v2 HorizontalPodAutoscaler manifest; repeat to compare several.
     #[arg(long = "hpa", value_name = "FILE")]
     pub hpa: Vec<PathBuf>,
-    /// A KEDA ScaledObject (one rabbitmq trigger), simulated as KEDA applies it: the HPA it
-    /// generates plus its 0 <-> 1 activation; repeat to compare several.
+    /// A KEDA ScaledObject with rabbitmq triggers (or prometheus ones on warren_workers_needed),
+    /// simulated as KEDA 2.20 runs it: the HPA it
+    /// generates, its scale loop (activation, cooldown, idleReplicaCount, the pause and
+    /// force-activation annotations), every mode; repeat to compare several. What KEDA refuses,
+    /// and what the simulator cannot model (scalingModifiers, useRegex, other scalers), is one
+    /// line naming the field; connection settings (host, hostFromEnv, vhostName, TLS,
+    /// authenticationRef, timeout) are read for KEDA's checks and otherwise ignored
+    /// (docs/simulation.md, "KEDA").
     #[arg(long = "scaledobject", value_name = "FILE")]
     pub scaledobject: Vec<PathBuf>,
     /// A scenario file (see scenarios/); repeat to run several.
