@@ -72,7 +72,7 @@ fn each_invalid_setting_exits_2_with_one_line() {
 fn help_explains_every_subcommand() {
     let (code, _) = run(&["--help"], &[]);
     assert_eq!(code, Some(0));
-    for sub in ["web", "worker", "broker"] {
+    for sub in ["web", "worker", "broker", "rules"] {
         let output = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args([sub, "--help"])
             .output()
@@ -178,6 +178,10 @@ fn each_invalid_web_limit_and_autoscale_and_load_setting_exits_2_with_one_line()
         ("WORKER_COMMAND", "python3 'unclosed"),
         ("WORKER_BUSY_METRIC", "jobs_in_hand"),
         ("WORKER_STOP_TIMEOUT", "soon"),
+        ("CAPACITY_UTILISATION", "1.5"),
+        ("CAPACITY_DRAIN", "0s"),
+        ("CAPACITY_DEFAULT_WORK", "soon"),
+        ("CAPACITY_CONCURRENCY", "0.5"),
     ];
     // Without HPA_FILE, from the test's directory: the built-in manifest passes its checks, so
     // the setting is what fails.

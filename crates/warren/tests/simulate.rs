@@ -449,6 +449,54 @@ fn a_run_cut_off_with_workers_still_up_is_noted_on_its_page() {
 }
 
 #[test]
+fn the_broker_estimate_is_simulated_for_workers_that_export_nothing() {
+    let capacity = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml")
+        .display()
+        .to_string();
+    let scenario = repo("scenarios/step.yaml").display().to_string();
+    let run = |estimate: &str| {
+        simulate(&[
+            "--hpa",
+            &capacity,
+            "--scenario",
+            &scenario,
+            "--no-report",
+            "--capacity-estimate",
+            estimate,
+        ])
+    };
+    let histogram = run("histogram");
+    let broker = run("broker");
+    assert!(broker.status.success(), "{broker:?}");
+    // The same jobs, sized from other inputs: the broker's estimate lags the histogram's
+    // (Little's law over 5 minutes of counts), so the step is met later.
+    let (h, b) = (row(&histogram, "hpa"), row(&broker, "hpa"));
+    assert_eq!(h[2], b[2], "jobs");
+    assert_ne!(
+        h[4..],
+        b[4..],
+        "the estimate changed nothing: {h:?} vs {b:?}"
+    );
+    // Asked of a policy with no capacity metric, it is a mistake, not ignored.
+    let queue_length = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml")
+        .display()
+        .to_string();
+    let out = simulate(&[
+        "--hpa",
+        &queue_length,
+        "--scenario",
+        &scenario,
+        "--no-report",
+        "--capacity-estimate",
+        "broker",
+    ]);
+    assert_one_line_exit_2(
+        &out,
+        &["--capacity-estimate broker", "warren_workers_needed"],
+    );
+}
+
+#[test]
 fn a_scaledobject_paused_for_scale_out_is_predicted_not_to_scale_out() {
     let dir = temp_dir("paused");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -503,49 +551,4 @@ fn the_keda_capacity_overlay_gives_the_figures_of_its_hpa_twin() {
             "{scenario}"
         );
     }
-fn the_broker_estimate_is_simulated_for_workers_that_export_nothing() {
-    let capacity = repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml")
-        .display()
-        .to_string();
-    let scenario = repo("scenarios/step.yaml").display().to_string();
-    let run = |estimate: &str| {
-        simulate(&[
-            "--hpa",
-            &capacity,
-            "--scenario",
-            &scenario,
-            "--no-report",
-            "--capacity-estimate",
-            estimate,
-        ])
-    };
-    let histogram = run("histogram");
-    let broker = run("broker");
-    assert!(broker.status.success(), "{broker:?}");
-    // The same jobs, sized from other inputs: the broker's estimate lags the histogram's
-    // (Little's law over 5 minutes of counts), so the step is met later.
-    let (h, b) = (row(&histogram, "hpa"), row(&broker, "hpa"));
-    assert_eq!(h[2], b[2], "jobs");
-    assert_ne!(
-        h[4..],
-        b[4..],
-        "the estimate changed nothing: {h:?} vs {b:?}"
-    );
-    // Asked of a policy with no capacity metric, it is a mistake, not ignored.
-    let queue_length = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml")
-        .display()
-        .to_string();
-    let out = simulate(&[
-        "--hpa",
-        &queue_length,
-        "--scenario",
-        &scenario,
-        "--no-report",
-        "--capacity-estimate",
-        "broker",
-    ]);
-    assert_one_line_exit_2(
-        &out,
-        &["--capacity-estimate broker", "warren_workers_needed"],
-    );
 }
