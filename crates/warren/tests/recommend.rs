@@ -169,7 +169,12 @@ fn runs_from_any_directory_on_its_built_in_base_and_keeps_progress_to_one_line_o
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let hpa = warren_hpa::Autoscaler::from_yaml(&stdout).unwrap();
+    // The HPA among the documents printed (a capacity winner comes with its complete set).
+    let hpa_doc = stdout
+        .split("\n---\n")
+        .find(|d| d.contains("kind: HorizontalPodAutoscaler"))
+        .unwrap_or_else(|| panic!("no HPA in {stdout}"));
+    let hpa = warren_hpa::Autoscaler::from_yaml(hpa_doc).unwrap();
     // The capacity overlay's name and maxReplicas, kept from the base.
     assert_eq!(hpa.hpa().spec.max_replicas, 10);
     assert_eq!(
