@@ -341,8 +341,15 @@ async fn thousands_of_idle_connections_do_not_stop_well_behaved_requests_and_are
             "with {connections} idle connections"
         );
     }
-    let fds_held = open_fds(pid);
     let requests_took = opened.elapsed();
+    // On a loaded machine web may still be accepting the last of them: the most it held at
+    // once within a second (well inside the header read timeout).
+    let mut fds_held = open_fds(pid);
+    let until = Instant::now() + Duration::from_secs(1);
+    while fds_held < fds_before + connections * 9 / 10 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fds_held = fds_held.max(open_fds(pid));
+    }
     assert!(
         requests_took < HEADER_READ_TIMEOUT,
         "20 requests took {requests_took:?}"

@@ -212,7 +212,12 @@ async fn a_deleted_queue_is_declared_again_and_readyz_is_503_until_it_is() {
     let worker = Warren::worker(&url, &queue, 10, &[]);
     web.wait_ready("/readyz", Duration::from_secs(15)).await;
     worker.wait_ready("/readyz", Duration::from_secs(15)).await;
-    let client = reqwest::Client::new();
+    // No kept-alive connections: a slow rabbitmqctl below can outlast web's idle keep-alive,
+    // and a request on a connection web has just closed fails on the client's side.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     assert_eq!(status(&client, &web.url("/generate")).await, 200);
 
     // Without the right to declare, the queue cannot come back: the gap is visible.
