@@ -41,6 +41,8 @@
 //!   KEDA applies it: the generated HPA, the scale loop (activation, cooldown, idle count, the
 //!   pause and force annotations), each mode's metric from the broker's counts or the
 //!   management API's rates.
+//! - [`promql`]: a scraped series and the PromQL functions over it (`rate`, `irate`,
+//!   `last_over_time`, lookback, staleness) as Prometheus 2.x and 3.x evaluate them.
 //! - [`sim`]: the event loop ([`run`]).
 //! - [`outcome`]: what a run produces.
 #![deny(missing_docs)]
@@ -52,6 +54,7 @@ pub mod keda;
 pub mod oracle;
 pub mod outcome;
 pub mod policy;
+pub mod promql;
 pub mod scenario;
 pub mod sim;
 pub mod staffing;
