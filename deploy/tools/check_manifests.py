@@ -51,10 +51,9 @@ QUERIES_MD = os.path.join(DEPLOY, "queries.md")
 NAMESPACE = "warren"
 SECRET_NAME = "warren-rabbitmq"
 SECRET_KEYS = {"username", "password", "amqp-url", "erlang-cookie"}
-ADAPTER_QUERY = 'sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)'
 # The capacity overlays scale on the recording rule warren_workers_needed
-# (base/prometheus/rules.yml); KEDA's prometheus trigger runs CAPACITY_KEDA_QUERY.
-CAPACITY_ADAPTER_QUERY = 'max(warren_workers_needed{queue="Orders"}) by (queue)'
+# (base/prometheus/rules.yml); KEDA's prometheus trigger runs CAPACITY_KEDA_QUERY. The adapter's
+# queries are `warren autoscale --print-queries`'s (warren_query).
 CAPACITY_KEDA_QUERY = 'max(warren_workers_needed{queue="Orders"})'
 CAPACITY_OVERLAYS = ("prometheus-adapter-capacity", "keda-capacity")
 
@@ -914,6 +913,27 @@ def render_adapter_rule(path: str, hpa: dict) -> str | None:
     return rule["metricsQuery"].replace("<<.Series>>", series).replace("<<.LabelMatchers>>", matchers)
 
 
+def warren_query(hpa_path: str) -> str | None:
+    """The query `warren autoscale --print-queries --hpa FILE` prints for the HPA's one metric:
+    what warren runs against Prometheus, which the adapter's rule must render to."""
+    warren = os.environ.get("WARREN_BIN") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target"), "debug", "warren")
+    try:
+        done = subprocess.run([warren, "autoscale", "--print-queries", "--hpa", hpa_path],
+                              capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        fail(f"cannot run {warren} for the adapter's query (cargo build -p warren, or set WARREN_BIN): {e}")
+        return None
+    if done.returncode != 0:
+        fail(f"warren autoscale --print-queries --hpa {os.path.relpath(hpa_path, REPO)}: {done.stderr.strip()}")
+        return None
+    queries = json.loads(done.stdout)
+    if len(queries) != 1:
+        fail(f"{os.path.relpath(hpa_path, REPO)}: expected one metric, warren prints {len(queries)}")
+        return None
+    return queries[0]["query"]
+
+
 def recorded_rules() -> dict[str, dict]:
     with open(RULES_FILE, encoding="utf-8") as f:
         groups = yaml.safe_load(f)["groups"]
@@ -938,10 +958,12 @@ def check_capacity_rule() -> bool:
 
 def check_capacity_adapter(objs: list[dict], label: str, hpa: dict) -> None:
     rendered = render_adapter_rule(CAPACITY_ADAPTER_CONFIG, hpa)
-    if rendered is None:
+    expected = warren_query(CAPACITY_HPA_FILE)
+    if rendered is None or expected is None:
         return
-    if rendered != CAPACITY_ADAPTER_QUERY:
-        fail(f"prometheus-adapter-capacity/adapter-config.yaml: renders {rendered!r}, expected {CAPACITY_ADAPTER_QUERY!r}")
+    if rendered != expected:
+        fail(f"prometheus-adapter-capacity/adapter-config.yaml: renders {rendered!r}, "
+             f"`warren autoscale --print-queries` runs {expected!r}")
         return
     configs = [o for o in objs if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith("prometheus-adapter-config")]
     if len(configs) != 1 or yaml.safe_load(configs[0]["data"]["config.yaml"]) != yaml.safe_load(open(CAPACITY_ADAPTER_CONFIG, encoding="utf-8")):
@@ -949,11 +971,11 @@ def check_capacity_adapter(objs: list[dict], label: str, hpa: dict) -> None:
         return
     for path in (CAPACITY_ADAPTER_CONFIG, QUERIES_MD, CAPACITY_HPA_FILE):
         with open(path, encoding="utf-8") as f:
-            if CAPACITY_ADAPTER_QUERY not in f.read():
-                fail(f"{os.path.relpath(path, REPO)} does not state the rendered query {CAPACITY_ADAPTER_QUERY}")
+            if expected not in f.read():
+                fail(f"{os.path.relpath(path, REPO)} does not state the rendered query {expected}")
                 return
     if check_capacity_rule():
-        ok(f"{label}: adapter serves the recording rule as {CAPACITY_ADAPTER_QUERY} (same in queries.md, comments)")
+        ok(f"{label}: adapter serves the recording rule as {expected}, as warren runs it (same in queries.md, comments)")
 
 
 def check_keda_capacity(objs: list[dict], label: str, hpa: dict) -> None:
@@ -1004,35 +1026,19 @@ def check_keda_capacity(objs: list[dict], label: str, hpa: dict) -> None:
 
 
 def check_adapter(hpa: dict) -> None:
-    with open(ADAPTER_CONFIG, encoding="utf-8") as f:
-        text = f.read()
-    cfg = yaml.safe_load(text)
-    metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
-    rules = [r for r in cfg.get("externalRules", []) if r.get("name", {}).get("as") == metric]
-    if len(rules) != 1:
-        fail(f"adapter-config.yaml: expected one externalRules entry exposing {metric}, found {len(rules)}")
+    rendered = render_adapter_rule(ADAPTER_CONFIG, hpa)
+    expected = warren_query(HPA_FILE)
+    if rendered is None or expected is None:
         return
-    rule = rules[0]
-    if rule.get("resources", {}).get("namespaced") is not False:
-        fail("adapter-config.yaml: the rule must set resources.namespaced: false (no namespace matcher)")
-    series = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["seriesQuery"]).group(0)
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"].items()))
-    rendered = rule["metricsQuery"].replace("<<.Series>>", series).replace("<<.LabelMatchers>>", matchers)
-    if rendered != ADAPTER_QUERY:
-        fail(f"adapter-config.yaml: renders {rendered!r}, expected {ADAPTER_QUERY!r}")
+    if rendered != expected:
+        fail(f"adapter-config.yaml: renders {rendered!r}, `warren autoscale --print-queries` runs {expected!r}")
         return
-    # the stdlib-only extraction used against a live Prometheus must agree
-    proc = subprocess.run([sys.executable, os.path.join(DEPLOY, "check-queries.py"), "--list"],
-                          capture_output=True, text=True)
-    listed = json.loads(proc.stdout)[0]["expr"] if proc.returncode == 0 else None
-    if listed != ADAPTER_QUERY:
-        fail(f"check-queries.py --list renders the adapter query as {listed!r}")
     for path, what in ((ADAPTER_CONFIG, "adapter-config.yaml comments"), (QUERIES_MD, "deploy/queries.md"),
                        (HPA_FILE, "hpa.yaml comments")):
         with open(path, encoding="utf-8") as f:
-            if ADAPTER_QUERY not in f.read():
-                fail(f"{what} do not state the rendered query {ADAPTER_QUERY}")
-    ok(f"adapter rule renders {ADAPTER_QUERY} (same in check-queries.py, queries.md, comments)")
+            if expected not in f.read():
+                fail(f"{what} do not state the rendered query {expected}")
+    ok(f"adapter rule renders {expected}, as warren runs it (same in queries.md, comments)")
 
 
 def check_keda_equivalence(objs: list[dict], label: str, overlay: str, hpa: dict) -> None:
