@@ -1,5 +1,5 @@
-"""`check_manifests.py policy` on a rendered overlay: it passes as rendered, and each broken copy
-(a privileged container, a missing NetworkPolicy, a Secret in git, a two-node broker, a worker
+"""`check_manifests.py policy` and `pod-security` on a rendered overlay: they pass as rendered,
+and each broken copy (a privileged container, a hostPath, a missing NetworkPolicy, a Secret in git, a two-node broker, a worker
 Role that reads Secrets, an HPA changed by a transformation) fails with a line naming the fault.
 Needs kubectl (to render, as scripts/check-deploy does) and warren (WARREN_BIN, for the adapter's
 query)."""
@@ -39,30 +39,46 @@ class PolicyTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.dir.cleanup()
 
-    def policy(self, objs: list[dict]) -> subprocess.CompletedProcess:
+    def policy(self, objs: list[dict], command: str = "policy") -> subprocess.CompletedProcess:
         path = os.path.join(self.dir.name, f"{OVERLAY}.yaml")
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump_all(objs, f, sort_keys=False)
-        return subprocess.run([sys.executable, CLI, "policy", "--overlay", OVERLAY, path],
-                              capture_output=True, text=True)
+        args = ["policy", "--overlay", OVERLAY] if command == "policy" else [command]
+        return subprocess.run([sys.executable, CLI, *args, path], capture_output=True, text=True)
 
-    def assert_fails_with(self, objs: list[dict], words: str) -> None:
-        done = self.policy(objs)
+    def assert_fails_with(self, objs: list[dict], words: str | list[str], command: str = "policy") -> None:
+        done = self.policy(objs, command)
         fails = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
         self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
-        self.assertTrue(any(words in line for line in fails), f"no FAIL line with {words!r}:\n" + "\n".join(fails))
+        for w in [words] if isinstance(words, str) else words:
+            self.assertTrue(any(w in line for line in fails), f"no FAIL line with {w!r}:\n" + "\n".join(fails))
 
     def test_the_rendered_overlay_passes(self):
         done = self.policy(self.objs)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         self.assertNotIn("FAIL", done.stdout)
 
-    def test_a_privileged_writable_container_fails(self):
+    def test_the_rendered_overlay_passes_pod_security(self):
+        done = self.policy(self.objs, "pod-security")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("every workload passes checkov's", done.stdout)
+
+    def test_a_privileged_writable_container_fails_checkov(self):
         objs = copy.deepcopy(self.objs)
         c = find(objs, "Deployment", "warren-web")["spec"]["template"]["spec"]["containers"][0]
         c["securityContext"]["privileged"] = True
         c["securityContext"]["readOnlyRootFilesystem"] = False
-        self.assert_fails_with(objs, "warren-web")
+        del c["resources"]["limits"]["memory"]
+        self.assert_fails_with(objs, [f"Deployment.warren.warren-web: {check}"
+                                      for check in ("CKV_K8S_16", "CKV_K8S_22", "CKV_K8S_13")], "pod-security")
+
+    def test_a_host_path_and_a_literal_password_fail(self):
+        objs = copy.deepcopy(self.objs)
+        pod = find(objs, "Deployment", "warren-worker")["spec"]["template"]["spec"]
+        pod.setdefault("volumes", []).append({"name": "host", "hostPath": {"path": "/"}})
+        pod["containers"][0]["env"].append({"name": "RABBIT_PASSWORD2", "value": "hunter2"})
+        self.assert_fails_with(objs, ["volume host is a hostPath", "env RABBIT_PASSWORD2 has a literal value"],
+                               "pod-security")
 
     def test_a_missing_network_policy_opens_the_broker(self):
         objs = [o for o in copy.deepcopy(self.objs)
