@@ -19,8 +19,8 @@ CLI = os.path.join(os.path.dirname(HERE), "check_manifests.py")
 OVERLAY = "prometheus-adapter"
 
 
-def render() -> list[dict]:
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(REPO, "deploy", "kubernetes", "overlays", OVERLAY)],
+def render(overlay: str = OVERLAY) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(REPO, "deploy", "kubernetes", "overlays", overlay)],
                          check=True, capture_output=True, text=True).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -30,9 +30,11 @@ def find(objs: list[dict], kind: str, name: str) -> dict:
 
 
 class PolicyTest(unittest.TestCase):
+    overlay = OVERLAY
+
     @classmethod
     def setUpClass(cls):
-        cls.objs = render()
+        cls.objs = render(cls.overlay)
         cls.dir = tempfile.TemporaryDirectory()
 
     @classmethod
@@ -40,10 +42,10 @@ class PolicyTest(unittest.TestCase):
         cls.dir.cleanup()
 
     def policy(self, objs: list[dict], command: str = "policy") -> subprocess.CompletedProcess:
-        path = os.path.join(self.dir.name, f"{OVERLAY}.yaml")
+        path = os.path.join(self.dir.name, f"{self.overlay}.yaml")
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump_all(objs, f, sort_keys=False)
-        args = ["policy", "--overlay", OVERLAY] if command == "policy" else [command]
+        args = ["policy", "--overlay", self.overlay] if command == "policy" else [command]
         return subprocess.run([sys.executable, CLI, *args, path], capture_output=True, text=True)
 
     def assert_fails_with(self, objs: list[dict], words: str | list[str], command: str = "policy") -> None:
@@ -109,6 +111,27 @@ class PolicyTest(unittest.TestCase):
         objs = copy.deepcopy(self.objs)
         find(objs, "HorizontalPodAutoscaler", "warren-worker")["spec"]["maxReplicas"] = 20
         self.assert_fails_with(objs, "the rendered HPA differs")
+
+
+class KedaTest(PolicyTest):
+    """The keda overlay: its ScaledObject must scale as the HPA file does."""
+    overlay = "keda"
+
+    # The prometheus-adapter overlay's cases, run once there.
+    test_the_rendered_overlay_passes_pod_security = None
+    test_a_privileged_writable_container_fails_checkov = None
+    test_a_host_path_and_a_literal_password_fail = None
+    test_an_hpa_changed_by_a_transformation_fails = None
+
+    def test_a_scaled_object_that_scales_further_than_the_hpa_fails(self):
+        objs = copy.deepcopy(self.objs)
+        find(objs, "ScaledObject", "warren-worker")["spec"]["maxReplicaCount"] = 20
+        self.assert_fails_with(objs, "ScaledObject: maxReplicaCount equals maxReplicas")
+
+    def test_a_trigger_on_another_queue_fails(self):
+        objs = copy.deepcopy(self.objs)
+        find(objs, "ScaledObject", "warren-worker")["spec"]["triggers"][0]["metadata"]["queueName"] = "Other"
+        self.assert_fails_with(objs, "queueName is the HPA's queue")
 
 
 if __name__ == "__main__":
