@@ -3,17 +3,18 @@
 
 Each query must return at least one series carrying the labels it is expected
 to carry:
-  * the prometheus-adapter rules (the queue-length overlay's, and the capacity
-    overlay's on the recording rule warren_workers_needed), rendered for their
-    HPA's selector {queue: Orders}, exactly as the adapter sends them: a series
-    with label queue="Orders";
+  * the prometheus-adapter queries of the queue-length overlay's HPA and the
+    capacity overlay's (on the recording rule warren_workers_needed), as
+    `warren autoscale --print-queries --hpa FILE` prints them (the query the
+    adapter sends; deploy/tools/check_manifests.py holds the adapter rules to
+    it): a series with label queue="Orders";
   * every target of deploy/grafana/warren.json, with dashboard variables
     substituted: a series with each label its legend shows ({{label}}).
 
     deploy/check-queries.py --prometheus http://127.0.0.1:9090 [--wait 120]
     deploy/check-queries.py --list          # print the queries, query nothing
 
-Python 3 standard library only. Exit status 0 when every query passed, 1 when
+Python 3 standard library only; runs `warren` (--warren, default target/debug/warren). Exit status 0 when every query passed, 1 when
 any failed, 2 on a usage or file error.
 """
 
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 import urllib.error
@@ -32,14 +34,10 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DASHBOARD = os.path.join(HERE, "grafana", "warren.json")
-DEFAULT_ADAPTER_CONFIG = os.path.join(
-    HERE, "kubernetes", "overlays", "prometheus-adapter", "adapter-config.yaml"
-)
-DEFAULT_HPA = os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter", "hpa.yaml")
-CAPACITY_ADAPTER_CONFIG = os.path.join(
-    HERE, "kubernetes", "overlays", "prometheus-adapter-capacity", "adapter-config.yaml"
-)
-CAPACITY_HPA = os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter-capacity", "hpa.yaml")
+DEFAULT_HPAS = [
+    os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter", "hpa.yaml"),
+    os.path.join(HERE, "kubernetes", "overlays", "prometheus-adapter-capacity", "hpa.yaml"),
+]
 
 
 class Query:
@@ -61,101 +59,28 @@ class Query:
 # --- prometheus-adapter rule -------------------------------------------------
 
 
-def _yaml_scalar(raw: str) -> str:
-    """The value of a one-line YAML scalar: plain, 'single' or "double" quoted."""
-    raw = raw.strip()
-    if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
-        return raw[1:-1].replace("''", "'")
-    if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-        return json.loads(raw)
-    return re.sub(r"\s+#.*$", "", raw)
+def default_warren() -> str:
+    """The warren binary: $WARREN_BIN, else the build's own (CARGO_TARGET_DIR or target/)."""
+    if os.environ.get("WARREN_BIN"):
+        return os.environ["WARREN_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.dirname(HERE), "target")
+    return os.path.join(target, "debug", "warren")
 
 
-def read_hpa_selector(path: str) -> tuple[str, dict[str, str]]:
-    """External metric name and matchLabels of the HPA (a plain one-document file)."""
-    name = None
-    labels: dict[str, str] = {}
-    metric_indent = None  # inside "metric:" of the External metric
-    match_indent = None  # inside "matchLabels:"
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            indent = len(line) - len(line.lstrip())
-            key, _, value = line.strip().partition(":")
-            if match_indent is not None and indent <= match_indent:
-                match_indent = None
-            if metric_indent is not None and indent <= metric_indent:
-                metric_indent = None
-            if match_indent is not None:
-                labels[key.strip()] = _yaml_scalar(value)
-            elif metric_indent is not None and key == "name" and name is None:
-                name = _yaml_scalar(value)
-            elif metric_indent is not None and key == "matchLabels":
-                match_indent = indent
-            elif key == "metric" and not value.strip():
-                metric_indent = indent
-    if not name or not labels:
-        raise ValueError(f"{path}: no External metric name and selector.matchLabels found")
-    return name, labels
-
-
-def read_adapter_rule(path: str, metric: str) -> dict[str, str]:
-    """seriesQuery, metricsQuery and the exposed name of the externalRules entry for `metric`."""
-    rules: list[dict[str, str]] = []
-    current: dict[str, str] | None = None
-    in_external = False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            if not line[0].isspace():
-                in_external = stripped.startswith("externalRules:")
-                continue
-            if not in_external:
-                continue
-            if stripped.startswith("- "):
-                current = {}
-                rules.append(current)
-                stripped = stripped[2:].strip()
-            key, _, value = stripped.partition(":")
-            if current is not None and key in ("seriesQuery", "metricsQuery", "as", "matches"):
-                current[key] = _yaml_scalar(value)
-    for rule in rules:
-        series = re.match(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)", rule.get("seriesQuery", ""))
-        exposed = rule.get("as") or (series.group(1) if series else "")
-        if exposed == metric:
-            if not series or "metricsQuery" not in rule:
-                raise ValueError(f"{path}: rule for {metric} lacks seriesQuery or metricsQuery")
-            return {"series": series.group(1), "metricsQuery": rule["metricsQuery"]}
-    raise ValueError(f"{path}: no externalRules entry exposes {metric}")
-
-
-def render_adapter_query(metrics_query: str, series: str, match_labels: dict[str, str]) -> str:
-    """Render the adapter's Go template the way prometheus-adapter does for an External
-    metric with namespaced: false (no namespace matcher)."""
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(match_labels.items()))
-    group_by = ",".join(sorted(match_labels))
-    out = metrics_query
-    out = re.sub(r"<<\s*\.Series\s*>>", series, out)
-    out = re.sub(r"<<\s*\.LabelMatchers\s*>>", matchers, out)
-    out = re.sub(r"<<\s*\.GroupBy\s*>>", group_by, out)
-    if "<<" in out:
-        raise ValueError(f"unrendered template left in adapter query: {out}")
-    return out
-
-
-def adapter_query(adapter_config: str, hpa: str) -> Query:
-    metric, match_labels = read_hpa_selector(hpa)
-    rule = read_adapter_rule(adapter_config, metric)
-    expr = render_adapter_query(rule["metricsQuery"], rule["series"], match_labels)
-    return Query(
-        f"prometheus-adapter: external metric {metric}",
-        expr,
-        sorted(match_labels),
-        dict(match_labels),
-    )
+def adapter_queries(warren: str, hpa: str) -> list[Query]:
+    """The query of each of the HPA's metrics as `warren autoscale --print-queries` prints it:
+    the one definition, which deploy/tools/check_manifests.py holds the adapter rule to."""
+    try:
+        done = subprocess.run([warren, "autoscale", "--print-queries", "--hpa", hpa],
+                              capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        raise ValueError(f"cannot run {warren} (build it: cargo build -p warren, or pass --warren): {e}")
+    if done.returncode != 0:
+        raise ValueError(f"{warren} autoscale --print-queries --hpa {hpa}: {done.stderr.strip()}")
+    return [
+        Query(f"prometheus-adapter: external metric {q['metric']}", q["query"], sorted(q["labels"]), q["labels"])
+        for q in json.loads(done.stdout)
+    ]
 
 
 # --- Grafana dashboard -------------------------------------------------------
@@ -279,8 +204,12 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prometheus", help="base URL of Prometheus, e.g. http://127.0.0.1:9090")
     p.add_argument("--dashboard", default=DEFAULT_DASHBOARD)
-    p.add_argument("--adapter-config", default=DEFAULT_ADAPTER_CONFIG)
-    p.add_argument("--hpa", default=DEFAULT_HPA)
+    p.add_argument("--hpa", action="append", default=[], metavar="FILE",
+                   help="an HPA whose metrics' adapter queries to run (default: the queue-length and "
+                        "the capacity overlay's)")
+    p.add_argument("--warren", default=default_warren(),
+                   help="the warren binary that prints the adapter queries (default: $WARREN_BIN, "
+                        "else target/debug/warren)")
     p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                    help="value of a dashboard variable (default: the variable's current value, queue=Orders)")
     p.add_argument("--rate-interval", default="5m",
@@ -302,8 +231,7 @@ def main(argv: list[str]) -> int:
         overrides[name] = value
 
     try:
-        queries = [adapter_query(args.adapter_config, args.hpa),
-                   adapter_query(CAPACITY_ADAPTER_CONFIG, CAPACITY_HPA)]
+        queries = [q for hpa in args.hpa or DEFAULT_HPAS for q in adapter_queries(args.warren, hpa)]
         queries += dashboard_queries(args.dashboard, overrides, args.rate_interval)
     except (OSError, ValueError) as e:
         print(f"check-queries: {e}", file=sys.stderr)

@@ -29,12 +29,12 @@ pub enum Signal {
     Ready,
     /// Messages delivered and not acked.
     Unacked,
-    /// Both (`rabbitmq_queue_messages`, the seed's exporter, KEDA over HTTP).
+    /// Both (`rabbitmq_queue_messages`, the original application's exporter, KEDA over HTTP).
     ReadyUnacked,
 }
 
 impl Signal {
-    /// The signal an External metric's name stands for, as the adapter rule and the seed's
+    /// The signal an External metric's name stands for, as the adapter rule and the original application's
     /// exporter map them.
     pub fn for_metric_name(name: &str) -> Option<Signal> {
         match name {
@@ -434,7 +434,7 @@ mod tests {
                 "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: w}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: w}}\n  maxReplicas: 5\n  metrics:\n  - type: External\n    external:\n      metric: {{name: {metric}}}\n      target: {{type: Value, value: \"20\"}}\n"
             )
         };
-        assert!(PolicySpec::from_hpa_yaml("seed", &hpa("rabbitmq_queue_length")).is_ok());
+        assert!(PolicySpec::from_hpa_yaml("original", &hpa("rabbitmq_queue_length")).is_ok());
         let err = PolicySpec::from_hpa_yaml("x", &hpa("cpu_seconds")).expect_err("unknown");
         assert!(
             err.to_string()

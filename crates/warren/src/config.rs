@@ -63,7 +63,7 @@ impl AmqpUrl {
         Self { nodes, exposed }
     }
 
-    /// Builds the URL from the seed's separate settings (`RABBIT_HOST`, `RABBIT_PORT`, ...).
+    /// Builds the URL from the original application's separate settings (`RABBIT_HOST`, `RABBIT_PORT`, ...).
     pub fn from_parts(
         host: &str,
         port: u16,

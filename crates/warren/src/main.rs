@@ -22,6 +22,13 @@ fn main() -> ExitCode {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
+            if args.print_pattern {
+                println!(
+                    "{}",
+                    warren::lab::demo::pattern_json(args.rate, args.duration)
+                );
+                return ExitCode::SUCCESS;
+            }
             // The live view owns the terminal; logs go to a file beside the report.
             warren::telemetry::init_to_file(filter, &config.report_dir.join("warren.log"))
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
@@ -41,6 +48,12 @@ fn main() -> ExitCode {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
+            if args.print_queries {
+                let json = warren::scaling::autoscale::queries_json(&config)
+                    .unwrap_or_else(|e| cli::exit_config_error(&e));
+                println!("{json}");
+                return ExitCode::SUCCESS;
+            }
             warren::telemetry::init(filter);
             run(true, |shutdown| {
                 warren::scaling::autoscale::run(config, shutdown)

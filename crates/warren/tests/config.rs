@@ -371,7 +371,7 @@ fn a_bad_speed_names_the_flag_and_demo_and_autoscale_share_its_bounds() {
 }
 
 #[test]
-fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_seed() {
+fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_original_application() {
     for args in [
         &["worker", "--help"][..],
         &["demo", "--help"][..],
@@ -382,7 +382,9 @@ fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_seed() {
             .output()
             .unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(!help.contains("the seed"), "{args:?}:\n{help}");
+        for outside in ["the seed", "the original application"] {
+            assert!(!help.contains(outside), "{args:?}:\n{help}");
+        }
         if args[0] != "demo" {
             assert!(
                 help.contains("a sleep that stands in for real processing"),
@@ -390,4 +392,85 @@ fn worker_help_says_the_work_is_a_sleep_and_help_never_leans_on_the_seed() {
             );
         }
     }
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(args)
+        .env_remove("AMQP_URL")
+        .env_remove("HPA_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn demo_prints_its_load_pattern_for_rate_and_duration_and_starts_nothing() {
+    let points: Vec<[f64; 2]> = serde_json::from_str(&stdout_of(&[
+        "demo",
+        "--print-pattern",
+        "--rate",
+        "3",
+        "--duration",
+        "50s",
+    ]))
+    .unwrap();
+    // A fifth of the time at 30 % of the peak, then the peak until the end.
+    let expected = [[0.0, 0.9], [10.0, 0.9], [10.0, 3.0], [50.0, 3.0]];
+    assert_eq!(points.len(), expected.len(), "{points:?}");
+    for (got, want) in points.iter().zip(expected) {
+        assert!(
+            (got[0] - want[0]).abs() < 1e-9 && (got[1] - want[1]).abs() < 1e-9,
+            "{points:?}"
+        );
+    }
+}
+
+#[test]
+fn autoscale_prints_the_adapter_query_of_each_hpa_metric() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let queries = |hpa: &std::path::Path| -> Vec<serde_json::Value> {
+        serde_json::from_str(&stdout_of(&[
+            "autoscale",
+            "--print-queries",
+            "--hpa",
+            hpa.to_str().unwrap(),
+        ]))
+        .unwrap()
+    };
+    let overlays = root.join("deploy/kubernetes/overlays");
+    let queue_length = queries(&overlays.join("prometheus-adapter/hpa.yaml"));
+    assert_eq!(
+        queue_length,
+        vec![serde_json::json!({
+            "metric": "rabbitmq_queue_messages_ready",
+            "query": r#"sum(rabbitmq_detailed_queue_messages_ready{queue="Orders"}) by (queue)"#,
+            "labels": {"queue": "Orders"},
+        })]
+    );
+    let capacity = queries(&overlays.join("prometheus-adapter-capacity/hpa.yaml"));
+    assert_eq!(
+        capacity[0]["query"],
+        r#"max(warren_workers_needed{queue="Orders"}) by (queue)"#
+    );
+    // A user's queue, as `warren rules` prints its HPA: the selector's vhost is a matcher too.
+    let hpa = std::env::temp_dir().join(format!("warren-test-queries-{}.yaml", std::process::id()));
+    std::fs::write(
+        &hpa,
+        stdout_of(&[
+            "rules", "--queue", "emails", "--vhost", "shop", "--only", "hpa",
+        ]),
+    )
+    .unwrap();
+    let user = queries(&hpa);
+    let _ = std::fs::remove_file(&hpa);
+    assert_eq!(
+        user[0]["query"],
+        r#"max(warren_workers_needed{queue="emails",vhost="shop"}) by (queue)"#
+    );
 }

@@ -92,6 +92,7 @@ async fn adapter_and_dashboard_queries_return_series_with_their_labels() {
             Command::new("python3")
                 .arg(root.join("deploy/check-queries.py"))
                 .args(["--prometheus", &prometheus_url, "--wait", "60"])
+                .args(["--warren", env!("CARGO_BIN_EXE_warren")])
                 .output()
                 .unwrap()
         }

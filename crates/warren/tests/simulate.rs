@@ -25,7 +25,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 const POLICIES: [(&str, &str); 4] = [
-    ("--hpa", "scenarios/policies/seed-hpa.yaml"),
+    ("--hpa", "scenarios/policies/original-hpa.yaml"),
     (
         "--hpa",
         "deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml",
@@ -39,7 +39,12 @@ const POLICIES: [(&str, &str); 4] = [
         "deploy/kubernetes/overlays/keda/scaledobject.yaml",
     ),
 ];
-const POLICY_NAMES: [&str; 4] = ["seed-hpa", "hpa", "keda-rabbitmq-defaults", "scaledobject"];
+const POLICY_NAMES: [&str; 4] = [
+    "original-hpa",
+    "hpa",
+    "keda-rabbitmq-defaults",
+    "scaledobject",
+];
 // day-50 is the speed benchmark's (4.3 million jobs): bench/sim-speed runs it, in release.
 const SCENARIOS: [&str; 6] = ["steady", "step", "burst", "spikes", "day", "demo"];
 
@@ -423,13 +428,13 @@ fn simulate_names_two_hpa_yaml_by_folder_and_writes_an_index_over_the_scenarios(
 
 #[test]
 fn a_run_cut_off_with_workers_still_up_is_noted_on_its_page() {
-    // The seed's HPA waits 300 s before it scales down; the demo's scenario ends at 375 s.
+    // The original HPA waits 300 s before it scales down; the demo's scenario ends at 375 s.
     let dir = temp_dir("cut-off");
-    let seed = repo("scenarios/policies/seed-hpa.yaml");
+    let original = repo("scenarios/policies/original-hpa.yaml");
     let demo = repo("scenarios/demo.yaml");
     let out = simulate(&[
         "--hpa",
-        seed.to_str().unwrap(),
+        original.to_str().unwrap(),
         "--scenario",
         demo.to_str().unwrap(),
         "--report-dir",
@@ -442,7 +447,7 @@ fn a_run_cut_off_with_workers_still_up_is_noted_on_its_page() {
     );
     let page = std::fs::read_to_string(dir.join("demo/index.html")).unwrap();
     assert!(
-        page.contains("seed-hpa: the run is cut off at ") && page.contains(" workers still up"),
+        page.contains("original-hpa: the run is cut off at ") && page.contains(" workers still up"),
         "no cut-off note"
     );
     let _ = std::fs::remove_dir_all(&dir);

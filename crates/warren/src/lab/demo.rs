@@ -2,7 +2,7 @@
 //!
 //! Starts a private RabbitMQ node and (when installed) a private Prometheus, `warren web`, and
 //! `warren autoscale` with a shipped HPA manifest (the capacity overlay's by default,
-//! `--policy queue-length` for the seed-compatible one); drives a load that scales the workers up
+//! `--policy queue-length` for the backward-compatible one); drives a load that scales the workers up
 //! and, once it stops, back down; shows it live ([`crate::lab::dashboard`]); and writes a report
 //! ([`crate::lab::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
@@ -95,6 +95,10 @@ pub struct DemoArgs {
     /// speed).
     #[arg(long, env = "DEMO_COOLDOWN", default_value = "300s", value_parser = crate::config::parse_duration)]
     pub cooldown: Duration,
+    /// Print the load's pattern for --rate and --duration as JSON `[secs, rate]` points (a
+    /// scenario's `arrivals.points`, linear between them) and exit: nothing is started.
+    #[arg(long)]
+    pub print_pattern: bool,
 }
 
 /// Settings of `warren demo`, validated.
@@ -179,15 +183,29 @@ impl DemoArgs {
     }
 }
 
-/// The demo's load: a fifth of the time at 30 % of the peak, then the peak; then nothing.
-pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError> {
+/// The demo's load as `[secs, rate]` points, linear between them: a fifth of the time at 30 %
+/// of the peak, then the peak; then nothing. `warren demo --print-pattern` prints them, for
+/// `bench/fidelity`'s scenario.
+pub fn demo_points(peak: f64, length: Duration) -> Vec<[f64; 2]> {
     let t = length.as_secs_f64();
     let warm = t / 5.0;
-    let csv = format!(
-        "0,{low}\n{warm},{low}\n{warm},{peak}\n{t},{peak}\n",
-        low = peak * 0.3
-    );
+    let low = peak * 0.3;
+    vec![[0.0, low], [warm, low], [warm, peak], [t, peak]]
+}
+
+/// The demo's load as a pattern: [`demo_points`].
+pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError> {
+    let csv: String = demo_points(peak, length)
+        .iter()
+        .map(|[t, rate]| format!("{t},{rate}\n"))
+        .collect();
     Pattern::parse_csv(&csv, None).map_err(|e| ConfigError::new(e.to_string()))
+}
+
+/// What `warren demo --print-pattern` prints: [`demo_points`] as JSON.
+pub fn pattern_json(peak: f64, length: Duration) -> String {
+    // Finite numbers (checked by `to_config`) always serialize.
+    serde_json::to_string(&demo_points(peak, length)).unwrap_or_default()
 }
 
 /// `reports/<kind>-<UTC date>-<UTC time>`.

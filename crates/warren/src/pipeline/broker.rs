@@ -13,7 +13,7 @@
 //! `AMQP_URL` may name several nodes: [`connect`] tries them in turn.
 //!
 //! Declaring is idempotent. A queue that already exists with other arguments (a classic queue
-//! left by the seed, say) is reported as [`BrokerError::TopologyMismatch`], not silently used.
+//! left by the original application, say) is reported as [`BrokerError::TopologyMismatch`], not silently used.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

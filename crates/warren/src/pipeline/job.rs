@@ -1,6 +1,6 @@
 //! What a job is on the wire: its id, its message, and the checks a worker applies to a delivery.
 //!
-//! A job is one persistent AMQP message: the body is the job id (`text/plain`, as the seed), the
+//! A job is one persistent AMQP message: the body is the job id (`text/plain`, as the original application), the
 //! id is also the `message_id`, header [`PUBLISHED_MS_HEADER`] holds the publish time in Unix
 //! milliseconds (so a worker measures queue wait) and the optional header [`WORK_MS_HEADER`]
 //! overrides the worker's work time for that job.
@@ -241,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_style_messages_without_properties_are_accepted() {
+    fn original_style_messages_without_properties_are_accepted() {
         let job = parse_delivery(b"c9u2lg2vvhfd3d8v2n0g", &BasicProperties::default()).unwrap();
         assert_eq!(job.published_ms, None);
     }

@@ -57,7 +57,7 @@ pub struct WebConfig {
     pub idempotency_max_jobs: usize,
 }
 
-/// The web server's metrics, named as the seed's README states.
+/// The web server's metrics, named as the original application's README states.
 pub struct WebMetrics {
     /// `http_request_total{path}`: requests by route template.
     pub requests: Family<PathLabel, Counter>,

@@ -426,7 +426,7 @@ async fn work_and_ack(
             None => std::future::pending().await,
         }
     };
-    // The work itself: the seed's 5 s of sleep, standing in for real processing.
+    // The work itself: the original application's 5 s of sleep, standing in for real processing.
     tokio::select! {
         () = tokio::time::sleep(work) => {}
         () = channel_lost => {
@@ -484,7 +484,7 @@ fn loggable_id(delivery: &Delivery) -> String {
 pub struct WorkArgs {
     /// How long one job takes, in ms: the work is a sleep that stands in for real processing.
     /// A job's x-work-ms header overrides it. 5 s by default, as the application warren grew
-    /// from (the README's "seed") took.
+    /// from (the README's "original application") took.
     #[arg(long, env = "WORK_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_WORK_MS))]
     pub work_ms: u64,

@@ -170,6 +170,25 @@ impl AutoscaleConfig {
     }
 }
 
+/// The JSON `warren autoscale --print-queries` prints: per metric of the manifest, its name,
+/// the PromQL query and the selector's labels, which each answer's series carries.
+pub fn queries_json(config: &AutoscaleConfig) -> Result<String, ConfigError> {
+    let queries =
+        AutoscaleConfig::check_manifest(&config.hpa_origin, &config.hpa_yaml, config.controller)?;
+    let list: Vec<serde_json::Value> = queries
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "metric": q.metric,
+                "query": q.promql(),
+                "labels": q.matchers,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&list)
+        .map_err(|e| ConfigError::new(format!("cannot render the queries: {e}")))
+}
+
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -706,6 +725,10 @@ pub struct AutoscaleArgs {
     /// the rules).
     #[command(flatten)]
     pub capacity: CapacityArgs,
+    /// Print, as JSON, the PromQL query of each of the HPA's metrics (the one prometheus-adapter
+    /// sends for it, and `--metric-source prometheus` runs) and exit: nothing is started.
+    #[arg(long)]
+    pub print_queries: bool,
 }
 
 /// The knobs of the capacity metric `warren_workers_needed` when warren computes it from the
