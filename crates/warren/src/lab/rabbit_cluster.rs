@@ -23,7 +23,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::AmqpUrl;
-use crate::lab::broker_command::BrokerNodeArgs;
 use crate::lab::rabbit_node::{MemberSetup, NodeError, NodePorts, RabbitNode};
 
 /// The most members `warren broker --nodes` starts.
@@ -40,6 +39,11 @@ pub struct RabbitCluster {
 }
 
 impl RabbitCluster {
+    /// The members, in the order they were started.
+    pub fn nodes(&self) -> &[RabbitNode] {
+        &self.nodes
+    }
+
     /// Starts a cluster of `size` nodes under `dir` (created if missing) and waits until every
     /// member serves AMQP and reports all `size` nodes running. With `remove_dir`, the
     /// directory is deleted on drop.
@@ -340,62 +344,4 @@ fn write_cookie(home: &Path) -> Result<(), NodeError> {
         .open(&path)
         .and_then(|mut file| file.write_all(cookie.as_bytes()))
         .map_err(io(format!("writing {}", path.display())))
-}
-
-/// `warren broker --nodes N`: runs a private cluster until `shutdown`, printing its addresses.
-pub async fn run_foreground(
-    args: BrokerNodeArgs,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let (dir, remove) = match args.dir {
-        Some(dir) => (dir, false),
-        None => (
-            std::env::temp_dir().join(format!("warren-cluster-{}", std::process::id())),
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let Some(_lock) = crate::lab::broker_command::OwnerLock::try_take(&dir)? else {
-        anyhow::bail!(
-            "a warren broker already runs on {}; stop it (Ctrl-C in its terminal) first",
-            dir.display()
-        );
-    };
-    let mut cluster = tokio::select! {
-        cluster = RabbitCluster::start(dir.clone(), args.nodes, remove) => cluster?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    // The prometheus plugin reports a quorum queue's depth on its leader's node only, so
-    // every member's endpoint is listed; RABBIT_PROMETHEUS_URL is the first.
-    let prometheus: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(RabbitNode::prometheus_url)
-        .collect();
-    let env = format!(
-        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_PROMETHEUS_URLS={}\nRABBIT_MANAGEMENT_URL={}\n",
-        cluster.amqp_url().expose(),
-        prometheus[0],
-        prometheus.join(","),
-        cluster.node(0).management_url()
-    );
-    if let Some(path) = &args.env_file {
-        // Written whole, then renamed, so a reader never sees half a file.
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, &env)?;
-        std::fs::rename(&partial, path)?;
-    }
-    let names: Vec<&str> = cluster.nodes.iter().map(RabbitNode::name).collect();
-    println!(
-        "RabbitMQ cluster of {} nodes is up ({}); Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
-        cluster.len(),
-        names.join(", "),
-        cluster.node(0).management_url()
-    );
-    shutdown.cancelled().await;
-    cluster.stop().await;
-    if let Some(path) = &args.env_file {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
 }
