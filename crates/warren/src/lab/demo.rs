@@ -4,7 +4,7 @@
 //! `warren autoscale` with a shipped HPA manifest (the capacity overlay's by default,
 //! `--policy queue-length` for the seed-compatible one); drives a load that scales the workers up
 //! and, once it stops, back down; shows it live ([`crate::lab::dashboard`]); and writes a report
-//! ([`crate::lab::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
+//! ([`crate::report`]). Everything it started is stopped at the end, also on Ctrl-C or failure:
 //! the broker and Prometheus die with this process (see their modules), the workers drain.
 //!
 //! `speed` divides every time by K: the workers' work time, the autoscaler's clock (so the
@@ -28,8 +28,8 @@ use crate::lab::ledger::{quantile, Ledger};
 use crate::lab::load::{LoadConfig, LoadStats, Pattern};
 use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
 use crate::lab::rabbit_node::RabbitNode;
-use crate::lab::report::{DecisionEntry, RunInfo, Sample, Totals, WaitSummary};
 use crate::pipeline::web::WebConfig;
+use crate::report::{DecisionEntry, RunInfo, Sample, Totals, WaitSummary};
 use crate::scaling::autoscale::{
     read_manifest, AutoscaleConfig, AutoscaleEvent, ReleaseArgs, BUILTIN_CAPACITY_HPA,
     BUILTIN_CAPACITY_HPA_NAME,
@@ -172,7 +172,7 @@ impl DemoArgs {
             report_dir: self
                 .report_dir
                 .clone()
-                .unwrap_or_else(|| default_report_dir("demo")),
+                .unwrap_or_else(|| crate::report::default_dir("demo")),
             interactive: !self.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cooldown: self.cooldown,
         })
@@ -188,34 +188,6 @@ pub fn demo_pattern(peak: f64, length: Duration) -> Result<Pattern, ConfigError>
         low = peak * 0.3
     );
     Pattern::parse_csv(&csv, None).map_err(|e| ConfigError::new(e.to_string()))
-}
-
-/// `reports/<kind>-<UTC date>-<UTC time>`.
-pub(crate) fn default_report_dir(kind: &str) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    PathBuf::from(format!(
-        "reports/{kind}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    ))
-}
-
-/// Year, month, day of a day count since 1970-01-01 (the proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Runs the demo to its end (or until `shutdown`), then stops everything and writes the report.
@@ -588,7 +560,7 @@ pub async fn run(config: DemoConfig, shutdown: CancellationToken) -> anyhow::Res
         notes: metric_failures(&decisions),
     };
     let page =
-        crate::lab::report::write_report(&config.report_dir, &info, &samples, &totals, &decisions)?;
+        crate::report::write_report(&config.report_dir, &info, &samples, &totals, &decisions)?;
     let peak = samples.iter().map(|s| s.workers_current).max().unwrap_or(0);
     println!(
         "warren demo {outcome}: accepted {} processed {} still queued {} lost {} duplicates {} | workers {}..{} (peak {peak}) | {} decisions, {} rescales | {:.0} worker-seconds (demo time, x{speed})",
@@ -899,13 +871,6 @@ async fn pool_counts(http: &reqwest::Client, url: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn the_demo_pattern_warms_up_then_peaks() {
