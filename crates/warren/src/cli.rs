@@ -131,7 +131,7 @@ pub fn parse<P: Parser>() -> P {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
                 _ => {
                     let command = command_path(&P::command(), std::env::args().skip(1));
-                    exit_config_error(&ConfigError::new(one_line(
+                    exit_config_error(&ConfigError::new(clap_error_line(
                         &e.render().to_string(),
                         &command,
                     )))
@@ -192,7 +192,7 @@ fn program() -> &'static str {
 /// arguments it names (`--hpa <HPA>`), its tip ("a similar argument exists: '--port'") and
 /// where to look (`see 'warren autoscale --help'`). The usage synopsis is left out: `--help`
 /// has it.
-fn one_line(rendered: &str, command: &str) -> String {
+fn clap_error_line(rendered: &str, command: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut tips: Vec<String> = Vec::new();
     for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {

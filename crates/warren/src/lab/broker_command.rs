@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 use crate::lab::rabbit_cluster::{RabbitCluster, MAX_NODES};
-use crate::lab::rabbit_node::{stop_epmd, NodePorts, RabbitNode};
+use crate::lab::rabbit_node::{stop_epmd, DirOnDrop, NodePorts, RabbitNode};
 
 /// The file in the node's directory that keeps its identity.
 const STATE_FILE: &str = "warren-broker.json";
@@ -272,11 +272,11 @@ pub async fn run(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::R
 
 /// `warren broker --nodes N`: runs a private cluster until `shutdown`, printing its addresses.
 async fn run_cluster(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (dir, remove) = match args.dir {
-        Some(dir) => (dir, false),
+    let (dir, on_drop) = match args.dir {
+        Some(dir) => (dir, DirOnDrop::Keep),
         None => (
             std::env::temp_dir().join(format!("warren-cluster-{}", std::process::id())),
-            true,
+            DirOnDrop::Remove,
         ),
     };
     std::fs::create_dir_all(&dir)?;
@@ -287,7 +287,7 @@ async fn run_cluster(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyho
         );
     };
     let mut cluster = tokio::select! {
-        cluster = RabbitCluster::start(dir.clone(), args.nodes, remove) => cluster?,
+        cluster = RabbitCluster::start(dir.clone(), args.nodes, on_drop) => cluster?,
         () = shutdown.cancelled() => return Ok(()),
     };
     // The prometheus plugin reports a quorum queue's depth on its leader's node only, so
@@ -327,11 +327,11 @@ async fn run_cluster(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyho
 
 async fn run_foreground(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     clean_up_dead_temporary_brokers();
-    let (dir, remove) = match &args.dir {
-        Some(dir) => (dir.clone(), false),
+    let (dir, on_drop) = match &args.dir {
+        Some(dir) => (dir.clone(), DirOnDrop::Keep),
         None => (
             std::env::temp_dir().join(format!("{TEMP_PREFIX}{}", std::process::id())),
-            true,
+            DirOnDrop::Remove,
         ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -365,11 +365,11 @@ async fn run_foreground(args: BrokerNodeArgs, shutdown: CancellationToken) -> an
         ports,
         pid: std::process::id(),
         env_file: env_file.clone(),
-        temporary: remove,
+        temporary: on_drop == DirOnDrop::Remove,
     }
     .write(&dir)?;
     let mut node = tokio::select! {
-        node = RabbitNode::start_as(&dir, &name, ports, remove) => node?,
+        node = RabbitNode::start_as(&dir, &name, ports, on_drop) => node?,
         () = shutdown.cancelled() => return Ok(()),
     };
     let env = format!(

@@ -28,7 +28,7 @@ use crate::lab::dashboard::{Dashboard, Decision, MetricReading, View};
 use crate::lab::ledger::{quantile, Ledger};
 use crate::lab::load::{LoadConfig, LoadError, LoadStats, LoadSummary, Pattern};
 use crate::lab::prometheus_node::{PrometheusNode, ScrapeTargets};
-use crate::lab::rabbit_node::RabbitNode;
+use crate::lab::rabbit_node::{DirOnDrop, RabbitNode};
 use crate::pipeline::web::WebConfig;
 use crate::report::{DecisionEntry, RunInfo, Sample, Totals, WaitSummary};
 use crate::scaling::autoscale::{
@@ -300,7 +300,7 @@ async fn start(
     let _ = std::fs::remove_file(&state_file);
     eprintln!("warren demo: starting a private RabbitMQ node (about 10 s)...");
     let node = tokio::select! {
-        node = RabbitNode::start(work_dir.join("rabbitmq"), true) => node?,
+        node = RabbitNode::start(work_dir.join("rabbitmq"), DirOnDrop::Remove) => node?,
         () = shutdown.cancelled() => return Ok(None),
     };
     let broker = BrokerConfig::new(node.amqp_url(), config.queue.clone());
@@ -566,6 +566,11 @@ async fn drive(
             decisions.push(DecisionEntry {
                 t_secs: at_demo_secs,
                 rescale: decision.rescale,
+                reasons: decision
+                    .reasons
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
                 line: event.line.clone(),
             });
         }
@@ -981,12 +986,12 @@ fn log_links(report_dir: &std::path::Path) -> Vec<(String, String)> {
 fn metric_failures(decisions: &[DecisionEntry]) -> Vec<String> {
     let failed: Vec<&DecisionEntry> = decisions
         .iter()
-        .filter(|d| d.line.contains("FailedGetExternalMetric"))
+        .filter(|d| d.reasons.iter().any(|r| r == "FailedGetExternalMetric"))
         .collect();
     match failed.first() {
         None => Vec::new(),
         Some(first) => vec![format!(
-            "{} of {} decisions could not read the metric (FailedGetExternalMetric: the              worker count was kept). The first, at t={:.1}s: {}",
+            "{} of {} decisions could not read the metric (FailedGetExternalMetric: the worker count was kept). The first, at t={:.1}s: {}",
             failed.len(),
             decisions.len(),
             first.t_secs,
@@ -1051,6 +1056,42 @@ async fn pool_counts(http: &reqwest::Client, url: &str) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The note counts decisions by their condition reason, not by what their line says.
+    #[test]
+    fn the_report_notes_decisions_that_could_not_read_the_metric_by_their_reason() {
+        let entry = |t_secs: f64, reasons: &[&str], line: &str| DecisionEntry {
+            t_secs,
+            rescale: false,
+            reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+            line: line.to_owned(),
+        };
+        let decisions = [
+            entry(
+                15.0,
+                &["ScaleUpStabilized"],
+                "current=1 desired=1 (FailedGetExternalMetric was yesterday)",
+            ),
+            entry(
+                30.0,
+                &["FailedGetExternalMetric"],
+                "current=1 desired=1 metric unavailable",
+            ),
+            entry(
+                45.0,
+                &["ScaleUpStabilized", "FailedGetExternalMetric"],
+                "current=1 desired=1",
+            ),
+        ];
+        let notes = metric_failures(&decisions);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("2 of 3 decisions could not read the metric")
+                && notes[0].contains("at t=30.0s: current=1 desired=1 metric unavailable"),
+            "{notes:?}"
+        );
+        assert!(metric_failures(&decisions[..1]).is_empty());
+    }
 
     #[test]
     fn the_demo_pattern_warms_up_then_peaks() {

@@ -62,6 +62,9 @@ pub struct DecisionEntry {
     pub t_secs: f64,
     /// Whether it changed the worker count (marked on the workers chart).
     pub rescale: bool,
+    /// Its condition reasons, as the engine gave them (`ScaleUpStabilized`,
+    /// `FailedGetExternalMetric`, ...).
+    pub reasons: Vec<String>,
     /// The decision's log line, shown as text.
     pub line: String,
 }
@@ -364,6 +367,7 @@ mod tests {
         DecisionEntry {
             t_secs,
             rescale,
+            reasons: Vec::new(),
             line: line.into(),
         }
     }
