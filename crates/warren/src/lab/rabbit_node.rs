@@ -54,6 +54,9 @@ pub enum NodeError {
         log: String,
         /// The log's last lines.
         tail: String,
+        /// Whether the node said a port was taken before it bound it (`eaddrinuse`): a start
+        /// on other ports may succeed.
+        port_taken: bool,
     },
 }
 
@@ -138,9 +141,11 @@ impl RabbitNode {
         let mut attempt = 1;
         loop {
             match Self::start_as(&dir, &Self::new_name(), NodePorts::free()?, on_drop).await {
-                Err(NodeError::StartFailed { tail, node, .. })
-                    if attempt < 3 && tail.contains("eaddrinuse") =>
-                {
+                Err(NodeError::StartFailed {
+                    port_taken: true,
+                    node,
+                    ..
+                }) if attempt < 3 => {
                     tracing::warn!(%node, attempt, "a port was taken before the node bound it; trying other ports");
                     attempt += 1;
                 }
@@ -322,6 +327,8 @@ impl RabbitNode {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.child = None;
+                // The port mapper the VM started would outlive it.
+                self.stop_epmd();
                 return Err(self.start_failed(format!("the VM exited with {status}")));
             }
             if self.answers().await {
@@ -371,10 +378,13 @@ impl RabbitNode {
                 tail.push('\n');
             }
         }
+        // The node's own log is the only place it says why; a taken port is told apart here,
+        // where the log is read, so callers decide on the field, not on the text.
         NodeError::StartFailed {
             node: self.name.clone(),
             reason,
             log: log.display().to_string(),
+            port_taken: tail.contains("eaddrinuse"),
             tail,
         }
     }
