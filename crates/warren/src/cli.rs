@@ -95,15 +95,15 @@ pub enum Command {
     Broker(BrokerNodeArgs),
     /// Predict what HPA manifests or KEDA ScaledObjects do to queue wait, workers and cost under
     /// scenario files, with the autoscaler's own engine, in simulated time: a table, a report.
-    Simulate(crate::lab::simulate::SimulateArgs),
+    Simulate(crate::whatif::simulate::SimulateArgs),
     /// Search the queue-length and capacity policies with the simulator and print the HPA
     /// manifest that keeps the p95 queue wait within the SLO in every scenario, at the fewest
     /// worker-seconds.
-    Recommend(crate::lab::recommend::RecommendArgs),
+    Recommend(crate::whatif::recommend::RecommendArgs),
     /// Print what a cluster applies to scale a queue's workers on the capacity metric: the
     /// recording rules (every queue at once, from the broker's own metrics; plain and as a
     /// PrometheusRule), the prometheus-adapter rule and HPA, or the KEDA ScaledObject.
-    Rules(crate::lab::capacity_rules::RulesArgs),
+    Rules(crate::whatif::capacity_rules::RulesArgs),
 }
 
 /// The binary's name, for its error lines: set by [`parse`].
@@ -131,7 +131,7 @@ pub fn parse<P: Parser>() -> P {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
                 _ => {
                     let command = command_path(&P::command(), std::env::args().skip(1));
-                    exit_config_error(&ConfigError::new(one_line(
+                    exit_config_error(&ConfigError::new(clap_error_line(
                         &e.render().to_string(),
                         &command,
                     )))
@@ -192,7 +192,7 @@ fn program() -> &'static str {
 /// arguments it names (`--hpa <HPA>`), its tip ("a similar argument exists: '--port'") and
 /// where to look (`see 'warren autoscale --help'`). The usage synopsis is left out: `--help`
 /// has it.
-fn one_line(rendered: &str, command: &str) -> String {
+fn clap_error_line(rendered: &str, command: &str) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut tips: Vec<String> = Vec::new();
     for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {

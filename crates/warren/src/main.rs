@@ -70,13 +70,13 @@ fn main() -> ExitCode {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
-            warren::lab::recommend::run(config)
+            warren::whatif::recommend::run(config)
         }
         Command::Rules(args) => {
             let config = args
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
-            warren::lab::capacity_rules::run(&config)
+            warren::whatif::capacity_rules::run(&config)
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             Ok(())
         }
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
                 .to_config()
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             // Pure computation: no runtime, no signal handler.
-            warren::lab::simulate::run(config)
+            warren::whatif::simulate::run(config)
         }
         Command::Broker(args) => {
             warren::telemetry::init(filter);

@@ -120,6 +120,15 @@ pub fn ops_router(registry: Arc<Registry>, ready: Readiness) -> Router {
         .with_state(OpsState { registry, ready })
 }
 
+/// What an [`OpsServer`]'s `/readyz` answers: 200 when `Ready`, 503 when `NotReady`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyState {
+    /// Ready for work: `/readyz` answers 200.
+    Ready,
+    /// Not (yet, or no longer) ready: `/readyz` answers 503.
+    NotReady,
+}
+
 /// A running operations server: [`ops_router`] on its own port, its `/readyz` following
 /// [`OpsServer::set_ready`].
 pub struct OpsServer {
@@ -134,18 +143,18 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Binds `listen` and serves `registry` there until [`OpsServer::stop`], ready from the
-    /// start or not.
+    /// Binds `listen` and serves `registry` there until [`OpsServer::stop`], `/readyz`
+    /// answering as `ready` says until [`OpsServer::set_ready`].
     pub async fn start(
         listen: std::net::SocketAddr,
         registry: Registry,
-        ready: bool,
+        ready: ReadyState,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        let ready = Arc::new(AtomicBool::new(ready));
+        let ready = Arc::new(AtomicBool::new(ready == ReadyState::Ready));
         let readiness = ready.clone();
         let router = ops_router(
             Arc::new(registry),
@@ -166,9 +175,10 @@ impl OpsServer {
         })
     }
 
-    /// Makes `/readyz` answer 200 (`true`) or 503 (`false`) from now on.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Makes `/readyz` answer as `ready` says from now on.
+    pub fn set_ready(&self, ready: ReadyState) {
+        self.ready
+            .store(ready == ReadyState::Ready, Ordering::Relaxed);
     }
 
     /// The address it listens on.
@@ -189,15 +199,19 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_follows_set_ready_and_stop_closes_the_port() {
-        let ops = OpsServer::start(([127, 0, 0, 1], 0).into(), Registry::default(), false)
-            .await
-            .expect("bind a free port");
+        let ops = OpsServer::start(
+            ([127, 0, 0, 1], 0).into(),
+            Registry::default(),
+            ReadyState::NotReady,
+        )
+        .await
+        .expect("bind a free port");
         let url = format!("http://{}/readyz", ops.addr());
         let status = || async { reqwest::get(&url).await.map(|r| r.status().as_u16()) };
         assert_eq!(status().await.expect("readyz answers"), 503);
-        ops.set_ready(true);
+        ops.set_ready(ReadyState::Ready);
         assert_eq!(status().await.expect("readyz answers"), 200);
-        ops.set_ready(false);
+        ops.set_ready(ReadyState::NotReady);
         assert_eq!(status().await.expect("readyz answers"), 503);
         ops.stop().await;
         assert!(status().await.is_err(), "the port still answers after stop");

@@ -276,3 +276,32 @@ fn a_saved_port_taken_by_another_process_is_a_clear_error_not_an_empty_node() {
     drop(squatter);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node whose AMQP port another process holds fails to start, and says so as `port_taken`
+/// (what `RabbitNode::start` retries on other ports), read from its own log where the error
+/// is made, so no caller reads the text.
+#[tokio::test]
+async fn a_node_whose_port_is_taken_fails_to_start_with_port_taken() {
+    use warren::lab::rabbit_node::{DirOnDrop, NodeError, NodePorts, RabbitNode};
+    let ports = NodePorts::free().unwrap();
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", ports.amqp)).unwrap();
+    let dir = std::env::temp_dir().join(format!("warren-test-port-taken-{}", std::process::id()));
+    let name = format!("warren-test-taken-{}@localhost", std::process::id());
+    match RabbitNode::start_as(&dir, &name, ports, DirOnDrop::Remove).await {
+        Err(NodeError::StartFailed {
+            port_taken, tail, ..
+        }) => {
+            assert!(
+                port_taken,
+                "not told as a taken port; the log's tail:\n{tail}"
+            );
+        }
+        Err(other) => panic!("expected StartFailed, got {other}"),
+        Ok(_) => panic!("the node started on a port another process holds"),
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", ports.epmd)).is_err(),
+        "the failed node left its port mapper running"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,7 +16,7 @@ use support::*;
 use tokio_util::sync::CancellationToken;
 use warren::lab::ledger::Ledger;
 use warren::lab::load::{LoadConfig, LoadStats, Pattern, PatternKind};
-use warren::lab::rabbit_node::RabbitNode;
+use warren::lab::rabbit_node::{DirOnDrop, RabbitNode};
 
 /// Work time per job: short, so the queue drains quickly after the load.
 const WORK_MS: u64 = 200;
@@ -200,7 +200,7 @@ async fn under_load_worker_kills_scale_down_and_broker_and_web_restarts_lose_no_
     let _ = std::fs::remove_dir_all(&dir);
     let logs = dir.join("workers");
     std::fs::create_dir_all(&logs).unwrap();
-    let mut node = RabbitNode::start(dir.join("broker"), true)
+    let mut node = RabbitNode::start(dir.join("broker"), DirOnDrop::Remove)
         .await
         .expect("private RabbitMQ node");
     let url = node.amqp_url().expose().to_owned();

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use warren::lab::ledger::Ledger;
 use warren::lab::load::{LoadConfig, LoadStats, Pattern, PatternKind};
 use warren::lab::rabbit_cluster::RabbitCluster;
+use warren::lab::rabbit_node::DirOnDrop;
 
 /// Work time per job: short, so the queue drains quickly after the load.
 const WORK_MS: u64 = 200;
@@ -144,7 +145,7 @@ async fn a_three_node_cluster_loses_a_node_twice_under_load_and_loses_no_accepte
     let _ = std::fs::remove_dir_all(&dir);
     let logs = dir.join("workers");
     std::fs::create_dir_all(&logs).unwrap();
-    let mut cluster = RabbitCluster::start(dir.join("cluster"), 3, false)
+    let mut cluster = RabbitCluster::start(dir.join("cluster"), 3, DirOnDrop::Keep)
         .await
         .expect("private 3-node RabbitMQ cluster");
     let cluster_took = test_start.elapsed();
@@ -392,7 +393,7 @@ async fn a_cluster_started_again_on_its_dir_comes_back_with_its_queue_and_urls()
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = RabbitCluster::start(&dir, 3, false)
+    let mut cluster = RabbitCluster::start(&dir, 3, DirOnDrop::Keep)
         .await
         .expect("private 3-node RabbitMQ cluster");
     let url = cluster.amqp_url();
@@ -409,14 +410,14 @@ async fn a_cluster_started_again_on_its_dir_comes_back_with_its_queue_and_urls()
     drop(cluster);
 
     // Another size, or data without the names that own it, is refused before anything starts.
-    let other_size = RabbitCluster::start(&dir, 2, false).await;
+    let other_size = RabbitCluster::start(&dir, 2, DirOnDrop::Keep).await;
     assert!(
         matches!(&other_size, Err(e) if e.to_string().contains("start it with --nodes 3")),
         "{:?}",
         other_size.err().map(|e| e.to_string())
     );
 
-    let cluster = RabbitCluster::start(&dir, 3, false)
+    let cluster = RabbitCluster::start(&dir, 3, DirOnDrop::Keep)
         .await
         .expect("the same cluster, started again");
     assert_eq!(
@@ -454,7 +455,7 @@ async fn a_cluster_started_again_on_its_dir_comes_back_with_its_queue_and_urls()
     drop(cluster);
 
     std::fs::remove_file(dir.join("warren-cluster.json")).unwrap();
-    let unnamed = RabbitCluster::start(&dir, 3, false).await;
+    let unnamed = RabbitCluster::start(&dir, 3, DirOnDrop::Keep).await;
     assert!(
         matches!(&unnamed, Err(e) if e.to_string().contains("not starting an empty cluster")),
         "{:?}",

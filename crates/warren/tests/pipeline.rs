@@ -574,3 +574,48 @@ async fn web_whose_stderr_is_a_closed_pipe_still_stops_on_sigterm() {
     let connection = amqp(&broker_url()).await;
     delete_queues(&connection, &queue).await;
 }
+
+/// A queue that exists with other arguments than warren declares (here a classic queue of the
+/// same name) is told apart by the broker's reply code, 406 PRECONDITION_FAILED, as a topology
+/// mismatch naming the queue, and is left as it was.
+#[tokio::test]
+async fn a_queue_declared_with_other_arguments_is_a_topology_mismatch() {
+    use warren::config::{AmqpUrl, BrokerConfig, QueueName};
+    use warren::pipeline::broker::{declare_topology, BrokerError};
+    let queue = unique_queue("mismatch");
+    let connection = amqp(&broker_url()).await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    publish_raw(&connection, &queue, b"kept", BasicProperties::default()).await;
+    let config = BrokerConfig::new(
+        AmqpUrl::parse(&broker_url()).unwrap(),
+        QueueName::parse(&queue).unwrap(),
+    );
+    let error = declare_topology(&connection, &config).await.unwrap_err();
+    match &error {
+        BrokerError::TopologyMismatch { queue: named, .. } => assert_eq!(named, &queue),
+        other => panic!("expected a topology mismatch, got {other:?}"),
+    }
+    assert_eq!(
+        queue_depth(&connection, &queue).await,
+        Some(1),
+        "the queue was touched"
+    );
+    delete_queues(&connection, &queue).await;
+    let _ = channel
+        .exchange_delete(
+            format!("{queue}.dlx").as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+}

@@ -27,7 +27,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::rabbit_node::{stop_epmd, NodePorts, RabbitNode};
+use crate::lab::rabbit_cluster::{RabbitCluster, MAX_NODES};
+use crate::lab::rabbit_node::{stop_epmd, DirOnDrop, NodePorts, RabbitNode};
 
 /// The file in the node's directory that keeps its identity.
 const STATE_FILE: &str = "warren-broker.json";
@@ -50,7 +51,7 @@ pub struct BrokerNodeArgs {
     /// any one node (AMQP_URL then lists every node). A cluster runs in the foreground only;
     /// its --dir keeps the members' data, names and ports, as a lone node's does.
     #[arg(long, env = "WARREN_BROKER_NODES", default_value_t = 1,
-        value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::lab::rabbit_cluster::MAX_NODES)))]
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_NODES)))]
     pub nodes: u8,
     /// Write AMQP_URL, RABBIT_PROMETHEUS_URL, RABBIT_MANAGEMENT_URL and WARREN_BROKER_PID to this
     /// file once the node is up (whole, never half written); removed when the broker stops.
@@ -122,7 +123,7 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The owner's lock on `dir`: held while this process runs the node; the kernel drops it when
 /// the process dies.
-pub(crate) struct OwnerLock {
+struct OwnerLock {
     _lock: Flock<File>,
 }
 
@@ -145,7 +146,7 @@ impl OwnerLock {
     }
 
     /// The lock, or `None` while another process holds it.
-    pub(crate) fn try_take(dir: &Path) -> anyhow::Result<Option<Self>> {
+    fn try_take(dir: &Path) -> anyhow::Result<Option<Self>> {
         let path = dir.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -257,7 +258,7 @@ pub async fn run(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::R
         if args.detach || args.stop {
             bail!("--detach and --stop are for a lone node: run a cluster (--nodes > 1) in the foreground");
         }
-        return crate::lab::rabbit_cluster::run_foreground(args, shutdown).await;
+        return run_cluster(args, shutdown).await;
     }
     if args.stop {
         let dir = args.dir.context("--stop needs --dir")?;
@@ -269,13 +270,68 @@ pub async fn run(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::R
     run_foreground(args, shutdown).await
 }
 
+/// `warren broker --nodes N`: runs a private cluster until `shutdown`, printing its addresses.
+async fn run_cluster(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (dir, on_drop) = match args.dir {
+        Some(dir) => (dir, DirOnDrop::Keep),
+        None => (
+            std::env::temp_dir().join(format!("warren-cluster-{}", std::process::id())),
+            DirOnDrop::Remove,
+        ),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let Some(_lock) = OwnerLock::try_take(&dir)? else {
+        anyhow::bail!(
+            "a warren broker already runs on {}; stop it (Ctrl-C in its terminal) first",
+            dir.display()
+        );
+    };
+    let mut cluster = tokio::select! {
+        cluster = RabbitCluster::start(dir.clone(), args.nodes, on_drop) => cluster?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    // The prometheus plugin reports a quorum queue's depth on its leader's node only, so
+    // every member's endpoint is listed; RABBIT_PROMETHEUS_URL is the first.
+    let prometheus: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(RabbitNode::prometheus_url)
+        .collect();
+    let env = format!(
+        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_PROMETHEUS_URLS={}\nRABBIT_MANAGEMENT_URL={}\n",
+        cluster.amqp_url().expose(),
+        prometheus[0],
+        prometheus.join(","),
+        cluster.node(0).management_url()
+    );
+    if let Some(path) = &args.env_file {
+        // Written whole, then renamed, so a reader never sees half a file.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, &env)?;
+        std::fs::rename(&partial, path)?;
+    }
+    let names: Vec<&str> = cluster.nodes().iter().map(RabbitNode::name).collect();
+    println!(
+        "RabbitMQ cluster of {} nodes is up ({}); Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
+        cluster.len(),
+        names.join(", "),
+        cluster.node(0).management_url()
+    );
+    shutdown.cancelled().await;
+    cluster.stop().await;
+    if let Some(path) = &args.env_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 async fn run_foreground(args: BrokerNodeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     clean_up_dead_temporary_brokers();
-    let (dir, remove) = match &args.dir {
-        Some(dir) => (dir.clone(), false),
+    let (dir, on_drop) = match &args.dir {
+        Some(dir) => (dir.clone(), DirOnDrop::Keep),
         None => (
             std::env::temp_dir().join(format!("{TEMP_PREFIX}{}", std::process::id())),
-            true,
+            DirOnDrop::Remove,
         ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -309,11 +365,11 @@ async fn run_foreground(args: BrokerNodeArgs, shutdown: CancellationToken) -> an
         ports,
         pid: std::process::id(),
         env_file: env_file.clone(),
-        temporary: remove,
+        temporary: on_drop == DirOnDrop::Remove,
     }
     .write(&dir)?;
     let mut node = tokio::select! {
-        node = RabbitNode::start_as(&dir, &name, ports, remove) => node?,
+        node = RabbitNode::start_as(&dir, &name, ports, on_drop) => node?,
         () = shutdown.cancelled() => return Ok(()),
     };
     let env = format!(

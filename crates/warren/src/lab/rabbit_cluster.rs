@@ -23,30 +23,34 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::AmqpUrl;
-use crate::lab::broker_command::BrokerNodeArgs;
-use crate::lab::rabbit_node::{MemberSetup, NodeError, NodePorts, RabbitNode};
+use crate::lab::rabbit_node::{DirOnDrop, MemberSetup, NodeError, NodePorts, RabbitNode};
 
 /// The most members `warren broker --nodes` starts.
 pub const MAX_NODES: u8 = 7;
 
 /// A running private cluster; its nodes die with this process, as a lone node does.
 pub struct RabbitCluster {
-    /// The members, in the order they were started (the first is the seed the others joined).
+    /// The members, in the order they were started (the first node is the one the others joined).
     nodes: Vec<RabbitNode>,
     /// Holds one directory per node and the private `HOME`.
     dir: PathBuf,
-    /// Whether `dir` is removed when the cluster is dropped.
-    remove_dir: bool,
+    /// What becomes of `dir` when the cluster is dropped.
+    on_drop: DirOnDrop,
 }
 
 impl RabbitCluster {
+    /// The members, in the order they were started.
+    pub fn nodes(&self) -> &[RabbitNode] {
+        &self.nodes
+    }
+
     /// Starts a cluster of `size` nodes under `dir` (created if missing) and waits until every
-    /// member serves AMQP and reports all `size` nodes running. With `remove_dir`, the
+    /// member serves AMQP and reports all `size` nodes running. `on_drop` says whether the
     /// directory is deleted on drop.
     pub async fn start(
         dir: impl Into<PathBuf>,
         size: u8,
-        remove_dir: bool,
+        on_drop: DirOnDrop,
     ) -> Result<Self, NodeError> {
         let dir = dir.into();
         let home = dir.join("home");
@@ -112,10 +116,10 @@ impl RabbitCluster {
         let mut cluster = Self {
             nodes: Vec::new(),
             dir: dir.clone(),
-            remove_dir,
+            on_drop,
         };
         // A restarted member waits for the others' tables before it serves, so all start at
-        // once; a new cluster's seed starts alone, then the others join it together (on two
+        // once; a new cluster's first node starts alone, then the others join it together (on two
         // cores that is about one node's start time).
         let first = if restart { 0 } else { 1 };
         if !restart {
@@ -139,7 +143,7 @@ impl RabbitCluster {
         if running.len() != usize::from(size) {
             return Err(NodeError::Io {
                 what: format!(
-                    "forming a cluster of {size}: the seed reports {} running ({})",
+                    "forming a cluster of {size}: the first node reports {} running ({})",
                     running.len(),
                     running.join(", ")
                 ),
@@ -225,7 +229,7 @@ impl Drop for RabbitCluster {
     fn drop(&mut self) {
         // Each node kills its VM on drop; only then can the directory go.
         self.nodes.clear();
-        if self.remove_dir {
+        if self.on_drop == DirOnDrop::Remove {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -238,7 +242,7 @@ const CLUSTER_FILE: &str = "warren-cluster.json";
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClusterState {
-    /// In start order; the first is the seed.
+    /// In start order; the others joined the first.
     members: Vec<Member>,
 }
 
@@ -248,7 +252,7 @@ struct ClusterState {
 struct Member {
     /// The Erlang node name: its data lives under `node-<i>/mnesia/<name>`.
     name: String,
-    /// Its ports (the epmd port is the seed's, shared).
+    /// Its ports (the epmd port is the first node's, shared).
     ports: NodePorts,
 }
 
@@ -302,7 +306,7 @@ fn fresh_members(size: u8) -> Result<(Vec<String>, Vec<NodePorts>), NodeError> {
 }
 
 /// The first of a member's ports another process listens on (the shared epmd port is checked
-/// with the seed).
+/// with the first node).
 fn taken_port(ports: NodePorts) -> Option<u16> {
     [
         ports.amqp,
@@ -340,62 +344,4 @@ fn write_cookie(home: &Path) -> Result<(), NodeError> {
         .open(&path)
         .and_then(|mut file| file.write_all(cookie.as_bytes()))
         .map_err(io(format!("writing {}", path.display())))
-}
-
-/// `warren broker --nodes N`: runs a private cluster until `shutdown`, printing its addresses.
-pub async fn run_foreground(
-    args: BrokerNodeArgs,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let (dir, remove) = match args.dir {
-        Some(dir) => (dir, false),
-        None => (
-            std::env::temp_dir().join(format!("warren-cluster-{}", std::process::id())),
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let Some(_lock) = crate::lab::broker_command::OwnerLock::try_take(&dir)? else {
-        anyhow::bail!(
-            "a warren broker already runs on {}; stop it (Ctrl-C in its terminal) first",
-            dir.display()
-        );
-    };
-    let mut cluster = tokio::select! {
-        cluster = RabbitCluster::start(dir.clone(), args.nodes, remove) => cluster?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    // The prometheus plugin reports a quorum queue's depth on its leader's node only, so
-    // every member's endpoint is listed; RABBIT_PROMETHEUS_URL is the first.
-    let prometheus: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(RabbitNode::prometheus_url)
-        .collect();
-    let env = format!(
-        "AMQP_URL={}\nRABBIT_PROMETHEUS_URL={}\nRABBIT_PROMETHEUS_URLS={}\nRABBIT_MANAGEMENT_URL={}\n",
-        cluster.amqp_url().expose(),
-        prometheus[0],
-        prometheus.join(","),
-        cluster.node(0).management_url()
-    );
-    if let Some(path) = &args.env_file {
-        // Written whole, then renamed, so a reader never sees half a file.
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, &env)?;
-        std::fs::rename(&partial, path)?;
-    }
-    let names: Vec<&str> = cluster.nodes.iter().map(RabbitNode::name).collect();
-    println!(
-        "RabbitMQ cluster of {} nodes is up ({}); Ctrl-C stops it.\n{env}management UI: {}/ (guest/guest)",
-        cluster.len(),
-        names.join(", "),
-        cluster.node(0).management_url()
-    );
-    shutdown.cancelled().await;
-    cluster.stop().await;
-    if let Some(path) = &args.env_file {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
 }

@@ -54,6 +54,9 @@ pub enum NodeError {
         log: String,
         /// The log's last lines.
         tail: String,
+        /// Whether the node said a port was taken before it bound it (`eaddrinuse`): a start
+        /// on other ports may succeed.
+        port_taken: bool,
     },
 }
 
@@ -91,14 +94,23 @@ impl NodePorts {
     }
 }
 
+/// What becomes of a node's (or a cluster's) directory when it is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirOnDrop {
+    /// Kept, with the data: a later start on it brings the same broker back.
+    Keep,
+    /// Removed: a run's temporary node.
+    Remove,
+}
+
 /// A running private RabbitMQ node.
 pub struct RabbitNode {
     /// Erlang node name, `warren-<pid>-<n>@localhost`.
     name: String,
     /// Data, logs and config live here.
     dir: PathBuf,
-    /// Whether `dir` is removed when the node is dropped.
-    remove_dir: bool,
+    /// What becomes of `dir` when the node is dropped.
+    on_drop: DirOnDrop,
     /// Its ports.
     ports: NodePorts,
     /// The VM, while running.
@@ -120,18 +132,20 @@ pub struct MemberSetup {
 
 impl RabbitNode {
     /// Starts a node with its data in `dir` (created if missing) and waits until it serves AMQP
-    /// and its prometheus endpoint. With `remove_dir`, the directory is deleted on drop.
+    /// and its prometheus endpoint. `on_drop` says whether the directory is removed on drop.
     ///
     /// Should another process take one of its ports before the node binds it, the node is
     /// started again on other ports (up to three times).
-    pub async fn start(dir: impl Into<PathBuf>, remove_dir: bool) -> Result<Self, NodeError> {
+    pub async fn start(dir: impl Into<PathBuf>, on_drop: DirOnDrop) -> Result<Self, NodeError> {
         let dir = dir.into();
         let mut attempt = 1;
         loop {
-            match Self::start_as(&dir, &Self::new_name(), NodePorts::free()?, remove_dir).await {
-                Err(NodeError::StartFailed { tail, node, .. })
-                    if attempt < 3 && tail.contains("eaddrinuse") =>
-                {
+            match Self::start_as(&dir, &Self::new_name(), NodePorts::free()?, on_drop).await {
+                Err(NodeError::StartFailed {
+                    port_taken: true,
+                    node,
+                    ..
+                }) if attempt < 3 => {
                     tracing::warn!(%node, attempt, "a port was taken before the node bound it; trying other ports");
                     attempt += 1;
                 }
@@ -154,13 +168,13 @@ impl RabbitNode {
         dir: impl Into<PathBuf>,
         name: &str,
         ports: NodePorts,
-        remove_dir: bool,
+        on_drop: DirOnDrop,
     ) -> Result<Self, NodeError> {
         Self::launch(
             dir.into(),
             name.to_owned(),
             ports,
-            remove_dir,
+            on_drop,
             MemberSetup::default(),
         )
         .await
@@ -174,7 +188,7 @@ impl RabbitNode {
         ports: NodePorts,
         member: MemberSetup,
     ) -> Result<Self, NodeError> {
-        Self::launch(dir.into(), name, ports, false, member).await
+        Self::launch(dir.into(), name, ports, DirOnDrop::Keep, member).await
     }
 
     /// Writes the node's config into `dir` (created if missing), starts it and waits until it
@@ -183,7 +197,7 @@ impl RabbitNode {
         dir: PathBuf,
         name: String,
         ports: NodePorts,
-        remove_dir: bool,
+        on_drop: DirOnDrop,
         member: MemberSetup,
     ) -> Result<Self, NodeError> {
         let script = std::env::var_os("WARREN_RABBITMQ_SERVER")
@@ -198,7 +212,7 @@ impl RabbitNode {
         let mut node = Self {
             name,
             dir,
-            remove_dir,
+            on_drop,
             ports,
             child: None,
             script,
@@ -313,6 +327,8 @@ impl RabbitNode {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.child = None;
+                // The port mapper the VM started would outlive it.
+                self.stop_epmd();
                 return Err(self.start_failed(format!("the VM exited with {status}")));
             }
             if self.answers().await {
@@ -362,10 +378,13 @@ impl RabbitNode {
                 tail.push('\n');
             }
         }
+        // The node's own log is the only place it says why; a taken port is told apart here,
+        // where the log is read, so callers decide on the field, not on the text.
         NodeError::StartFailed {
             node: self.name.clone(),
             reason,
             log: log.display().to_string(),
+            port_taken: tail.contains("eaddrinuse"),
             tail,
         }
     }
@@ -470,7 +489,7 @@ impl Drop for RabbitNode {
         if self.child.is_some() {
             self.kill();
         }
-        if self.remove_dir {
+        if self.on_drop == DirOnDrop::Remove {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

@@ -17,10 +17,12 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -64,27 +66,69 @@ impl BrokerError {
     /// Why the broker could not be reached, in words a user can act on: the credentials, the
     /// vhost, the host name, the port. `at` is where it was tried (`host:port`, no password).
     pub fn why_unreachable(&self, at: &str) -> String {
-        let text = self.to_string();
-        if text.contains("ACCESS_REFUSED") && text.contains("Login was refused") {
-            format!("access refused by {at}: the user name or password is wrong (RABBIT_USERNAME, RABBIT_PASSWORD or AMQP_URL)")
-        } else if text.contains("vhost") && text.contains("not found") {
-            let vhost = text
-                .split("vhost ")
-                .nth(1)
-                .and_then(|rest| rest.split(" not found").next())
-                .unwrap_or("?");
-            format!("vhost not found: {at} has no virtual host {vhost:?} (RABBIT_VHOST or the path of AMQP_URL)")
-        } else if text.contains("access to vhost") {
-            format!("access refused to the vhost by {at}: the user has no permission on it")
-        } else if text.contains("failed to lookup address") {
-            format!("host unknown: {at} does not resolve (RABBIT_HOST or AMQP_URL)")
-        } else if text.contains("Connection refused") {
-            format!("connection refused: nothing listens at {at} (RABBIT_PORT or AMQP_URL)")
-        } else if let Self::ConnectTimeout(_) = self {
-            format!("no answer from {at} within {CONNECT_TIMEOUT:?}")
-        } else {
-            format!("{text} ({at})")
+        let Self::Amqp(error) = self else {
+            return match self {
+                Self::ConnectTimeout(_) => {
+                    format!("no answer from {at} within {CONNECT_TIMEOUT:?}")
+                }
+                other => format!("{other} ({at})"),
+            };
+        };
+        match error.kind() {
+            lapin::ErrorKind::ProtocolError(refusal) => match refusal.kind() {
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => format!("access refused by {at}: the user name or password is wrong (RABBIT_USERNAME, RABBIT_PASSWORD or AMQP_URL)"),
+                AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => {
+                    vhost_refusal(refusal.get_message().as_str(), at)
+                }
+                _ => format!("{self} ({at})"),
+            },
+            lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("connection refused: nothing listens at {at} (RABBIT_PORT or AMQP_URL)")
+            }
+            // A failed name lookup has no error kind of its own (std reports it as
+            // uncategorized), so the name is looked up again to tell.
+            lapin::ErrorKind::IOError(_) if at.to_socket_addrs().is_err() => {
+                format!("host unknown: {at} does not resolve (RABBIT_HOST or AMQP_URL)")
+            }
+            _ => format!("{self} ({at})"),
         }
+    }
+
+    /// Whether the broker answered that the queue (or exchange) does not exist: 404 NOT_FOUND.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Amqp(e) if is_not_found(e))
+    }
+}
+
+/// RabbitMQ closes a connection with 530 NOT_ALLOWED both for a vhost that does not exist and
+/// for one the user may not use; only its reply text (`vhost x not found`, `access to vhost 'x'
+/// refused for user 'u'`) tells which, and names the vhost, so the text is read here, as the
+/// broker's message to show, after the code has said what kind of refusal it is.
+fn vhost_refusal(reply: &str, at: &str) -> String {
+    match reply
+        .split_once("vhost ")
+        .and_then(|(_, rest)| rest.split_once(" not found"))
+    {
+        Some((vhost, _)) => format!("vhost not found: {at} has no virtual host {vhost:?} (RABBIT_VHOST or the path of AMQP_URL)"),
+        None => format!("access refused to the vhost by {at}: the user has no permission on it"),
+    }
+}
+
+/// Whether the broker closed the channel because the queue (or exchange) does not exist:
+/// 404 NOT_FOUND.
+pub fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        reply_code(error),
+        Some(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+    )
+}
+
+/// The broker's reply code when it refused an operation and closed the channel or the
+/// connection over it (404 NOT_FOUND, 406 PRECONDITION_FAILED, 530 NOT_ALLOWED, ...).
+fn reply_code(error: &lapin::Error) -> Option<&AMQPErrorKind> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(refusal) => Some(refusal.kind()),
+        _ => None,
     }
 }
 
@@ -227,7 +271,10 @@ pub async fn declare_topology(
 }
 
 fn is_precondition_failed(error: &lapin::Error) -> bool {
-    error.to_string().contains("PRECONDITION_FAILED")
+    matches!(
+        reply_code(error),
+        Some(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 /// Opens a channel on `connection` and counts the messages ready in `queue` (passive declare).
@@ -345,6 +392,23 @@ impl BrokerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RabbitMQ's two 530 NOT_ALLOWED replies at connect: the vhost is named when it does not
+    /// exist; a vhost the user may not use is said as such.
+    #[test]
+    fn a_not_allowed_reply_tells_a_missing_vhost_from_a_refused_one() {
+        assert_eq!(
+            vhost_refusal("NOT_ALLOWED - vhost shop not found", "rabbit:5672"),
+            "vhost not found: rabbit:5672 has no virtual host \"shop\" (RABBIT_VHOST or the path of AMQP_URL)"
+        );
+        assert_eq!(
+            vhost_refusal(
+                "NOT_ALLOWED - access to vhost 'shop' refused for user 'app'",
+                "rabbit:5672"
+            ),
+            "access refused to the vhost by rabbit:5672: the user has no permission on it"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {

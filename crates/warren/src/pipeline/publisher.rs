@@ -383,7 +383,7 @@ impl Publisher {
     /// Tells the supervisor what a failed publish means for the link; returns the error.
     fn failed(&self, error: PublishError, link: &Arc<Link>) -> PublishError {
         match &error {
-            PublishError::Broken(e) if e.to_string().contains("NOT_FOUND") => {
+            PublishError::Broken(e) if broker::is_not_found(e) => {
                 self.shared.queue_missing.notify_one();
                 self.shared.broken.notify_one();
             }
@@ -542,7 +542,7 @@ async fn heal_topology(shared: &Shared, link: &Link) {
     let queue = shared.config.queue.as_str();
     match broker::ready_messages(&link.connection, queue).await {
         Ok(_) => return,
-        Err(e) if !e.to_string().contains("NOT_FOUND") => {
+        Err(e) if !e.is_not_found() => {
             tracing::debug!(error = %e, "checking the work queue");
             return;
         }

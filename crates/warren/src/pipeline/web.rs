@@ -28,7 +28,7 @@ use tower::ServiceBuilder;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
-use crate::pipeline::idempotency::{IdempotencyKey, KeyedOutcome, Window};
+use crate::pipeline::idempotency::{IdempotencyKey, KeyError, KeyedOutcome, Window};
 use crate::pipeline::job::JobId;
 use crate::pipeline::publisher::{PublishError, Publisher, PublisherOptions};
 
@@ -236,17 +236,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// The request's `Idempotency-Key`, if it sent one.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, String> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, KeyError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(crate::pipeline::idempotency::KeyError::Repeated.to_string());
+        return Err(KeyError::Repeated);
     }
-    IdempotencyKey::parse(value)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    IdempotencyKey::parse(value).map(Some)
 }
 
 async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
@@ -256,7 +254,7 @@ async fn generate(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     };
     let key = match idempotency_key(&headers) {
         Ok(key) => key,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let json = accepts_json(&headers);
     if let Some(key) = key {

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BrokerConfig, ConfigError};
-use crate::metrics;
+use crate::metrics::{self, ReadyState};
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::broker::{self, Backoff};
 use crate::pipeline::deletion_cost::{self, DeletionCostArgs, DeletionCostConfig};
@@ -138,7 +138,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let mut registry = Registry::default();
     let worker_metrics = WorkerMetrics::register(&mut registry);
     // Ready while consuming.
-    let ops = metrics::OpsServer::start(config.metrics_listen, registry, false).await?;
+    let ops =
+        metrics::OpsServer::start(config.metrics_listen, registry, ReadyState::NotReady).await?;
     let metrics_addr = ops.addr();
     tracing::info!(metrics = %metrics_addr, broker = %config.broker.url, queue = %config.broker.queue,
         work_ms = config.work.as_millis() as u64, prefetch = config.prefetch, "warren worker starting");
@@ -173,7 +174,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         };
         backoff.reset();
         unreachable = None;
-        ops.set_ready(true);
+        ops.set_ready(ReadyState::Ready);
         tracing::info!(queue = %config.broker.queue, "consuming");
         // Cancelled when this channel is lost: its jobs' deliveries are then void.
         let channel_lost = CancellationToken::new();
@@ -187,7 +188,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             &channel_lost,
         )
         .await;
-        ops.set_ready(false);
+        ops.set_ready(ReadyState::NotReady);
         match stopped {
             Stopped::Shutdown => {
                 last_connection = Some((connection, channel));

@@ -355,7 +355,9 @@ pub async fn run_with(
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
     // Ready until it stops its workers.
-    let ops = metrics::OpsServer::start(config.metrics_listen, registry, true).await?;
+    let ops =
+        metrics::OpsServer::start(config.metrics_listen, registry, metrics::ReadyState::Ready)
+            .await?;
     let metrics_addr = ops.addr();
 
     tracing::info!(hpa = %config.hpa_origin, kubernetes_release = %config.release, source = ?config.source, metrics = %metrics_addr,
@@ -470,7 +472,7 @@ pub async fn run_with(
             }
         }
     }
-    ops.set_ready(false);
+    ops.set_ready(metrics::ReadyState::NotReady);
     tracing::info!("stopping all workers (each drains its jobs in flight)");
     pool.shutdown().await;
     ops.stop().await;

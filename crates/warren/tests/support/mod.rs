@@ -363,7 +363,7 @@ pub async fn get_text(url: &str) -> String {
 pub async fn own_node(name: &str) -> warren::lab::rabbit_node::RabbitNode {
     let dir = std::env::temp_dir().join(format!("warren-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    warren::lab::rabbit_node::RabbitNode::start(dir, true)
+    warren::lab::rabbit_node::RabbitNode::start(dir, warren::lab::rabbit_node::DirOnDrop::Remove)
         .await
         .expect("private RabbitMQ node")
 }

@@ -1,6 +1,10 @@
 //! The report of a run: a time-series CSV, charts and an HTML page; the same charts and page
 //! for several simulated runs overlaid ([`write_comparison`], used by `warren simulate`).
 //!
+//! A layer of its own below the live lab ([`crate::lab`], the demo's report) and the what-if
+//! tools ([`crate::whatif`], `warren simulate`'s), which both use it; it uses only the shared
+//! leaf modules.
+//!
 //! [`write_report`] writes, into one directory:
 //!
 //! - `timeseries.csv`: one row per [`Sample`], every field (read back with [`read_timeseries`]);
@@ -58,6 +62,9 @@ pub struct DecisionEntry {
     pub t_secs: f64,
     /// Whether it changed the worker count (marked on the workers chart).
     pub rescale: bool,
+    /// Its condition reasons, as the engine gave them (`ScaleUpStabilized`,
+    /// `FailedGetExternalMetric`, ...).
+    pub reasons: Vec<String>,
     /// The decision's log line, shown as text.
     pub line: String,
 }
@@ -284,6 +291,34 @@ fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `reports/<kind>-<UTC date>-<UTC time>`.
+pub(crate) fn default_dir(kind: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    PathBuf::from(format!(
+        "reports/{kind}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    ))
+}
+
+/// Year, month, day of a day count since 1970-01-01 (the proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::page::format_duration;
@@ -332,6 +367,7 @@ mod tests {
         DecisionEntry {
             t_secs,
             rescale,
+            reasons: Vec::new(),
             line: line.into(),
         }
     }
@@ -396,6 +432,13 @@ mod tests {
         }
         assert!(stack.is_empty(), "tags left open: {stack:?}");
         assert!(text.trim_start().starts_with("<svg") || text.trim_start().starts_with("<?xml"));
+    }
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 
     #[test]

@@ -20,8 +20,8 @@ use warren_sim::capacity::{CapacityFormula, Knobs};
 use warren_sim::{FormulaFactory, PolicySpec, Scenario};
 
 use crate::config::ConfigError;
-use crate::lab::capacity_rules;
 use crate::scaling::autoscale::{BUILTIN_CAPACITY_HPA, BUILTIN_CAPACITY_HPA_NAME};
+use crate::whatif::capacity_rules;
 
 /// Options of `warren recommend`.
 #[derive(Debug, clap::Args)]
@@ -402,10 +402,10 @@ mod tests {
     #[test]
     fn a_capacity_winner_is_printed_with_its_rules_so_nothing_is_edited_by_hand() {
         let base: Value = serde_yaml::from_str(
-            &crate::lab::capacity_rules::hpa(
+            &crate::whatif::capacity_rules::hpa(
                 "shop",
                 "emails",
-                &crate::lab::capacity_rules::Target {
+                &crate::whatif::capacity_rules::Target {
                     deployment: "email-workers".into(),
                     namespace: "shop".into(),
                     min: 1,

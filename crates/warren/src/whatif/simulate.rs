@@ -3,7 +3,7 @@
 //!
 //! Every policy runs against every scenario ([`warren_sim::run`]); stdout gets one row per
 //! policy x scenario, and the report directory one sub-directory per scenario, written by the
-//! demo's report code ([`crate::lab::report::write_comparison`]): the policies overlaid on the demo's
+//! demo's report code ([`crate::report::write_comparison`]): the policies overlaid on the demo's
 //! charts, one comparison table, `timeseries.csv`, `totals.json` and every decision.
 //!
 //! Every file is read and checked before the first run: a bad one is one line and exit 2.
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use warren_sim::{PolicySpec, RunOutcome, Scenario};
 
 use crate::config::ConfigError;
-use crate::lab::report::{self, Series, Table};
+use crate::report::{self, Series, Table};
 
 /// Options of `warren simulate`.
 #[derive(Debug, clap::Args)]
@@ -156,7 +156,7 @@ impl SimulateArgs {
         let report_dir = (!self.no_report).then(|| {
             self.report_dir
                 .clone()
-                .unwrap_or_else(|| crate::lab::demo::default_report_dir("simulate"))
+                .unwrap_or_else(|| report::default_dir("simulate"))
         });
         Ok(SimulateConfig {
             policies,

@@ -23,8 +23,8 @@ pub(super) struct Chart {
     y_desc: &'static str,
     /// How to read the chart, under it on the page.
     pub(super) caption: &'static str,
-    /// Whether the y axis counts things (workers), so only whole numbers are labelled.
-    whole_numbers: bool,
+    /// What the y axis counts: things (workers) are labelled in whole numbers only.
+    y_axis: YAxis,
     /// The lines, in legend order.
     lines: Vec<Line>,
     /// Times marked by a vertical line (the rescale decisions), with the legend's text.
@@ -34,13 +34,31 @@ pub(super) struct Chart {
 }
 
 /// One line of a chart.
+/// How a line is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stroke {
+    /// An observed value (workers, queue depth, rates).
+    Solid,
+    /// A wanted value (the desired workers, the load's target rate), or where several runs
+    /// share a chart, each run's second series (its unacked messages).
+    Dashed,
+}
+
+/// What a chart's y axis counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum YAxis {
+    /// Amounts: any number is a label.
+    Numbers,
+    /// Things (workers): only whole numbers are labelled.
+    WholeNumbers,
+}
+
 struct Line {
     /// The legend's text.
     label: String,
     color: RGBColor,
-    /// Dashed lines are the wanted values (desired workers, the load's target), solid the
-    /// observed ones.
-    dashed: bool,
+    /// Solid or dashed (see [`Stroke`]).
+    stroke: Stroke,
     /// Stroke width in pixels; the wider line goes under a narrower one that often equals it.
     width: u32,
     /// Runs of points; a gap between runs is time with no value (no job finished, or a value
@@ -52,7 +70,7 @@ impl Line {
     fn new(
         label: impl Into<String>,
         color: RGBColor,
-        dashed: bool,
+        stroke: Stroke,
         points: Vec<Option<(f64, f64)>>,
     ) -> Self {
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -74,7 +92,7 @@ impl Line {
         Line {
             label: label.into(),
             color,
-            dashed,
+            stroke,
             width: 2,
             runs,
         }
@@ -99,7 +117,7 @@ impl Line {
     fn steps(
         label: impl Into<String>,
         color: RGBColor,
-        dashed: bool,
+        stroke: Stroke,
         points: Vec<(f64, f64)>,
     ) -> Self {
         let mut stepped = Vec::with_capacity(points.len() * 2);
@@ -109,7 +127,7 @@ impl Line {
             }
             stepped.push(Some((x, y)));
         }
-        Line::new(label, color, dashed, stepped)
+        Line::new(label, color, stroke, stepped)
     }
 }
 
@@ -118,14 +136,14 @@ impl Chart {
         title: &'static str,
         y_desc: &'static str,
         caption: &'static str,
-        whole_numbers: bool,
+        y_axis: YAxis,
         lines: Vec<Line>,
     ) -> Self {
         Chart {
             title,
             y_desc,
             caption,
-            whole_numbers,
+            y_axis,
             lines,
             marks: None,
             x_range: (0.0, 1.0),
@@ -156,7 +174,7 @@ impl Chart {
         let (x_min, x_max) = self.x_range;
         let y_max = points().fold(0.0_f64, |m, &(_, y)| m.max(y));
         // Headroom above the highest value keeps the legend in the upper right off the lines.
-        let y_max = if self.whole_numbers {
+        let y_max = if self.y_axis == YAxis::WholeNumbers {
             (y_max * 1.3).ceil().max(y_max + 1.0).max(2.0)
         } else if y_max > 0.0 {
             y_max * 1.3
@@ -188,7 +206,7 @@ impl Chart {
             .light_line_style(RGBColor(240, 240, 240))
             .max_light_lines(1)
             .x_label_formatter(&decimal);
-        if self.whole_numbers {
+        if self.y_axis == YAxis::WholeNumbers {
             mesh.y_label_formatter(&whole);
         } else {
             mesh.y_label_formatter(&decimal);
@@ -205,13 +223,13 @@ impl Chart {
                 line.runs.iter().collect()
             };
             for (i, run) in runs.into_iter().enumerate() {
-                let annotation = if line.dashed {
+                let annotation = if line.stroke == Stroke::Dashed {
                     chart.draw_series(DashedLineSeries::new(run.iter().copied(), 8, 5, style))?
                 } else {
                     chart.draw_series(LineSeries::new(run.iter().copied(), style))?
                 };
                 if i == 0 {
-                    let dashed = line.dashed;
+                    let dashed = line.stroke == Stroke::Dashed;
                     annotation.label(line.label.as_str()).legend(move |(x, y)| {
                         let ends = vec![(x, y), (x + 24, y)];
                         if dashed {
@@ -342,13 +360,13 @@ pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
             Line::new(
                 "ready",
                 BLUE_LINE,
-                false,
+                Stroke::Solid,
                 points(one.samples, |s| s.queue_ready),
             ),
             Line::new(
                 "unacked (being worked on)",
                 ORANGE_LINE,
-                false,
+                Stroke::Solid,
                 points(one.samples, |s| s.queue_unacked),
             ),
         ],
@@ -360,13 +378,13 @@ pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
                     Line::new(
                         format!("{}: ready", run.label),
                         run_color(i),
-                        false,
+                        Stroke::Solid,
                         points(run.samples, |s| s.queue_ready),
                     ),
                     Line::new(
                         format!("{}: unacked", run.label),
                         run_color(i),
-                        true,
+                        Stroke::Dashed,
                         points(run.samples, |s| s.queue_unacked),
                     )
                     .width(1),
@@ -384,7 +402,7 @@ pub(super) fn queue_depth_chart(runs: &[Series<'_>]) -> Chart {
              worker, not yet acked (unacked, thin dashed)."
         }
     };
-    Chart::new("Queue depth", "messages", caption, false, lines)
+    Chart::new("Queue depth", "messages", caption, YAxis::Numbers, lines)
 }
 
 /// `rescales`: when the autoscaler rescaled, each marked by a vertical line.
@@ -400,20 +418,20 @@ pub(super) fn workers_chart(runs: &[Series<'_>], rescales: Vec<f64>) -> Chart {
             Line::steps(
                 "current (live)",
                 LIGHT_BLUE_LINE,
-                false,
+                Stroke::Solid,
                 series(one.samples, |s| s.workers_current),
             )
             .width(5),
             Line::steps(
                 "ready",
                 GREEN_LINE,
-                false,
+                Stroke::Solid,
                 series(one.samples, |s| s.workers_ready),
             ),
             Line::steps(
                 "desired (autoscaler)",
                 RED_LINE,
-                true,
+                Stroke::Dashed,
                 series(one.samples, |s| s.workers_desired),
             ),
         ],
@@ -425,14 +443,14 @@ pub(super) fn workers_chart(runs: &[Series<'_>], rescales: Vec<f64>) -> Chart {
                     Line::steps(
                         format!("{}: current", run.label),
                         run_color(i),
-                        false,
+                        Stroke::Solid,
                         series(run.samples, |s| s.workers_current),
                     )
                     .width(3),
                     Line::steps(
                         format!("{}: desired", run.label),
                         run_color(i),
-                        true,
+                        Stroke::Dashed,
                         series(run.samples, |s| s.workers_desired),
                     )
                     .width(1),
@@ -455,7 +473,7 @@ pub(super) fn workers_chart(runs: &[Series<'_>], rescales: Vec<f64>) -> Chart {
             "Workers: current vs desired",
             "workers",
             caption,
-            true,
+            YAxis::WholeNumbers,
             lines,
         )
     }
@@ -475,13 +493,13 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
                 Line::new(
                     "accepted (200) per second",
                     arrival_color,
-                    false,
+                    Stroke::Solid,
                     points(first.samples, |s| s.arrival_rate),
                 ),
                 Line::new(
                     "load's target rate",
                     target_color,
-                    true,
+                    Stroke::Dashed,
                     points(first.samples, |s| s.target_rate),
                 ),
             ]
@@ -497,7 +515,13 @@ pub(super) fn arrival_rate_chart(runs: &[Series<'_>]) -> Chart {
              same arrivals for every run, so drawn once, in grey."
         }
     };
-    Chart::new("Arrival rate", "jobs per second", caption, false, lines)
+    Chart::new(
+        "Arrival rate",
+        "jobs per second",
+        caption,
+        YAxis::Numbers,
+        lines,
+    )
 }
 
 /// The window of the processed-per-second chart, in seconds of the run.
@@ -519,7 +543,7 @@ pub(super) fn processed_rate_chart(runs: &[Series<'_>]) -> Chart {
             Line::new(
                 run_label(runs, run, "acked per second (10 s window)"),
                 color,
-                false,
+                Stroke::Solid,
                 processed_rates(run.samples),
             )
         })
@@ -529,7 +553,7 @@ pub(super) fn processed_rate_chart(runs: &[Series<'_>]) -> Chart {
         "jobs per second",
         "Jobs acked per second by all workers together, over the last 10 s: above the \
          arrival rate, the queue shrinks.",
-        false,
+        YAxis::Numbers,
         lines,
     )
 }
@@ -592,7 +616,7 @@ pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
             Line::new(
                 run_label(runs, run, "p95 of time in queue"),
                 run_color(i),
-                false,
+                Stroke::Solid,
                 joined_within(
                     run.samples
                         .iter()
@@ -609,7 +633,7 @@ pub(super) fn queue_wait_chart(runs: &[Series<'_>]) -> Chart {
         "How long 95% of the jobs that finished in each interval had waited in the \
          queue, joined across intervals of up to 10 s in which none finished; a gap is a \
          longer stretch without a finished job.",
-        false,
+        YAxis::Numbers,
         lines,
     )
 }
