@@ -51,8 +51,8 @@ use crate::pipeline::worker::WorkArgs;
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
 use crate::scaling::state_file::{self, SavedState, StateFile};
-use warren_sim::capacity::{Knobs, Needed};
-use warren_sim::outcome::Decision;
+use warren_policy::capacity::{Knobs, Needed};
+use warren_policy::Decision;
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
 /// default on one machine cannot drift from what the cluster runs, and so that warren needs no
@@ -709,7 +709,7 @@ pub struct AutoscaleArgs {
 }
 
 /// The knobs of the capacity metric `warren_workers_needed` when warren computes it from the
-/// broker (`warren_sim::estimator`); the defaults are the shipped rules'.
+/// broker (`warren_policy::estimator`); the defaults are the shipped rules'.
 #[derive(Debug, Args)]
 pub struct CapacityArgs {
     /// The busy share each worker is sized for, in (0, 1].

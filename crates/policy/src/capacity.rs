@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use crate::policy::{MetricFormula, Signals};
+use crate::signals::{MetricFormula, Signals};
 
 /// The External metric's name, as the recording rule and the capacity HPA name it.
 pub const METRIC_NAME: &str = "warren_workers_needed";
