@@ -12,6 +12,8 @@
 //! - [`estimator`]: the capacity metric's inputs for any queue from the broker's own metrics
 //!   (RabbitMQ 3.10 and 4.x): arrivals by per-queue counter or by conservation, work time by
 //!   histogram, by Little's law, or by default.
+//! - [`step`]: one sync of the HPA engine ([`step::sync`]): metric readings and the pool's
+//!   counts in, the decision and its record out.
 //! - [`record`]: the record of one sync ([`Decision`]).
 #![deny(missing_docs)]
 
@@ -19,6 +21,18 @@ pub mod capacity;
 pub mod estimator;
 pub mod record;
 pub mod signals;
+pub mod step;
 
 pub use record::Decision;
 pub use signals::{MetricFormula, Signal, Signals};
+pub use step::{sync, PoolCounts, Synced};
+
+/// An error's text on one line (a YAML or manifest error spans several), as a log line or a
+/// one-line config error shows it.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

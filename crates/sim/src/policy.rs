@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 use warren_hpa::Autoscaler;
+use warren_policy::one_line;
 pub use warren_policy::{MetricFormula, Signal, Signals};
 
 pub use crate::error::PolicyError;
@@ -344,14 +345,6 @@ fn with_overrides(manifest: &Value, overrides: &ReplicaOverrides, keda_min: Opti
         }
     }
     manifest
-}
-
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]
