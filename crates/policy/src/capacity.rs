@@ -94,7 +94,7 @@ pub struct Inputs {
 }
 
 /// The metric and its terms, as the recording rules name them.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Needed {
     /// `warren_capacity_arrival_rate`.
     pub arrival_rate: f64,

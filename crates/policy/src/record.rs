@@ -1,11 +1,11 @@
 //! The record of one sync: what the engine was given and what it decided. The simulator keeps
 //! one of each sync in its outcome; `warren autoscale` logs one of each.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use warren_hpa::ScaleDecision;
 
 /// One HPA sync: the record the simulator keeps of each, and `warren autoscale` sends of each.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Seconds since the run started: simulated ones here, wall-clock ones in `warren autoscale`.
     pub at_secs: f64,
