@@ -1,10 +1,14 @@
 //! `warren autoscale`: the Kubernetes HPA, on one machine.
 //!
 //! Reads the very autoscaling/v2 manifest the cluster gets, and every sync period (15 s, as the
-//! controller) reads its metrics ([`crate::scaling::metric_source`]), asks the engine
-//! ([`warren_hpa::Autoscaler`], Kubernetes' algorithm) for a decision, and applies it to a
-//! [`WorkerPool`] of local `warren worker` processes. One log line per decision: metric values,
-//! proposals, the result and the controller's condition reasons.
+//! controller) reads its metrics ([`crate::scaling::metric_source`]), takes the control step
+//! ([`warren_policy::sync`]: the engine, [`warren_hpa::Autoscaler`], Kubernetes' algorithm, the
+//! step the simulator takes too) and applies its decision to a [`WorkerPool`] of local
+//! `warren worker` processes. [`drive`] is that loop, over a [`ReadMetric`], a [`Pool`] and a
+//! [`WallClock`] it is given, so tests run it in-process on tokio's paused clock. One log line
+//! per decision: metric values, proposals, the result and the controller's condition reasons
+//! for people, and the same as a [`DecisionRecord`] in its `record` field for programs
+//! ([`crate::records`]).
 //!
 //! A metric that cannot be read becomes an unavailable metric for the engine, which keeps the
 //! worker count (ScalingActive False, `FailedGetExternalMetric`), as the controller would.
