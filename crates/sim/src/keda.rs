@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use crate::error::PolicyError;
 use crate::outcome::ScaleCause;
-use crate::policy::PolicyError;
 
 /// `autoscaling.keda.sh/paused`: stop the scale loop and delete the HPA, at the current count.
 const PAUSED: &str = "autoscaling.keda.sh/paused";
@@ -119,7 +119,7 @@ impl KedaTrigger {
 }
 
 /// A prometheus trigger whose query is warren's recording rule `warren_workers_needed` (the
-/// `keda-capacity` overlay's), computed by [`crate::capacity::CapacityFormula`] from what the
+/// `keda-capacity` overlay's), computed by [`warren_policy::capacity::CapacityFormula`] from what the
 /// simulated Prometheus (or, with `source: broker`, the broker) holds, as the capacity HPA's
 /// metric is.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -609,7 +609,7 @@ fn is_capacity_query(query: &str) -> bool {
         .iter()
         .find_map(|f| q.strip_prefix(f).and_then(|r| r.strip_suffix(')')))
         .unwrap_or(&q);
-    let Some(rest) = inner.strip_prefix(crate::capacity::METRIC_NAME) else {
+    let Some(rest) = inner.strip_prefix(warren_policy::capacity::METRIC_NAME) else {
         return false;
     };
     rest.is_empty()
@@ -810,7 +810,7 @@ pub(crate) fn apply(text: &str) -> Result<Applied, PolicyError> {
             other => {
                 return err(format!(
                     "spec.triggers[{i}].type: {other:?} is not simulated; only rabbitmq, and prometheus on {}",
-                    crate::capacity::METRIC_NAME
+                    warren_policy::capacity::METRIC_NAME
                 ))
             }
         });
@@ -1009,8 +1009,8 @@ fn capacity_trigger(i: usize, t: &Trigger, m: &PrometheusMetadata) -> Result<Par
         return Err(PolicyError(format!(
             "{}: {query:?} is not simulated; a prometheus trigger is simulated only on {} (e.g. max({}{{queue=\"Orders\"}}))",
             at("query"),
-            crate::capacity::METRIC_NAME,
-            crate::capacity::METRIC_NAME
+            warren_policy::capacity::METRIC_NAME,
+            warren_policy::capacity::METRIC_NAME
         )));
     }
     if threshold <= 0.0 || activation_threshold < 0.0 {

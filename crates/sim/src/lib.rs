@@ -27,11 +27,8 @@
 //!   read strictly by [`warren_strict`].
 //! - [`arrivals`]: the arrival stream over a pattern, evenly spaced or Poisson.
 //! - [`work`]: work-time distributions.
-//! - [`capacity`]: the capacity metric `warren_workers_needed` (the recording rule's arithmetic)
-//!   and its [`MetricFormula`] over the simulated signals.
-//! - [`estimator`]: the capacity metric's inputs for any queue from the broker's own metrics
-//!   (RabbitMQ 3.10 and 4.x): arrivals by per-queue counter or by conservation, work time by
-//!   histogram, by Little's law, or by default.
+//! - [`capacity`], [`estimator`]: the capacity metric and its inputs from the broker's own
+//!   metrics, re-exported from [`warren_policy`], where production takes them from too.
 //! - [`staffing`]: Erlang C and square-root staffing: the workers a wait SLO needs, and the
 //!   beta of `busy + beta x sqrt(busy)` from it.
 //! - [`oracle`]: the reference policy that knows the true arrival rate, for measuring only.
@@ -44,12 +41,12 @@
 //! - [`promql`]: a scraped series and the PromQL functions over it (`rate`, `irate`,
 //!   `last_over_time`, lookback, staleness) as Prometheus 2.x and 3.x evaluate them.
 //! - [`sim`]: the event loop ([`run`]).
-//! - [`outcome`]: what a run produces.
+//! - [`outcome`]: what a run produces; its [`Decision`] is [`warren_policy`]'s record of a sync.
+//! - [`error`]: the errors more than one module returns.
 #![deny(missing_docs)]
 
 pub mod arrivals;
-pub mod capacity;
-pub mod estimator;
+pub mod error;
 pub mod keda;
 pub mod oracle;
 pub mod outcome;
@@ -65,4 +62,5 @@ pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
 pub use policy::{FormulaFactory, MetricFormula, PolicyError, PolicySpec, Signal, Signals};
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{run, run_with_progress, SimError};
+pub use warren_policy::{capacity, estimator};
 pub use work::WorkTime;

@@ -5,89 +5,18 @@
 //! A metric reads a [`Signal`] (ready, unacked, or both: by default the one its name says), or a
 //! [`MetricFormula`] over the delayed [`Signals`]: the extension point for metrics computed from
 //! more than one signal. The External metric `warren_workers_needed` reads
-//! [`crate::capacity::CapacityFormula`] with the shipped knobs, as its recording rule computes it.
+//! [`warren_policy::capacity::CapacityFormula`] with the shipped knobs, as its recording rule computes it.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use warren_hpa::Autoscaler;
+use warren_policy::one_line;
+pub use warren_policy::{MetricFormula, Signal, Signals};
 
+pub use crate::error::PolicyError;
 use crate::keda::{Applied, KedaLoop, KedaTrigger};
 use crate::scenario::ReplicaOverrides;
-
-/// A policy that cannot be used; the message is one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(pub(crate) String);
-
-/// A queue count the broker exposes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    /// Messages ready (`rabbitmq_queue_messages_ready`, KEDA's QueueLength over AMQP).
-    Ready,
-    /// Messages delivered and not acked.
-    Unacked,
-    /// Both (`rabbitmq_queue_messages`, the original application's exporter, KEDA over HTTP).
-    ReadyUnacked,
-}
-
-impl Signal {
-    /// The signal an External metric's name stands for, as the adapter rule and the original application's
-    /// exporter map them.
-    pub fn for_metric_name(name: &str) -> Option<Signal> {
-        match name {
-            "rabbitmq_queue_messages_ready" => Some(Signal::Ready),
-            "rabbitmq_queue_messages_unacked" | "rabbitmq_queue_messages_unacknowledged" => {
-                Some(Signal::Unacked)
-            }
-            "rabbitmq_queue_messages" | "rabbitmq_queue_length" => Some(Signal::ReadyUnacked),
-            _ => None,
-        }
-    }
-
-    /// This signal's value in `seen`.
-    pub fn read(self, seen: &Signals) -> f64 {
-        match self {
-            Signal::Ready => seen.ready as f64,
-            Signal::Unacked => seen.unacked as f64,
-            Signal::ReadyUnacked => (seen.ready + seen.unacked) as f64,
-        }
-    }
-}
-
-/// What the metric pipeline delivers: the simulated system's counts and counters as of
-/// `at_secs` (a broker refresh, a scrape), which is earlier than the moment they are read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Signals {
-    /// When these values were taken, in simulated seconds.
-    pub at_secs: f64,
-    /// Messages ready.
-    pub ready: u64,
-    /// Messages delivered, not acked.
-    pub unacked: u64,
-    /// Jobs arrived so far (a counter: a rate is its difference over time).
-    pub arrived_total: u64,
-    /// Jobs acked so far.
-    pub acked_total: u64,
-    /// Seconds of work done by the acked jobs so far (mean work time = its difference over
-    /// `acked_total`'s).
-    pub busy_secs_total: f64,
-    /// Workers asked for and not stopping.
-    pub workers_current: u32,
-    /// Workers ready.
-    pub workers_ready: u32,
-}
-
-/// A metric computed from the delayed signals; its value goes to the HPA as an External metric.
-/// It keeps whatever state it needs (earlier readings, for rates).
-pub trait MetricFormula: Send {
-    /// What it computes, for the report.
-    fn describe(&self) -> String;
-    /// The metric's value, from what the pipeline delivers at this sync.
-    fn value(&mut self, seen: &Signals) -> f64;
-}
 
 /// Makes a fresh formula for each run.
 pub type FormulaFactory = Arc<dyn Fn() -> Box<dyn MetricFormula> + Send + Sync>;
@@ -347,8 +276,11 @@ impl PolicySpec {
                 continue;
             }
             // The capacity metric is computed from the signals, as its recording rule does.
-            if external.is_some() && metric == crate::capacity::METRIC_NAME && signal.is_none() {
-                let formula = crate::capacity::CapacityFormula::new(Default::default());
+            if external.is_some()
+                && metric == warren_policy::capacity::METRIC_NAME
+                && signal.is_none()
+            {
+                let formula = warren_policy::capacity::CapacityFormula::new(Default::default());
                 metric_names.push(format!("{metric} = {}", formula.describe()));
                 inputs.push(MetricInput::Formula(Box::new(formula)));
                 continue;
@@ -385,7 +317,7 @@ impl PolicySpec {
                 .flat_map(|k| k.triggers.iter())
                 .map(|t| match t {
                     KedaTrigger::Capacity(_) => Some(Box::new(
-                        crate::capacity::CapacityFormula::new(Default::default()),
+                        warren_policy::capacity::CapacityFormula::new(Default::default()),
                     )
                         as Box<dyn MetricFormula>),
                     KedaTrigger::Rabbit(_) => None,
@@ -413,14 +345,6 @@ fn with_overrides(manifest: &Value, overrides: &ReplicaOverrides, keda_min: Opti
         }
     }
     manifest
-}
-
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]

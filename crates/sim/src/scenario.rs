@@ -219,7 +219,7 @@ pub struct MetricPipeline {
     /// The HPA controller's sync period (`--horizontal-pod-autoscaler-sync-period`, 15 s).
     pub sync_period_secs: f64,
     /// The metric every policy metric reads, instead of the one its name says.
-    pub signal: Option<crate::policy::Signal>,
+    pub signal: Option<warren_policy::Signal>,
 }
 
 impl Default for MetricPipeline {

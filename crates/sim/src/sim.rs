@@ -13,7 +13,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
-use warren_hpa::{MetricObservation, ScaleTarget, Timestamp};
+use warren_hpa::Timestamp;
+use warren_policy::{PoolCounts, Synced};
 
 use crate::arrivals::ArrivalStream;
 use crate::keda::{
@@ -860,42 +861,28 @@ impl<'a> Sim<'a> {
             });
         }
         self.controller.keda = keda;
-        let mut values = Vec::with_capacity(self.controller.inputs.len());
-        let mut observations = Vec::with_capacity(self.controller.inputs.len());
-        for input in &mut self.controller.inputs {
-            let value = match (input, &seen) {
+        let readings: Vec<Result<f64, String>> = self
+            .controller
+            .inputs
+            .iter_mut()
+            .map(|input| match (input, &seen) {
                 (MetricInput::Keda(i), _) => keda_values.get(*i).copied().flatten(),
                 (MetricInput::Signal(s), Some(seen)) => Some(s.read(seen)),
                 (MetricInput::Formula(f), Some(seen)) => Some(f.value(seen)),
                 (_, None) => None,
-            };
-            match value {
-                Some(v) => {
-                    values.push(Some(v));
-                    observations.push(MetricObservation::External(vec![to_milli(v)]));
-                }
-                None => {
-                    values.push(None);
-                    observations.push(MetricObservation::Unavailable(
-                        "no scrape has the series yet".into(),
-                    ));
-                }
-            }
-        }
-        let current = i32::try_from(self.current).unwrap_or(i32::MAX);
-        let ready = i32::try_from(self.ready_workers).unwrap_or(i32::MAX);
+            })
+            .map(|value| value.ok_or_else(|| "no scrape has the series yet".to_owned()))
+            .collect();
         let now = Timestamp::from_duration(Duration::from_secs_f64(self.now));
+        let pool = PoolCounts {
+            current: self.current,
+            ready: self.ready_workers,
+        };
         let Some(engine) = self.controller.engine.as_mut() else {
             return;
         };
-        let decision = engine.evaluate(now, &ScaleTarget::workers(current, ready), &observations);
-        let record = Decision::new(
-            self.now,
-            self.current,
-            self.ready_workers,
-            values,
-            &decision,
-        );
+        let Synced { decision, record } =
+            warren_policy::sync(engine, now, self.now, pool, &readings);
         let desired = record.desired;
         self.decisions.push(record);
         self.totals.decisions += 1;
@@ -1052,10 +1039,4 @@ impl<'a> Sim<'a> {
             metric_names,
         }
     }
-}
-
-fn to_milli(value: f64) -> i64 {
-    (value * 1000.0)
-        .round()
-        .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }

@@ -29,6 +29,7 @@
 //!   - [`telemetry`]: the logging subscriber.
 //!   - [`shutdown`]: the one SIGTERM/SIGINT helper (first signal drains, second exits at once).
 //!   - [`memory`]: gives the allocator's free pages back when a busy process goes quiet.
+//!   - [`records`]: the decision and job-outcome records logged as JSON, and their one parser.
 //!
 //! `scripts/check-layers` (run by `scripts/test`) fails on any `crate::` path that points up or
 //! across to a side layer, and on any import circle between the modules of one folder.
@@ -40,6 +41,7 @@ pub mod lab;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+pub mod records;
 pub mod report;
 pub mod scaling;
 pub mod shutdown;

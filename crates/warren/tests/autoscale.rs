@@ -13,6 +13,7 @@ use lapin::Connection;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::*;
+use warren::records::{DecisionRecord, Record};
 use warren_hpa::{Autoscaler, MetricObservation, ScaleTarget, Timestamp};
 
 /// An HPA like the shipped one, on the test's queue, with windows short enough for a test.
@@ -156,16 +157,13 @@ impl AutoscaleProcess {
         assert!(
             self.wait_replicas(1.0, Duration::from_secs(40)).await,
             "back to minReplicas once the queue was empty; decisions:\n{}",
-            self.decisions().join("\n")
+            show(&self.decisions())
         );
     }
 
-    fn decisions(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(" decision "))
-            .map(str::to_owned)
-            .collect()
+    /// Its decision records so far (`warren::records`).
+    fn decisions(&self) -> Vec<DecisionRecord> {
+        decision_records(&self.log_text())
     }
 
     /// SIGKILL: no drain, no last word (its workers notice and drain by themselves).
@@ -196,13 +194,42 @@ impl Drop for AutoscaleProcess {
     }
 }
 
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    let key = format!(" {name}=");
-    let start = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} in {line}"))
-        + key.len();
-    line[start..].split_whitespace().next().unwrap()
+/// A field of a decision record, as text: the first metric's `value` ("unavailable" when
+/// none), `proposal` ("none") and capacity terms, or the pool's counts, `desired`, `rescale`,
+/// `engine_ms`.
+fn field(d: &DecisionRecord, name: &str) -> String {
+    let metric = d.metrics.first();
+    let terms = || {
+        metric
+            .and_then(|m| m.terms)
+            .unwrap_or_else(|| panic!("{name} in {d:?}"))
+    };
+    match name {
+        "value" => metric
+            .and_then(|m| m.value)
+            .map_or_else(|| "unavailable".to_owned(), |v| v.to_string()),
+        "proposal" => metric
+            .and_then(|m| m.proposal)
+            .map_or_else(|| "none".to_owned(), |p| p.to_string()),
+        "current" => d.decision.current.to_string(),
+        "ready" => d.decision.ready.to_string(),
+        "desired" => d.decision.desired.to_string(),
+        "rescale" => d.decision.rescale.to_string(),
+        "engine_ms" => d.engine_ms.to_string(),
+        "arrival_rate" => terms().arrival_rate.to_string(),
+        "work_secs" => terms().work_secs.to_string(),
+        "backlog" => terms().backlog.to_string(),
+        _ => panic!("no field {name}"),
+    }
+}
+
+/// Decision records for a failure message, one JSON object a line.
+fn show(decisions: &[DecisionRecord]) -> String {
+    decisions
+        .iter()
+        .map(|d| Record::from(d.clone()).to_json())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn rabbit_prometheus_url() -> String {
@@ -241,7 +268,7 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
     assert!(
         scaled_up,
         "scaled up to 4 workers; decisions:\n{}",
-        autoscale.decisions().join("\n")
+        show(&autoscale.decisions())
     );
 
     let connection = amqp(&broker_url()).await;
@@ -267,10 +294,9 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
     let decisions = autoscale.decisions();
     assert!(decisions.len() >= 5, "{decisions:?}");
     for line in &decisions {
-        let value = field(line, "value");
-        let observation = match value.parse::<f64>() {
-            Ok(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
-            Err(_) => MetricObservation::Unavailable(value.to_owned()),
+        let observation = match line.decision.metric_values.first().copied().flatten() {
+            Some(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
+            None => MetricObservation::Unavailable("unavailable".to_owned()),
         };
         let target = ScaleTarget::workers(
             field(line, "current").parse().unwrap(),
@@ -281,12 +307,12 @@ async fn a_burst_scales_the_pool_up_and_back_down_losing_nothing_with_the_engine
         assert_eq!(
             replayed.desired_replicas.to_string(),
             field(line, "desired"),
-            "{line}"
+            "{line:?}"
         );
         assert_eq!(
             replayed.rescale.to_string(),
             field(line, "rescale"),
-            "{line}"
+            "{line:?}"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -330,7 +356,11 @@ async fn no_scaling_while_the_metric_source_is_down_and_normal_scaling_once_it_r
         autoscale
             .decisions()
             .iter()
-            .filter(|l| l.contains("ScalingActive=FailedGetExternalMetric"))
+            .filter(|l| {
+                l.decision
+                    .reasons
+                    .contains("ScalingActive=FailedGetExternalMetric")
+            })
             .count()
             >= 3
     })
@@ -355,12 +385,12 @@ async fn no_scaling_while_the_metric_source_is_down_and_normal_scaling_once_it_r
     assert!(
         scaled,
         "scales once the source is back:\n{}",
-        autoscale.decisions().join("\n")
+        show(&autoscale.decisions())
     );
-    assert!(autoscale
-        .decisions()
-        .iter()
-        .any(|l| l.contains("ScalingActive=ValidMetricFound")));
+    assert!(autoscale.decisions().iter().any(|l| l
+        .decision
+        .reasons
+        .contains("ScalingActive=ValidMetricFound")));
     assert_eq!(autoscale.stop().await, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
     delete_queues(&amqp(&broker_url()).await, &queue).await;
@@ -555,11 +585,11 @@ fn the_kubernetes_release_picks_the_gates_a_release_without_scale_to_zero_refuse
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn engine_ms(line: &str) -> u64 {
+fn engine_ms(line: &DecisionRecord) -> u64 {
     field(line, "engine_ms").parse().unwrap()
 }
 
-fn proposal(line: &str) -> Option<u32> {
+fn proposal(line: &DecisionRecord) -> Option<u32> {
     field(line, "proposal").parse().ok()
 }
 
@@ -592,14 +622,14 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
     assert!(
         holding,
         "scaled to 4 and held there by the window once the queue was empty:\n{}",
-        first.decisions().join("\n")
+        show(&first.decisions())
     );
     first.kill();
     let before = first.decisions();
     let last_high = before
         .iter()
         .filter(|l| proposal(l).is_some_and(|p| p >= 4))
-        .map(|l| engine_ms(l))
+        .map(engine_ms)
         .max()
         .unwrap();
     let killed_after = engine_ms(before.last().unwrap());
@@ -617,7 +647,7 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
     .await;
     assert!(decided, "{}", forgetful.log_text());
     let forgot = forgetful.decisions()[0].clone();
-    assert_eq!(field(&forgot, "current"), "1", "{forgot}");
+    assert_eq!(field(&forgot, "current"), "1", "{forgot:?}");
     forgetful.kill();
 
     // With it the pool resumes at 4, the clock goes on, and the window ends where it would have.
@@ -631,7 +661,7 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
     })
     .await;
     let decisions = resumed.decisions();
-    assert!(scaled_down, "{}", decisions.join("\n"));
+    assert!(scaled_down, "{}", show(&decisions));
     assert!(resumed.log_text().contains("resuming from the saved state"));
     let next = &decisions[0];
     assert_eq!(
@@ -640,13 +670,18 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
             field(next, "desired"),
             field(next, "rescale")
         ),
-        ("4", "4", "false"),
-        "the next decision keeps the window: {next}"
+        ("4".to_owned(), "4".to_owned(), "false".to_owned()),
+        "the next decision keeps the window: {next:?}"
     );
-    assert!(next.contains("AbleToScale=ScaleDownStabilized"), "{next}");
+    assert!(
+        next.decision
+            .reasons
+            .contains("AbleToScale=ScaleDownStabilized"),
+        "{next:?}"
+    );
     assert!(
         engine_ms(next) > killed_after,
-        "the engine's clock goes on: {next} after {killed_after}"
+        "the engine's clock goes on: {next:?} after {killed_after}"
     );
     let down = decisions
         .iter()
@@ -654,11 +689,11 @@ async fn a_restart_on_the_state_file_keeps_the_stabilization_window_and_one_with
         .unwrap();
     assert!(
         engine_ms(down) >= last_high + 150_000,
-        "not before the window ends: {down}, last recommendation of 4 at {last_high}"
+        "not before the window ends: {down:?}, last recommendation of 4 at {last_high}"
     );
     assert!(
         engine_ms(down) < engine_ms(next) + 150_000,
-        "the window was resumed, not restarted at the restart: {down} vs {next}"
+        "the window was resumed, not restarted at the restart: {down:?} vs {next:?}"
     );
     assert_eq!(resumed.stop().await, Some(0));
 
@@ -712,15 +747,14 @@ async fn a_corrupt_state_file_is_one_warning_and_a_fresh_start_that_rewrites_it(
     delete_queues(&amqp(&broker_url()).await, &queue).await;
 }
 
-/// Replays the decision lines through one engine (the default release, 1.37), as the
+/// Replays the decision records through one engine (the default release, 1.37), as the
 /// autoscaler observed them: each must be the engine's.
-fn replay(hpa: &str, decisions: &[String]) {
+fn replay(hpa: &str, decisions: &[DecisionRecord]) {
     let mut engine = Autoscaler::from_yaml(hpa).unwrap();
     for line in decisions {
-        let value = field(line, "value");
-        let observation = match value.parse::<f64>() {
-            Ok(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
-            Err(_) => MetricObservation::Unavailable(value.to_owned()),
+        let observation = match line.decision.metric_values.first().copied().flatten() {
+            Some(v) => MetricObservation::External(vec![(v * 1000.0).round() as i64]),
+            None => MetricObservation::Unavailable("unavailable".to_owned()),
         };
         let target = ScaleTarget::workers(
             field(line, "current").parse().unwrap(),
@@ -740,7 +774,7 @@ fn replay(hpa: &str, decisions: &[String]) {
                 field(line, "desired").to_owned(),
                 field(line, "rescale").to_owned()
             ),
-            "{line}"
+            "{line:?}"
         );
     }
 }
@@ -761,21 +795,29 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
     // It starts at 1, as a Deployment does, and the controller takes it to 0 once the window
     // has seen an empty queue, setting ScaledToZero.
     let at_zero = wait_until(Duration::from_secs(30), || async {
-        first
-            .decisions()
-            .iter()
-            .any(|l| field(l, "current") == "0" && l.contains("ScalingActive=ValidMetricFound"))
+        first.decisions().iter().any(|l| {
+            field(l, "current") == "0"
+                && l.decision
+                    .reasons
+                    .contains("ScalingActive=ValidMetricFound")
+        })
     })
     .await;
     let decisions = first.decisions();
     assert!(at_zero, "{}", first.log_text());
-    assert_eq!(field(&decisions[0], "current"), "1", "{}", decisions[0]);
+    assert_eq!(field(&decisions[0], "current"), "1", "{:?}", decisions[0]);
     let to_zero = decisions
         .iter()
         .find(|l| field(l, "desired") == "0")
         .unwrap();
-    assert_eq!(field(to_zero, "rescale"), "true", "{to_zero}");
-    assert!(to_zero.contains("ScaledToZero=ScaledToZero"), "{to_zero}");
+    assert_eq!(field(to_zero, "rescale"), "true", "{to_zero:?}");
+    assert!(
+        to_zero
+            .decision
+            .reasons
+            .contains("ScaledToZero=ScaledToZero"),
+        "{to_zero:?}"
+    );
     assert_eq!(first.gauge("autoscaler_current_replicas").await, Some(0.0));
 
     // A restart at 0 on the state file resumes at 0, still reading the metric (without the
@@ -791,11 +833,19 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
     let next = resumed.decisions()[0].clone();
     assert_eq!(
         (field(&next, "current"), field(&next, "rescale")),
-        ("0", "false"),
-        "{next}"
+        ("0".to_owned(), "false".to_owned()),
+        "{next:?}"
     );
-    assert!(next.contains("ScalingActive=ValidMetricFound"), "{next}");
-    assert!(next.contains("ScaledToZero=ScaledToZero"), "{next}");
+    assert!(
+        next.decision
+            .reasons
+            .contains("ScalingActive=ValidMetricFound"),
+        "{next:?}"
+    );
+    assert!(
+        next.decision.reasons.contains("ScaledToZero=ScaledToZero"),
+        "{next:?}"
+    );
 
     // The first message wakes it: one worker, which does the job; then back to 0.
     let accepted = generate_many(&web, 1).await;
@@ -814,20 +864,26 @@ async fn a_pool_scales_to_zero_wakes_on_the_first_message_and_does_so_again_afte
     })
     .await;
     let decisions = resumed.decisions();
-    assert!(woke_and_slept, "{}", decisions.join("\n"));
+    assert!(woke_and_slept, "{}", show(&decisions));
     let woke = decisions
         .iter()
         .find(|l| field(l, "desired") == "1")
         .unwrap();
     assert!(
-        woke.contains("ScaledToZero=NotScaledToZero") && field(woke, "value") != "0",
-        "{woke}"
+        woke.decision
+            .reasons
+            .contains("ScaledToZero=NotScaledToZero")
+            && field(woke, "value") != "0",
+        "{woke:?}"
     );
     let slept = decisions
         .iter()
         .rfind(|l| field(l, "desired") == "0" && field(l, "rescale") == "true")
         .unwrap();
-    assert!(slept.contains("ScaledToZero=ScaledToZero"), "{slept}");
+    assert!(
+        slept.decision.reasons.contains("ScaledToZero=ScaledToZero"),
+        "{slept:?}"
+    );
     let back_at_zero = resumed.wait_replicas(0.0, Duration::from_secs(15)).await;
     assert!(back_at_zero);
     assert_eq!(resumed.stop().await, Some(0));
@@ -871,8 +927,11 @@ async fn a_saved_state_at_zero_that_nothing_could_wake_starts_the_pool_at_1() {
     .await;
     assert!(decided, "{}", autoscale.log_text());
     let first = autoscale.decisions()[0].clone();
-    assert_eq!(field(&first, "current"), "1", "{first}");
-    assert!(!first.contains("ScalingDisabled"), "{first}");
+    assert_eq!(field(&first, "current"), "1", "{first:?}");
+    assert!(
+        !first.decision.reasons.contains("ScalingDisabled"),
+        "{first:?}"
+    );
     assert!(autoscale
         .log_text()
         .contains("the saved state has the pool at 0, where these settings would leave it"));
@@ -901,8 +960,8 @@ fn capacity_manifest(queue: &str, max: u32) -> String {
         .replace(r#"averageValue: "5""#, r#"averageValue: "1""#)
 }
 
-/// A decision line's capacity terms: arrival rate, work time and backlog, on the engine's clock.
-fn terms(line: &str) -> (f64, f64, f64) {
+/// A decision record's capacity terms: arrival rate, work time and backlog, on the engine's clock.
+fn terms(line: &DecisionRecord) -> (f64, f64, f64) {
     let f = |name| field(line, name).parse::<f64>().unwrap();
     (f("arrival_rate"), f("work_secs"), f("backlog"))
 }
@@ -939,7 +998,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     };
     let followed = wait_until(Duration::from_secs(40), || async {
         autoscale.decisions().iter().rev().take(3).all(|l| {
-            l.contains("arrival_rate=") && {
+            l.metrics.first().is_some_and(|m| m.terms.is_some()) && {
                 let (rate, work, _) = terms(l);
                 (0.4..=0.6).contains(&rate) && (3.6..=5.0).contains(&work)
             }
@@ -949,7 +1008,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     assert!(
         followed,
         "the arrival rate and work time are the load's on the engine's clock:\n{}",
-        autoscale.decisions().join("\n")
+        show(&autoscale.decisions())
     );
     let steady = wait_until(Duration::from_secs(20), || async {
         autoscale.gauge("autoscaler_current_replicas").await >= Some(3.0)
@@ -958,7 +1017,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     assert!(
         steady,
         "2.5 workers needed is 3 workers:\n{}",
-        autoscale.decisions().join("\n")
+        show(&autoscale.decisions())
     );
     load.await.unwrap();
 
@@ -969,7 +1028,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     assert!(
         burst,
         "the backlog scales the pool up:\n{}",
-        autoscale.decisions().join("\n")
+        show(&autoscale.decisions())
     );
     assert!(autoscale.decisions().iter().any(|l| terms(l).2 >= 20.0));
 
@@ -983,7 +1042,7 @@ async fn without_prometheus_the_capacity_metric_comes_from_the_broker_and_the_wo
     assert!(decisions.len() >= 10, "{decisions:?}");
     for line in &decisions {
         let value: f64 = field(line, "value").parse().unwrap_or(f64::NAN);
-        assert!(value.is_finite() && value >= 0.0, "{line}");
+        assert!(value.is_finite() && value >= 0.0, "{line:?}");
     }
     assert_eq!(autoscale.stop().await, Some(0));
     let _ = std::fs::remove_dir_all(&dir);

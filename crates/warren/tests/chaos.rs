@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use warren::lab::ledger::Ledger;
 use warren::lab::load::{LoadConfig, LoadStats, Pattern, PatternKind};
 use warren::lab::rabbit_node::{DirOnDrop, RabbitNode};
+use warren::records::{JobOutcome, Record};
 
 /// Work time per job: short, so the queue drains quickly after the load.
 const WORK_MS: u64 = 200;
@@ -111,7 +112,7 @@ impl Pool {
     }
 }
 
-/// One `outcome=acked` line of a worker log.
+/// One acked job record of a worker log.
 struct Ack {
     /// The broker marked the delivery as a redelivery.
     redelivered: bool,
@@ -138,15 +139,15 @@ fn acks_by_id(dir: &Path, killed: &HashSet<PathBuf>) -> HashMap<String, Vec<Ack>
             if line.contains("worker lost the broker") {
                 mark_last(&mut in_order);
             }
-            let Some(outcome) = warren::lab::ledger::parse_line(line) else {
+            let Some(Record::Job(job)) = warren::records::parse_line(line) else {
                 continue;
             };
-            if outcome.outcome == "acked" {
+            if job.outcome == JobOutcome::Acked {
                 let ack = Ack {
-                    redelivered: line.contains("redelivered=true"),
+                    redelivered: job.redelivered == Some(true),
                     maybe_lost: false,
                 };
-                in_order.push((outcome.job_id, ack));
+                in_order.push((job.job_id, ack));
             }
         }
         if killed.contains(&log) {

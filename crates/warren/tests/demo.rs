@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use warren::records::{DecisionRecord, Record};
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -236,15 +238,26 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
     // Each decision carries the capacity metric's terms, and the load was seen: a decision
     // while it ran had a non-zero arrival rate.
     let log = std::fs::read_to_string(report.join("warren.log")).unwrap();
-    let decisions: Vec<&str> = log.lines().filter(|l| l.contains(" decision ")).collect();
+    let decisions: Vec<DecisionRecord> = warren::records::parse_log(&log)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Decision(d) => Some(d),
+            Record::Job(_) => None,
+        })
+        .collect();
+    assert!(!decisions.is_empty(), "no decision record in the log");
+    let arrival_rates: Vec<Option<f64>> = decisions
+        .iter()
+        .map(|d| {
+            d.metrics
+                .first()
+                .and_then(|m| m.terms)
+                .map(|t| t.arrival_rate)
+        })
+        .collect();
+    assert!(arrival_rates.iter().all(Option::is_some), "{decisions:#?}");
     assert!(
-        decisions.iter().all(|l| l.contains(" arrival_rate=")),
-        "{decisions:#?}"
-    );
-    assert!(
-        decisions
-            .iter()
-            .any(|l| !l.contains(" arrival_rate=0.0000 ")),
+        arrival_rates.iter().flatten().any(|&rate| rate >= 0.00005),
         "{decisions:#?}"
     );
     // The first decision waited for the metric: no start-up FailedGetExternalMetric.

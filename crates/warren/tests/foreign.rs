@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::*;
+use warren::records::DecisionRecord;
 
 /// The consumer's job, in seconds: not warren's 5 s.
 const WORK_SECS: f64 = 2.0;
@@ -256,13 +257,9 @@ impl Autoscale {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The decision lines logged so far.
-    fn decision_lines(&self) -> Vec<String> {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains(" decision "))
-            .map(str::to_owned)
-            .collect()
+    /// The decision records logged so far.
+    fn decision_lines(&self) -> Vec<DecisionRecord> {
+        decision_records(&self.log_text())
     }
 
     async fn replicas(&self) -> Option<f64> {
@@ -276,7 +273,7 @@ impl Autoscale {
     }
 
     fn decisions(&self) -> String {
-        self.decision_lines().join("\n")
+        show_decisions(&self.decision_lines())
     }
 
     async fn stop(&mut self) -> Option<i32> {
@@ -545,19 +542,19 @@ async fn foreign_consumers_scale_up_and_back_down_through_prometheus_on_the_rule
     load.remove().await;
 }
 
-/// The value of `name=` in a decision line.
-fn field(line: &str, name: &str) -> f64 {
-    let key = format!(" {name}=");
-    let start = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} in {line}"))
-        + key.len();
-    line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("{name} in {line}: {e}"))
+/// A capacity term of a decision record: `arrival_rate`, `work_secs` or `backlog`.
+fn field(d: &DecisionRecord, name: &str) -> f64 {
+    let terms = d
+        .metrics
+        .first()
+        .and_then(|m| m.terms)
+        .unwrap_or_else(|| panic!("no capacity terms in {d:?}"));
+    match name {
+        "arrival_rate" => terms.arrival_rate,
+        "work_secs" => terms.work_secs,
+        "backlog" => terms.backlog,
+        _ => panic!("no term {name}"),
+    }
 }
 
 /// Runs a fixed pool of `consumers` foreign consumers (an HPA with min = max, on the
@@ -610,8 +607,8 @@ async fn estimate_matches_ground_truth(
     let work_from = autoscale.decision_lines().len();
     tokio::time::sleep(Duration::from_secs_f64(LOAD_SECS - 1.0) - work_window).await;
     let all = autoscale.decision_lines();
-    let lines: Vec<String> = all[arrival_from..].to_vec();
-    let work_lines: Vec<String> = all[work_from..].to_vec();
+    let lines: Vec<DecisionRecord> = all[arrival_from..].to_vec();
+    let work_lines: Vec<DecisionRecord> = all[work_from..].to_vec();
     assert!(
         started.elapsed() < Duration::from_secs_f64(LOAD_SECS),
         "judged within the load"
@@ -658,12 +655,12 @@ async fn estimate_matches_ground_truth(
     assert!(
         arrival_error < 0.10,
         "arrival rate {arrival} vs {true_rate}; decisions:\n{}",
-        lines.join("\n")
+        show_decisions(&lines)
     );
     assert!(
         work_error < 0.10,
         "work time {work} vs {WORK_SECS}; decisions:\n{}",
-        work_lines.join("\n")
+        show_decisions(&work_lines)
     );
     drop(autoscale);
     vhost.delete().await;

@@ -1,13 +1,15 @@
 //! The ledger of job outcomes, read from the workers' logs.
 //!
-//! Every worker logs one line per job outcome with `job_id=` and `outcome=` (and
-//! `queue_wait_ms=`). The demo and the chaos tests tail those log files into a [`Ledger`] and
+//! Every worker logs one [`JobRecord`] per job outcome (`crate::records`, read back by its one
+//! parser). The demo and the chaos tests tail those log files into a [`Ledger`] and
 //! compare it with the ids `/generate` answered 200: an accepted id never acked is lost, an id
 //! acked more than once is a duplicate.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use crate::records::{parse_line, JobOutcome, JobRecord, Record};
 
 /// Job outcomes seen so far.
 #[derive(Debug, Default)]
@@ -22,31 +24,6 @@ pub struct Ledger {
     files: HashMap<PathBuf, (u64, String)>,
 }
 
-/// One outcome line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutcomeLine {
-    /// The job id.
-    pub job_id: String,
-    /// `acked`, `dead_lettered` or `requeued`.
-    pub outcome: String,
-    /// Queue wait in ms, when logged and known.
-    pub queue_wait_ms: Option<u64>,
-}
-
-/// Parses one worker log line; `None` for lines that are not job outcomes.
-pub fn parse_line(line: &str) -> Option<OutcomeLine> {
-    let field = |name: &str| {
-        let key = format!(" {name}=");
-        let start = line.find(&key)? + key.len();
-        line[start..].split_whitespace().next()
-    };
-    Some(OutcomeLine {
-        job_id: field("job_id")?.to_owned(),
-        outcome: field("outcome")?.to_owned(),
-        queue_wait_ms: field("queue_wait_ms").and_then(|v| v.parse().ok()),
-    })
-}
-
 impl Ledger {
     /// An empty ledger.
     pub fn new() -> Self {
@@ -55,20 +32,24 @@ impl Ledger {
 
     /// Records one log line.
     pub fn record_line(&mut self, line: &str) {
-        let Some(outcome) = parse_line(line) else {
-            return;
-        };
-        match outcome.outcome.as_str() {
-            "acked" => {
-                *self.acked.entry(outcome.job_id).or_default() += 1;
-                if let Some(wait) = outcome.queue_wait_ms {
+        if let Some(Record::Job(job)) = parse_line(line) {
+            self.record(job);
+        }
+    }
+
+    /// Records one job outcome.
+    pub fn record(&mut self, job: JobRecord) {
+        match job.outcome {
+            JobOutcome::Acked => {
+                *self.acked.entry(job.job_id).or_default() += 1;
+                if let Some(wait) = job.queue_wait_ms {
                     self.recent_waits.push(wait);
                 }
             }
-            "dead_lettered" => {
-                self.dead_lettered.insert(outcome.job_id);
+            JobOutcome::DeadLettered => {
+                self.dead_lettered.insert(job.job_id);
             }
-            _ => {}
+            JobOutcome::Requeued | JobOutcome::Abandoned => {}
         }
     }
 
@@ -167,31 +148,25 @@ pub fn quantile(values: &mut [u64], q: f64) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn outcome_lines_are_parsed_and_others_skipped() {
-        let line = "2026-01-01T00:00:00Z  INFO warren::pipeline::worker: job done job_id=01ABC outcome=acked queue_wait_ms=12 work_ms=50 redelivered=false";
-        assert_eq!(
-            parse_line(line),
-            Some(OutcomeLine {
-                job_id: "01ABC".into(),
-                outcome: "acked".into(),
-                queue_wait_ms: Some(12)
-            })
-        );
-        assert_eq!(
-            parse_line("INFO warren::pipeline::worker: consuming queue=Orders"),
-            None
-        );
+    /// A worker's log line holding `id`'s `outcome`, as the worker writes it.
+    fn line(id: &str, outcome: JobOutcome) -> String {
+        let mut job = JobRecord::new(id, outcome);
+        job.queue_wait_ms = (outcome == JobOutcome::Acked).then_some(5);
+        format!(
+            "2026-12-08T00:00:00Z  INFO warren::pipeline::worker: job done record={}",
+            Record::from(job).to_json()
+        )
     }
 
     #[test]
     fn duplicates_and_lost_ids_are_counted() {
         let mut ledger = Ledger::new();
         for id in ["a", "b", "b", "c"] {
-            ledger.record_line(&format!("x job_id={id} outcome=acked queue_wait_ms=5"));
+            ledger.record_line(&line(id, JobOutcome::Acked));
         }
-        ledger.record_line("x job_id=d outcome=dead_lettered reason=bad");
-        ledger.record_line("x job_id=e outcome=requeued");
+        ledger.record_line(&line("d", JobOutcome::DeadLettered));
+        ledger.record_line(&line("e", JobOutcome::Requeued));
+        ledger.record_line("INFO warren::pipeline::worker: consuming queue=Orders");
         assert_eq!(ledger.acked_ids(), 3);
         assert_eq!(ledger.acks(), 4);
         assert_eq!(ledger.duplicates(), 1);
@@ -207,7 +182,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("warren-ledger-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("worker-0.log");
-        std::fs::write(&path, "a job_id=1 outcome=acked\nb job_id=2 outc").unwrap();
+        let (first, second) = (line("1", JobOutcome::Acked), line("2", JobOutcome::Acked));
+        let (head, tail) = second.split_at(second.len() / 2);
+        std::fs::write(&path, format!("{first}\n{head}")).unwrap();
         let mut ledger = Ledger::new();
         ledger.read_dir(&dir).unwrap();
         assert_eq!(ledger.acked_ids(), 1);
@@ -215,7 +192,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        std::io::Write::write_all(&mut file, b"ome=acked\n").unwrap();
+        std::io::Write::write_all(&mut file, format!("{tail}\n").as_bytes()).unwrap();
         ledger.read_dir(&dir).unwrap();
         assert_eq!(ledger.acked_ids(), 2);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -5,12 +5,13 @@
 //! own task, so up to `prefetch` jobs run at once. A delivery that fails the checks of
 //! [`crate::pipeline::job::parse_delivery`] is rejected without requeue, which dead-letters it.
 //!
-//! Every outcome is one log line with `job_id=` and
-//! `outcome=acked|dead_lettered|requeued|abandoned`.
+//! Every outcome is one log line holding its [`JobRecord`] (`crate::records`: the job id and
+//! `outcome` acked, dead_lettered, requeued or abandoned, with its queue wait and work time),
+//! which the ledger and the tests read back.
 //!
 //! When the channel a job came on is lost (connection cut, broker gone), the broker has
 //! already put the job back for redelivery, and the ack this worker would send can no longer
-//! be sent; so the job is abandoned at once (`outcome=abandoned`, `jobs_abandoned_total`)
+//! be sent; so the job is abandoned at once (outcome `abandoned`, `jobs_abandoned_total`)
 //! rather than run on beside its redelivered copy. `--abandon-orphaned-jobs false` lets such
 //! work run to its end instead, for work that must not be interrupted. When the broker cancels
 //! the consumer while the channel stays up, the work queue was deleted: the worker says so and
@@ -47,6 +48,7 @@ use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::broker::{self, Backoff};
 use crate::pipeline::deletion_cost::{self, DeletionCostArgs, DeletionCostConfig};
 use crate::pipeline::job::{now_ms, parse_delivery, Job, MAX_WORK_MS};
+use crate::records::{JobOutcome, JobRecord, Record};
 
 /// Settings of `warren worker`, validated.
 #[derive(Clone, Debug)]
@@ -360,10 +362,10 @@ async fn requeue(delivery: &Delivery) {
     // requeues the delivery by itself then.
     match delivery.acker.nack(options).await {
         Ok(true) => {
-            tracing::info!(job_id = %id, outcome = %"requeued", reason = "shutting down", "job returned to the queue")
+            tracing::info!(record = %outcome(&id, JobOutcome::Requeued, |r| r.reason = Some("shutting down".into())), "job returned to the queue")
         }
         Ok(false) | Err(_) => {
-            tracing::info!(job_id = %id, outcome = %"requeued", reason = "channel closed", "job left to the broker")
+            tracing::info!(record = %outcome(&id, JobOutcome::Requeued, |r| r.reason = Some("channel closed".into())), "job left to the broker")
         }
     }
 }
@@ -389,11 +391,11 @@ async fn handle(
                             reason: reason.label(),
                         })
                         .inc();
-                    tracing::warn!(job_id = %id, outcome = %"dead_lettered", reason = reason.label(), "bad message: {reason}");
+                    tracing::warn!(record = %outcome(&id, JobOutcome::DeadLettered, |r| r.reason = Some(reason.label().into())), "bad message: {reason}");
                 }
                 // `Ok(false)`: the channel had already closed, so the reject was never sent.
                 Ok(false) | Err(_) => {
-                    tracing::warn!(job_id = %id, outcome = %"requeued", "bad message, but the reject was lost with the channel; the broker redelivers it")
+                    tracing::warn!(record = %outcome(&id, JobOutcome::Requeued, |_| {}), "bad message, but the reject was lost with the channel; the broker redelivers it")
                 }
             }
             return;
@@ -433,13 +435,16 @@ async fn work_and_ack(
         () = channel_lost => {
             metrics.abandoned.inc();
             metrics.in_flight.dec();
-            tracing::warn!(job_id = %job.id, outcome = %"abandoned", work_ms = started.elapsed().as_millis() as u64, "job abandoned: its channel was lost, so the broker redelivers it and this copy could not be acked");
+            tracing::warn!(record = %outcome(&job.id, JobOutcome::Abandoned, |r| r.work_ms = Some(started.elapsed().as_millis() as u64)), "job abandoned: its channel was lost, so the broker redelivers it and this copy could not be acked");
             return;
         }
     }
     let worked = started.elapsed();
     let wait = job.queue_wait(delivered_ms);
-    let wait_ms = wait.map_or(-1, |w| i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
+    let timed = |r: &mut JobRecord| {
+        r.queue_wait_ms = wait.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+        r.work_ms = Some(worked.as_millis() as u64);
+    };
     match delivery.acker.ack(BasicAckOptions::default()).await {
         Ok(true) => {
             metrics.processed.inc();
@@ -447,7 +452,7 @@ async fn work_and_ack(
             if let Some(wait) = wait {
                 metrics.queue_wait.observe(wait.as_secs_f64());
             }
-            tracing::info!(job_id = %job.id, outcome = %"acked", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, redelivered = delivery.redelivered, "job done");
+            tracing::info!(record = %outcome(&job.id, JobOutcome::Acked, |r| { timed(r); r.redelivered = Some(delivery.redelivered); }), "job done");
         }
         // `Ok(false)`: the channel had already closed, so the ack was never sent.
         Ok(false) | Err(_) => {
@@ -455,7 +460,7 @@ async fn work_and_ack(
                 .failed
                 .get_or_create(&ReasonLabel { reason: "ack_lost" })
                 .inc();
-            tracing::warn!(job_id = %job.id, outcome = %"requeued", queue_wait_ms = wait_ms, work_ms = worked.as_millis() as u64, "job done but the ack was lost with the channel; the broker redelivers it");
+            tracing::warn!(record = %outcome(&job.id, JobOutcome::Requeued, |r| { timed(r); r.reason = Some("ack lost".into()); }), "job done but the ack was lost with the channel; the broker redelivers it");
         }
     }
     metrics.in_flight.dec();
@@ -543,4 +548,12 @@ impl WorkerArgs {
             abandon_orphaned: self.abandon_orphaned_jobs,
         })
     }
+}
+
+/// A job's outcome record as its log line's `record` field holds it: `id`, `outcome`, and
+/// what `fill` adds.
+fn outcome(id: impl ToString, outcome: JobOutcome, fill: impl FnOnce(&mut JobRecord)) -> String {
+    let mut record = JobRecord::new(id.to_string(), outcome);
+    fill(&mut record);
+    Record::from(record).to_json()
 }

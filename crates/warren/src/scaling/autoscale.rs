@@ -1,10 +1,14 @@
 //! `warren autoscale`: the Kubernetes HPA, on one machine.
 //!
 //! Reads the very autoscaling/v2 manifest the cluster gets, and every sync period (15 s, as the
-//! controller) reads its metrics ([`crate::scaling::metric_source`]), asks the engine
-//! ([`warren_hpa::Autoscaler`], Kubernetes' algorithm) for a decision, and applies it to a
-//! [`WorkerPool`] of local `warren worker` processes. One log line per decision: metric values,
-//! proposals, the result and the controller's condition reasons.
+//! controller) reads its metrics ([`crate::scaling::metric_source`]), takes the control step
+//! ([`warren_policy::sync`]: the engine, [`warren_hpa::Autoscaler`], Kubernetes' algorithm, the
+//! step the simulator takes too) and applies its decision to a [`WorkerPool`] of local
+//! `warren worker` processes. [`drive`] is that loop, over a [`ReadMetric`], a [`Pool`] and a
+//! [`WallClock`] it is given, so tests run it in-process on tokio's paused clock. One log line
+//! per decision: metric values, proposals, the result and the controller's condition reasons
+//! for people, and the same as a [`DecisionRecord`] in its `record` field for programs
+//! ([`crate::records`]).
 //!
 //! A metric that cannot be read becomes an unavailable metric for the engine, which keeps the
 //! worker count (ScalingActive False, `FailedGetExternalMetric`), as the controller would.
@@ -26,10 +30,11 @@
 //! unset) before the HPA takes over; so with `minReplicas: 0` it is the controller that takes
 //! the pool to 0, which is what lets it wake the pool again (ScaledToZero).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,21 +43,23 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warren_hpa::{
-    Autoscaler, ConditionStatus, ConditionType, ControllerConfig, MetricObservation, ScaleDecision,
-    ScaleTarget, Timestamp,
+    Autoscaler, ConditionStatus, ConditionType, ControllerConfig, ScaleDecision, Timestamp,
 };
+use warren_policy::{one_line, PoolCounts, Synced};
 
 use crate::config::ConfigError;
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
+use crate::records::{DecisionRecord, MetricRecord, Record};
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
-use crate::scaling::pool::{WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
+use crate::scaling::pool::{PoolStatus, WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
 use crate::scaling::state_file::{self, SavedState, StateFile};
-use warren_sim::capacity::{Knobs, Needed};
-use warren_sim::outcome::Decision;
+use warren_policy::capacity::{Knobs, Needed};
+use warren_policy::Decision;
 
 /// The HPA manifest the Kubernetes overlay applies, compiled into the binary so that the
 /// default on one machine cannot drift from what the cluster runs, and so that warren needs no
@@ -189,14 +196,6 @@ pub fn queries_json(config: &AutoscaleConfig) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::new(format!("cannot render the queries: {e}")))
 }
 
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// What happened at one sync, for the demo's view and report: the record the simulator keeps
 /// of a decision, and what only a live run has.
 #[derive(Clone, Debug, PartialEq)]
@@ -204,7 +203,7 @@ pub struct AutoscaleEvent {
     /// The decision; its `at_secs` are wall-clock seconds since the autoscaler started.
     pub decision: Decision,
     /// When the decision was made, to place it on another clock (the demo's).
-    pub at: Instant,
+    pub at: std::time::Instant,
     /// The whole log line.
     pub line: String,
 }
@@ -316,6 +315,98 @@ pub async fn run_with(
     shutdown: CancellationToken,
     events: Option<mpsc::UnboundedSender<AutoscaleEvent>>,
 ) -> anyhow::Result<AutoscaleSummary> {
+    let reader =
+        MetricReader::new(config.source.clone(), config.speed).with_knobs(config.capacity_knobs);
+    let pool = WorkerPool::new(config.worker.clone());
+    drive(config, reader, pool, &SystemClock, shutdown, events).await
+}
+
+/// Where the live loop reads the HPA's metrics: [`MetricReader`] (the broker or Prometheus),
+/// or a script in tests.
+pub trait ReadMetric: Send + Sync {
+    /// The metric's value now, and the capacity metric's terms where warren computes it;
+    /// the error says why it could not be read. `worker_ports` are the pool's workers'.
+    fn read(
+        &self,
+        query: &SeriesQuery,
+        worker_ports: &[u16],
+    ) -> impl Future<Output = Result<(f64, Option<Needed>), String>> + Send;
+}
+
+impl ReadMetric for MetricReader {
+    async fn read(
+        &self,
+        query: &SeriesQuery,
+        worker_ports: &[u16],
+    ) -> Result<(f64, Option<Needed>), String> {
+        self.read_with_terms(query, worker_ports).await
+    }
+}
+
+/// What the live loop scales: [`WorkerPool`] (local processes), or a fake in tests.
+pub trait Pool: Send {
+    /// Starts or stops workers until `target` are running.
+    fn scale_to(&mut self, target: u32) -> impl Future<Output = ()> + Send;
+    /// Reaps exited workers, replaces crashed ones, probes readiness; the counts after.
+    fn refresh(&mut self) -> impl Future<Output = PoolStatus> + Send;
+    /// The counts as last seen.
+    fn status(&self) -> PoolStatus;
+    /// The workers' metrics ports (the capacity metric reads their `job_duration_seconds`).
+    fn metrics_ports(&self) -> Vec<u16>;
+    /// Stops every worker, each draining its jobs in hand.
+    fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+    /// The sum of the workers' lifetimes so far, in seconds.
+    fn worker_seconds(&self) -> f64;
+}
+
+impl Pool for WorkerPool {
+    async fn scale_to(&mut self, target: u32) {
+        WorkerPool::scale_to(self, target).await;
+    }
+    async fn refresh(&mut self) -> PoolStatus {
+        WorkerPool::refresh(self).await
+    }
+    fn status(&self) -> PoolStatus {
+        WorkerPool::status(self)
+    }
+    fn metrics_ports(&self) -> Vec<u16> {
+        WorkerPool::metrics_ports(self)
+    }
+    async fn shutdown(&mut self) {
+        WorkerPool::shutdown(self).await;
+    }
+    fn worker_seconds(&self) -> f64 {
+        WorkerPool::worker_seconds(self)
+    }
+}
+
+/// The wall clock, which only the state file reads: the time a saved state was written and
+/// the time it is resumed at. Everything else runs on tokio's clock, which tests pause.
+pub trait WallClock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn unix_ms(&self) -> u64;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn unix_ms(&self) -> u64 {
+        state_file::unix_ms_now()
+    }
+}
+
+/// The live loop: hands each sync's metric values and the pool's counts to the one control
+/// step ([`warren_policy::sync`]) on the engine's clock, and carries out what it decided
+/// (scale the pool, log the decision, save the state). It decides nothing itself.
+pub async fn drive(
+    config: AutoscaleConfig,
+    reader: impl ReadMetric,
+    mut pool: impl Pool,
+    clock: &impl WallClock,
+    shutdown: CancellationToken,
+    events: Option<mpsc::UnboundedSender<AutoscaleEvent>>,
+) -> anyhow::Result<AutoscaleSummary> {
     let mut engine = Autoscaler::from_yaml_with(&config.hpa_yaml, config.controller)?;
     let queries = engine
         .metric_specs()
@@ -349,9 +440,6 @@ pub async fn run_with(
             None
         }
     });
-    let reader =
-        MetricReader::new(config.source.clone(), config.speed).with_knobs(config.capacity_knobs);
-
     let mut registry = Registry::default();
     let m = AutoscaleMetrics::register(&mut registry);
     // Ready until it stops its workers.
@@ -365,10 +453,9 @@ pub async fn run_with(
         min = min_replicas, max = spec.max_replicas, queries = ?queries.iter().map(SeriesQuery::promql).collect::<Vec<_>>(),
         "warren autoscale starting");
 
-    let mut pool = WorkerPool::new(config.worker.clone());
     let (engine_origin, initial_replicas) = match resumed {
         Some(saved) => {
-            let origin = saved.engine_time_at(state_file::unix_ms_now(), config.speed);
+            let origin = saved.engine_time_at(clock.unix_ms(), config.speed);
             let mut replicas = saved.state.desired_replicas.max(0);
             if replicas == 0 && !wakes_from_zero(&engine, &saved.state) {
                 // Nothing here can scale it from 0 (no kubectl scale): start as a fresh
@@ -414,38 +501,40 @@ pub async fn run_with(
             }
             _ = sync.tick() => {
                 let status = pool.refresh().await;
-                let mut values = Vec::with_capacity(queries.len());
+                let mut readings = Vec::with_capacity(queries.len());
                 let mut terms = Vec::with_capacity(queries.len());
-                let mut observations = Vec::with_capacity(queries.len());
                 let worker_ports = pool.metrics_ports();
                 for query in &queries {
-                    match reader.read_with_terms(query, &worker_ports).await {
+                    match reader.read(query, &worker_ports).await {
                         Ok((value, needed)) => {
                             m.metric_value.get_or_create(&MetricLabel { metric: query.metric.clone() }).set(value);
-                            values.push(Some(value));
+                            readings.push(Ok(value));
                             terms.push(needed);
-                            observations.push(MetricObservation::External(vec![to_milli(value)]));
                         }
                         Err(e) => {
-                            values.push(None);
+                            readings.push(Err(e));
                             terms.push(None);
-                            observations.push(MetricObservation::Unavailable(e));
                         }
                     }
                 }
                 let engine_time = engine_origin + started.elapsed().mul_f64(config.speed);
                 let engine_now = Timestamp::from_millis(u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX));
-                let current = i32::try_from(status.current).unwrap_or(i32::MAX);
-                let ready = i32::try_from(status.ready).unwrap_or(i32::MAX);
-                let decision = engine.evaluate(engine_now, &ScaleTarget::workers(current, ready), &observations);
-                let line = format!("{} engine_ms={}", describe(&queries, &values, &terms, &decision, &status), engine_now.as_nanos() / 1_000_000);
-                tracing::info!("{line}");
+                let counts = PoolCounts { current: status.current, ready: status.ready };
+                let Synced { decision, record } = warren_policy::sync(&mut engine, engine_now, started.elapsed().as_secs_f64(), counts, &readings);
+                let values = &record.metric_values;
+                let line = format!("{} engine_ms={}", describe(&queries, values, &terms, &decision, &status), engine_now.as_nanos() / 1_000_000);
+                let logged = DecisionRecord {
+                    decision: record.clone(),
+                    engine_ms: u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX),
+                    metrics: metric_records(&queries, values, &terms, &decision),
+                };
+                tracing::info!(record = %Record::from(logged).to_json(), "{line}");
                 if let Some(file) = state_file.as_mut() {
                     file.save(&SavedState {
                         version: state_file::VERSION,
                         hpa: hpa_name.clone(),
                         engine_ms: u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX),
-                        saved_at_unix_ms: state_file::unix_ms_now(),
+                        saved_at_unix_ms: clock.unix_ms(),
                         state: engine.state().clone(),
                     });
                 }
@@ -464,8 +553,8 @@ pub async fn run_with(
                 m.ready.set(i64::from(after.ready));
                 if let Some(events) = &events {
                     let _ = events.send(AutoscaleEvent {
-                        decision: Decision::new(started.elapsed().as_secs_f64(), status.current, status.ready, values, &decision),
-                        at: Instant::now(),
+                        decision: record,
+                        at: Instant::now().into_std(),
                         line,
                     });
                 }
@@ -481,9 +570,35 @@ pub async fn run_with(
     Ok(summary)
 }
 
+/// Each metric's part of the decision record: name, value, proposal or why none, and the
+/// capacity metric's terms where they were computed here.
+fn metric_records(
+    queries: &[SeriesQuery],
+    values: &[Option<f64>],
+    terms: &[Option<Needed>],
+    decision: &ScaleDecision,
+) -> Vec<MetricRecord> {
+    queries
+        .iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let proposal = decision.metrics.get(i);
+            MetricRecord {
+                name: query.metric.clone(),
+                value: values.get(i).copied().flatten(),
+                proposal: proposal.and_then(|p| p.as_ref().ok()).map(|p| p.replicas),
+                error: proposal
+                    .and_then(|p| p.as_ref().err())
+                    .map(|f| f.error.clone()),
+                terms: terms.get(i).copied().flatten(),
+            }
+        })
+        .collect()
+}
+
 /// Returns once every query reads a value, after `wait`, or on shutdown.
 async fn wait_for_first_sample(
-    reader: &MetricReader,
+    reader: &impl ReadMetric,
     queries: &[SeriesQuery],
     worker_ports: &[u16],
     wait: Duration,
@@ -497,7 +612,11 @@ async fn wait_for_first_sample(
     loop {
         let mut missing = None;
         for query in queries {
-            if let Err(e) = reader.read(query, worker_ports).await {
+            if let Err(e) = reader
+                .read(query, worker_ports)
+                .await
+                .map(|(value, _)| value)
+            {
                 missing = Some((query, e));
                 break;
             }
@@ -535,12 +654,6 @@ fn wakes_from_zero(engine: &Autoscaler, state: &warren_hpa::AutoscalerState) -> 
         scaled_to_zero
             && warren_hpa::horizontal::has_object_or_external_metrics(engine.metric_specs()),
     )
-}
-
-fn to_milli(value: f64) -> i64 {
-    (value * 1000.0)
-        .round()
-        .clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
 /// The reason that decided: ScalingActive's when it is False (no valid metric), else AbleToScale's.
@@ -734,7 +847,7 @@ pub struct AutoscaleArgs {
 }
 
 /// The knobs of the capacity metric `warren_workers_needed` when warren computes it from the
-/// broker (`warren_sim::estimator`); the defaults are the shipped rules'.
+/// broker (`warren_policy::estimator`); the defaults are the shipped rules'.
 #[derive(Debug, Args)]
 pub struct CapacityArgs {
     /// The busy share each worker is sized for, in (0, 1].

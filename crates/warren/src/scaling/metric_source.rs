@@ -19,7 +19,7 @@
 //!   scrapes, at each read, the families [`CAPACITY_FAMILIES`] and keeps the queue's series
 //!   (the selector's `vhost` and `queue`: [`queue_scrape`]), and `job_duration_seconds_sum`/
 //!   `_count` from each worker of the pool that exports them; a [`CapacityScrapes`] hands them
-//!   to `warren_sim::estimator::QueueEstimator`, the estimator the recording rules mirror
+//!   to `warren_policy::estimator::QueueEstimator`, the estimator the recording rules mirror
 //!   (arrivals from RabbitMQ 4.x's per-queue counter or, on 3.10, by conservation; work time
 //!   from the histogram, else by Little's law from the broker, else the default; per-channel
 //!   counters kept as running totals that outlive their channels). So it works for any queue
@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::MetricSpec;
-use warren_sim::capacity::{Knobs, Needed};
-use warren_sim::estimator::{Estimate, QueueEstimator, QueueScrape};
+use warren_policy::capacity::{Knobs, Needed};
+use warren_policy::estimator::{Estimate, QueueEstimator, QueueScrape};
 
 /// How long one metric read may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,11 +80,11 @@ impl SeriesQuery {
             )
         })?;
         let metric = external.metric.name.clone();
-        let (series, aggregation) = if metric == warren_sim::capacity::METRIC_NAME {
+        let (series, aggregation) = if metric == warren_policy::capacity::METRIC_NAME {
             (metric.clone(), "max")
         } else {
             let suffix = metric.strip_prefix("rabbitmq_queue_").ok_or_else(|| {
-                format!("external metric {metric:?} has no source; warren autoscale knows rabbitmq_queue_<x> (from rabbitmq_detailed_queue_<x>) and {}", warren_sim::capacity::METRIC_NAME)
+                format!("external metric {metric:?} has no source; warren autoscale knows rabbitmq_queue_<x> (from rabbitmq_detailed_queue_<x>) and {}", warren_policy::capacity::METRIC_NAME)
             })?;
             (format!("rabbitmq_detailed_queue_{suffix}"), "sum")
         };
@@ -196,7 +196,7 @@ impl MetricReader {
     ) -> Result<(f64, Option<Needed>), String> {
         match &self.source {
             MetricSource::Broker { endpoint }
-                if query.metric == warren_sim::capacity::METRIC_NAME =>
+                if query.metric == warren_policy::capacity::METRIC_NAME =>
             {
                 let needed = self.read_capacity(endpoint, query, worker_ports).await?;
                 Ok((needed.workers_needed, Some(needed)))
@@ -353,7 +353,7 @@ pub struct CapacityScrape {
     pub speed: f64,
 }
 
-/// The capacity metric's scrapes so far: the queue's estimator (`warren_sim::estimator`), and
+/// The capacity metric's scrapes so far: the queue's estimator (`warren_policy::estimator`), and
 /// the totals each worker of the pool last answered.
 #[derive(Clone, Debug)]
 pub struct CapacityScrapes {
@@ -393,7 +393,7 @@ impl CapacityScrapes {
     }
 }
 
-/// The broker's series the capacity metric reads, by name (see `warren_sim::estimator`).
+/// The broker's series the capacity metric reads, by name (see `warren_policy::estimator`).
 mod series {
     pub const READY: &str = "rabbitmq_detailed_queue_messages_ready";
     pub const UNACKED: &str = "rabbitmq_detailed_queue_messages_unacked";
@@ -815,7 +815,7 @@ rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
             }));
         }
         let e = last.unwrap();
-        assert_eq!(e.work, warren_sim::estimator::WorkSource::Broker);
+        assert_eq!(e.work, warren_policy::estimator::WorkSource::Broker);
         assert!((e.needed.workers_needed - 11.6).abs() < 1e-9, "{e:?}");
     }
 

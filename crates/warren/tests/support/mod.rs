@@ -218,11 +218,33 @@ impl Drop for Warren {
     }
 }
 
-/// Extracts `(job_id, outcome)` from worker log lines.
+/// The `(job_id, outcome)` of the job records in worker log lines (`warren::records`).
 pub fn parse_outcomes(log: &str) -> Vec<(String, String)> {
-    log.lines()
-        .filter_map(warren::lab::ledger::parse_line)
-        .map(|o| (o.job_id, o.outcome))
+    job_records(log)
+        .into_iter()
+        .map(|o| (o.job_id, o.outcome.as_str().to_owned()))
+        .collect()
+}
+
+/// The job records of a log.
+pub fn job_records(log: &str) -> Vec<warren::records::JobRecord> {
+    warren::records::parse_log(log)
+        .into_iter()
+        .filter_map(|r| match r {
+            warren::records::Record::Job(job) => Some(job),
+            warren::records::Record::Decision(_) => None,
+        })
+        .collect()
+}
+
+/// The decision records of a log (`warren autoscale`'s).
+pub fn decision_records(log: &str) -> Vec<warren::records::DecisionRecord> {
+    warren::records::parse_log(log)
+        .into_iter()
+        .filter_map(|r| match r {
+            warren::records::Record::Decision(d) => Some(d),
+            warren::records::Record::Job(_) => None,
+        })
         .collect()
 }
 
@@ -435,4 +457,13 @@ pub async fn wait_drained(
         }
     })
     .await
+}
+
+/// Decision records for a failure message, one JSON object a line.
+pub fn show_decisions(decisions: &[warren::records::DecisionRecord]) -> String {
+    decisions
+        .iter()
+        .map(|d| warren::records::Record::from(d.clone()).to_json())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

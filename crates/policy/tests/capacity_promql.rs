@@ -1,7 +1,7 @@
 //! The capacity metric's two definitions agree: the recording rules of
 //! `deploy/kubernetes/base/prometheus/rules.yml` (printed by `warren rules`, group
 //! `warren-capacity` and queue `Orders`'s own group), run by `promtool test rules`, and
-//! `warren_sim::estimator` (what `warren autoscale --metric-source broker` and the simulator
+//! `warren_policy::estimator` (what `warren autoscale --metric-source broker` and the simulator
 //! compute), fed the same broker series shaped as RabbitMQ 3.10 and 4.x emit them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use warren_sim::capacity::Knobs;
-use warren_sim::estimator::{QueueEstimator, QueueScrape};
+use warren_policy::capacity::Knobs;
+use warren_policy::estimator::{QueueEstimator, QueueScrape};
 
 const SCRAPE_SECS: u32 = 15;
 const SAMPLES: u32 = 81;

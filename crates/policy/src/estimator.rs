@@ -71,7 +71,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::capacity::{workers_needed, Inputs, Knobs, Needed};
 pub use crate::capacity::{ARRIVAL_WINDOW_SECS, WORK_WINDOW_SECS};
-use crate::policy::{MetricFormula, Signals};
+use crate::signals::{MetricFormula, Signals};
 
 /// How long a ready count stands in for a missing one (the rule's `last_over_time(...[2m])`).
 pub const BACKLOG_LOOKBACK_SECS: f64 = 120.0;

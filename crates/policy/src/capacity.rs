@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use crate::policy::{MetricFormula, Signals};
+use crate::signals::{MetricFormula, Signals};
 
 /// The External metric's name, as the recording rule and the capacity HPA name it.
 pub const METRIC_NAME: &str = "warren_workers_needed";
@@ -94,7 +94,7 @@ pub struct Inputs {
 }
 
 /// The metric and its terms, as the recording rules name them.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Needed {
     /// `warren_capacity_arrival_rate`.
     pub arrival_rate: f64,

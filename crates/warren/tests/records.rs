@@ -1,0 +1,51 @@
+//! `warren records`: the records of log files as JSON lines, for scripts (`bench/fidelity`).
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
+
+use std::process::Command;
+
+use warren::records::{parse_line, JobOutcome, JobRecord, Record};
+
+#[test]
+fn warren_records_prints_each_record_of_the_logs_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("warren-test-records-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut acked = JobRecord::new("01ACKED", JobOutcome::Acked);
+    acked.queue_wait_ms = Some(7);
+    let acked = Record::from(acked);
+    let dead = Record::from(JobRecord::new("01DEAD", JobOutcome::DeadLettered));
+    let log = dir.join("worker-0.log");
+    std::fs::write(
+        &log,
+        format!(
+            "2026-12-08T00:00:00Z  INFO warren::pipeline::worker: consuming queue=Orders\n\
+             2026-12-08T00:00:01Z  INFO warren::pipeline::worker: job done record={}\n\
+             2026-12-08T00:00:02Z  WARN warren::pipeline::worker: bad message record={}\n\
+             a line cut short record={{\"record\":\"job\",\"job_",
+            acked.to_json(),
+            dead.to_json()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("records")
+            .args(args)
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| parse_line(l).unwrap_or_else(|| panic!("not a record: {l}")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&[]), vec![acked.clone(), dead]);
+    assert_eq!(run(&["--kind", "decision"]), vec![]);
+    let missing = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["records", "/nonexistent/warren.log"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
