@@ -198,12 +198,19 @@ fn main() -> anyhow::Result<()> {
             scrapes: VecDeque::new(),
         })
     });
+    let old_factory: FormulaFactory =
+        Arc::new(|| Box::new(CapacityFormula::new(Knobs::OLD_DEFAULT)));
+    let old = PolicySpec::from_hpa_yaml_with_formulas(
+        "capacity (the old default)",
+        &hpa,
+        vec![(0, old_factory)],
+    )?;
     let shipped_factory: FormulaFactory =
         Arc::new(|| Box::new(CapacityFormula::new(Knobs::default())));
     let candidate =
         PolicySpec::from_hpa_yaml_with_formulas("candidate", &hpa, vec![(0, candidate_factory)])?;
     let shipped = PolicySpec::from_hpa_yaml_with_formulas(
-        "capacity (shipped)",
+        "capacity (the default)",
         &hpa,
         vec![(0, shipped_factory)],
     )?;
@@ -244,7 +251,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|&n| Ok(warren_sim::run(&scenario, &PolicySpec::fixed(n))?.totals))
             .collect::<anyhow::Result<_>>()?;
-        for policy in [&shipped, &candidate] {
+        for policy in [&old, &shipped, &candidate] {
             let t = warren_sim::run(&started, policy)?.totals;
             let at = oracle
                 .iter()

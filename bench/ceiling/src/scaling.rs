@@ -127,6 +127,28 @@ impl Result {
     }
 }
 
+/// The capacity HPA as shipped until 2026-12-08: scale-down by at most 50 % per 15 s, as the
+/// queue-length HPA's.
+fn old_capacity_hpa(hpa: &str) -> anyhow::Result<String> {
+    let at_once = "type: Percent\n          value: 100\n          periodSeconds: 15";
+    let scale_down = hpa
+        .find("scaleDown:")
+        .context("the capacity HPA has no scaleDown")?;
+    let (up, down) = hpa.split_at(scale_down);
+    anyhow::ensure!(
+        down.contains(at_once),
+        "{CAPACITY_HPA}: no 100 % scale-down policy"
+    );
+    Ok(format!(
+        "{up}{}",
+        down.replacen(
+            at_once,
+            "type: Percent\n          value: 50\n          periodSeconds: 15",
+            1
+        )
+    ))
+}
+
 fn read(root: &Path, path: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(root.join(path)).with_context(|| format!("cannot read {path}"))
 }
@@ -216,6 +238,23 @@ fn policies(root: &Path) -> anyhow::Result<Vec<Policy>> {
             spec: PolicySpec::from_hpa_yaml_with_formulas(&name, &capacity, vec![(0, factory)])?,
             name,
             knobs: Some(knobs),
+            oracle_slo: None,
+        });
+    }
+    {
+        let name = "capacity u=0.8 D=30s, scale-down 50 % per 15 s (as shipped until 2026-12-08)"
+            .to_owned();
+        let factory: FormulaFactory =
+            std::sync::Arc::new(|| Box::new(CapacityFormula::new(Knobs::OLD_DEFAULT)));
+        out.push(Policy {
+            family: Family::Capacity,
+            spec: PolicySpec::from_hpa_yaml_with_formulas(
+                &name,
+                &old_capacity_hpa(&capacity)?,
+                vec![(0, factory)],
+            )?,
+            name,
+            knobs: None,
             oracle_slo: None,
         });
     }
@@ -620,17 +659,20 @@ fn main() -> anyhow::Result<()> {
         let window = 60.0;
         let sync = demo.metrics.sync_period_secs;
         let mut seen = Vec::new();
-        for (label, knobs) in [
-            ("the new default", Knobs::default()),
-            ("the old default", Knobs::OLD_DEFAULT),
+        let hpa = read(root, CAPACITY_HPA)?;
+        let old_hpa = old_capacity_hpa(&hpa)?;
+        for (label, knobs, hpa) in [
+            ("the new default", Knobs::default(), &hpa),
+            ("the old default", Knobs::OLD_DEFAULT, &hpa),
+            (
+                "the old default with the old scale-down policy (50 % per 15 s)",
+                Knobs::OLD_DEFAULT,
+                &old_hpa,
+            ),
         ] {
             let factory: FormulaFactory =
                 std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
-            let spec = PolicySpec::from_hpa_yaml_with_formulas(
-                label,
-                &read(root, CAPACITY_HPA)?,
-                vec![(0, factory)],
-            )?;
+            let spec = PolicySpec::from_hpa_yaml_with_formulas(label, hpa, vec![(0, factory)])?;
             let outcome = warren_sim::run(&demo, &spec)?;
             // The last time the pool was above minReplicas, after the load.
             let back = outcome
@@ -702,8 +744,8 @@ fn main() -> anyhow::Result<()> {
          Prometheus scrape 15 s and HPA sync 15 s (`metrics.source: prometheus`). Policies: the seed's HPA \
          (`{SEED_HPA}`), KEDA's rabbitmq defaults (`{KEDA_DEFAULTS}`), the shipped queue-length HPA (`{QUEUE_HPA}`) \
          at targets {QUEUE_TARGETS:?} ready messages per worker, and the capacity HPA (`{CAPACITY_HPA}`) at target \
-         utilisation u in {UTILISATIONS:?} and drain time D in {DRAINS:?} s with no square-root term (u=0.8 D=30s: the old default, \
-         shipped until 2026-12-08), and with square-root staffing (u=1, beta from a p95 SLO of {DEFAULT_SLO_SECS} s, the new default, and {SQRT_SLOS:?} s \
+         utilisation u in {UTILISATIONS:?} and drain time D in {DRAINS:?} s with no square-root term (u=0.8 D=30s: the old default; \
+         with the capacity HPA's old scale-down policy, 50 % per 15 s, it is the policy shipped until 2026-12-08), and with square-root staffing (u=1, beta from a p95 SLO of {DEFAULT_SLO_SECS} s, the new default, and {SQRT_SLOS:?} s \
          at {DESIGN_BUSY_WORKERS} busy workers of 5 s work, `Knobs::for_slo`; D=30s), \
          fixed worker counts {FIXED_COUNTS:?}, and the oracle (`warren_sim::oracle`, measuring only: it knows the \
          true arrival rate at every instant and the work-time distribution, with no metric delay, and keeps the \

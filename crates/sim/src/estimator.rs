@@ -60,7 +60,7 @@
 //! `scaling::metric_source`: `queue_scrape` picks one queue's series out of a scrape, and
 //! `CapacityScrapes` adds the pool's workers' `job_duration_seconds` where they answer, so a
 //! pool of programs that export nothing is sized from the broker alone; the knobs are
-//! `--capacity-utilisation`, `--capacity-drain`, `--capacity-default-work`,
+//! `--capacity-utilisation`, `--capacity-beta`, `--capacity-drain`, `--capacity-default-work`,
 //! `--capacity-concurrency`), and the simulator (`warren simulate --capacity-estimate broker`,
 //! through [`MetricFormula`]). The recording rules that compute the same per (vhost, queue) for
 //! a whole cluster are printed by `warren rules` (`lab::capacity_rules` in the `warren` crate),
@@ -368,8 +368,8 @@ impl QueueEstimator {
 impl MetricFormula for QueueEstimator {
     fn describe(&self) -> String {
         format!(
-            "from the broker alone: arrivals by conservation x work time by Little's law / {} + ready x work time / {} s",
-            self.knobs.target_utilisation, self.knobs.drain_secs
+            "from the broker alone: busy / {} + {} x sqrt(busy) + ready x work time / {} s (busy = arrivals by conservation x work time by Little's law)",
+            self.knobs.target_utilisation, self.knobs.beta, self.knobs.drain_secs
         )
     }
 
