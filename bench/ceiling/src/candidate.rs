@@ -14,7 +14,7 @@
 //!
 //! The long window (2 m) keeps the Poisson noise of a steady rate out of the worker count; the
 //! short one (30 s) follows a rise or a stop within a scrape or two; beta is
-//! `warren_sim::staffing::beta_for_slo` at a design load. Every term has a PromQL form
+//! `warren_policy::staffing::beta_for_slo` at a design load. Every term has a PromQL form
 //! (`rate`, `sqrt`, `abs`, comparison filters).
 
 use std::collections::VecDeque;
@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use warren_sim::capacity::{CapacityFormula, Knobs};
-use warren_sim::staffing::{beta_for_slo, Load, SLO_QUANTILE};
+use warren_policy::capacity::{CapacityFormula, Knobs};
+use warren_policy::staffing::{beta_for_slo, Load, SLO_QUANTILE};
 use warren_sim::{FormulaFactory, MetricFormula, PolicySpec, Scenario, Signals, Totals};
 
 /// The command line.
@@ -54,12 +54,23 @@ struct Cli {
     /// see what the cold start costs. The fixed counts and the oracle start with theirs.
     #[arg(long)]
     initial: Option<u32>,
+    /// The HPAs' maxReplicas (default: the capacity overlay's): room for the backlog term to
+    /// drain a cold start's backlog beyond the steady need.
+    #[arg(long)]
+    max_replicas: Option<u32>,
+    /// The long window of the arrival rate, in seconds.
+    #[arg(long, default_value_t = 120.0)]
+    long: f64,
+    /// The short window of the arrival rate, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    short: f64,
+    /// Scenarios to run (default: steady, step, spikes, day).
+    #[arg(long)]
+    scenario: Vec<String>,
 }
 
 const SCENARIOS: [&str; 4] = ["steady", "step", "spikes", "day"];
 const CAPACITY_HPA: &str = "deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml";
-const LONG_SECS: f64 = 120.0;
-const SHORT_SECS: f64 = 30.0;
 const WORK_SECS: f64 = 300.0;
 const DEFAULT_WORK_SECS: f64 = 5.0;
 const ORACLE_SLOS: [f64; 24] = [
@@ -73,6 +84,8 @@ struct Settings {
     beta: f64,
     drain_secs: f64,
     k: f64,
+    long: f64,
+    short: f64,
 }
 
 struct Candidate {
@@ -125,9 +138,16 @@ impl MetricFormula for Candidate {
         {
             self.scrapes.pop_front();
         }
-        let (long, short) = (self.rate(LONG_SECS), self.rate(SHORT_SECS));
+        let (long, short) = (
+            self.rate(self.settings.long),
+            self.rate(self.settings.short),
+        );
         let rate = match (long, short) {
-            (Some(l), Some(s)) if (s - l).abs() > self.settings.k * (l / SHORT_SECS).sqrt() => s,
+            (Some(l), Some(s))
+                if (s - l).abs() > self.settings.k * (l / self.settings.short).sqrt() =>
+            {
+                s
+            }
             (Some(l), _) => l,
             (None, s) => s.unwrap_or(0.0),
         };
@@ -161,20 +181,36 @@ fn main() -> anyhow::Result<()> {
         beta,
         drain_secs: cli.drain,
         k: cli.k,
+        long: cli.long,
+        short: cli.short,
     };
-    let hpa = read(root, CAPACITY_HPA)?;
+    let mut hpa = read(root, CAPACITY_HPA)?;
+    if let Some(max) = cli.max_replicas {
+        anyhow::ensure!(
+            hpa.contains("maxReplicas: 10"),
+            "no maxReplicas: 10 to vary"
+        );
+        hpa = hpa.replace("maxReplicas: 10", &format!("maxReplicas: {max}"));
+    }
     let candidate_factory: FormulaFactory = Arc::new(move || {
         Box::new(Candidate {
             settings,
             scrapes: VecDeque::new(),
         })
     });
+    let old_factory: FormulaFactory =
+        Arc::new(|| Box::new(CapacityFormula::new(Knobs::OLD_DEFAULT)));
+    let old = PolicySpec::from_hpa_yaml_with_formulas(
+        "capacity (the old default)",
+        &hpa,
+        vec![(0, old_factory)],
+    )?;
     let shipped_factory: FormulaFactory =
         Arc::new(|| Box::new(CapacityFormula::new(Knobs::default())));
     let candidate =
         PolicySpec::from_hpa_yaml_with_formulas("candidate", &hpa, vec![(0, candidate_factory)])?;
     let shipped = PolicySpec::from_hpa_yaml_with_formulas(
-        "capacity (shipped)",
+        "capacity (the default)",
         &hpa,
         vec![(0, shipped_factory)],
     )?;
@@ -190,7 +226,12 @@ fn main() -> anyhow::Result<()> {
     )?;
     writeln!(out, "| scenario | policy | wait p95 s | worker-s / busy-s | worker-s / oracle's at this p95 | not beaten by a fixed count |")?;
     writeln!(out, "| --- | --- | ---: | ---: | ---: | --- |")?;
-    for name in SCENARIOS {
+    let names: Vec<String> = if cli.scenario.is_empty() {
+        SCENARIOS.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        cli.scenario.clone()
+    };
+    for name in &names {
         let path = format!("scenarios/suite/{name}.yaml");
         let scenario = Scenario::from_yaml(&read(root, &path)?).with_context(|| path.clone())?;
         // The start applies to the HPAs only: a fixed count and the oracle start with their
@@ -210,7 +251,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|&n| Ok(warren_sim::run(&scenario, &PolicySpec::fixed(n))?.totals))
             .collect::<anyhow::Result<_>>()?;
-        for policy in [&shipped, &candidate] {
+        for policy in [&old, &shipped, &candidate] {
             let t = warren_sim::run(&started, policy)?.totals;
             let at = oracle
                 .iter()

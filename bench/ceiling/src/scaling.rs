@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use plotters::prelude::*;
-use warren_sim::capacity::{CapacityFormula, Knobs};
+use warren_policy::capacity::{
+    CapacityFormula, Knobs, DEFAULT_SLO_SECS, DESIGN_BUSY_WORKERS, DESIGN_WORK_SCV,
+};
 use warren_sim::{FormulaFactory, PolicySpec, Scenario, Totals};
 
 /// The command line.
@@ -49,6 +51,8 @@ const RECOMMEND_SCENARIOS: [&str; 3] = ["steady", "step", "day"];
 const QUEUE_TARGETS: [u32; 6] = [1, 2, 3, 5, 10, 20];
 const UTILISATIONS: [f64; 4] = [0.6, 0.7, 0.8, 0.9];
 const DRAINS: [f64; 4] = [15.0, 30.0, 60.0, 120.0];
+/// The p95 SLOs (s) square-root staffing's beta is derived for, beside the default's 5 s.
+const SQRT_SLOS: [f64; 4] = [2.0, 3.0, 8.0, 12.0];
 /// Fixed worker counts: what no autoscaling at all does.
 const FIXED_COUNTS: [u32; 7] = [4, 6, 8, 9, 10, 11, 12];
 /// The oracle's SLOs (p95 wait, s): dense enough that every policy's p95 has an oracle run
@@ -123,6 +127,28 @@ impl Result {
     }
 }
 
+/// The capacity HPA as shipped until 2026-12-08: scale-down by at most 50 % per 15 s, as the
+/// queue-length HPA's.
+fn old_capacity_hpa(hpa: &str) -> anyhow::Result<String> {
+    let at_once = "type: Percent\n          value: 100\n          periodSeconds: 15";
+    let scale_down = hpa
+        .find("scaleDown:")
+        .context("the capacity HPA has no scaleDown")?;
+    let (up, down) = hpa.split_at(scale_down);
+    anyhow::ensure!(
+        down.contains(at_once),
+        "{CAPACITY_HPA}: no 100 % scale-down policy"
+    );
+    Ok(format!(
+        "{up}{}",
+        down.replacen(
+            at_once,
+            "type: Percent\n          value: 50\n          periodSeconds: 15",
+            1
+        )
+    ))
+}
+
 fn read(root: &Path, path: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(root.join(path)).with_context(|| format!("cannot read {path}"))
 }
@@ -169,9 +195,13 @@ fn policies(root: &Path) -> anyhow::Result<Vec<Policy>> {
             let knobs = Knobs {
                 target_utilisation,
                 drain_secs,
-                ..Knobs::default()
+                ..Knobs::OLD_DEFAULT
             };
-            let name = format!("capacity u={target_utilisation} D={drain_secs}s");
+            let name = if knobs == Knobs::OLD_DEFAULT {
+                format!("capacity u={target_utilisation} D={drain_secs}s (the old default)")
+            } else {
+                format!("capacity u={target_utilisation} D={drain_secs}s")
+            };
             let factory: FormulaFactory =
                 std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
             out.push(Policy {
@@ -186,6 +216,47 @@ fn policies(root: &Path) -> anyhow::Result<Vec<Policy>> {
                 oracle_slo: None,
             });
         }
+    }
+    // Square-root staffing, beta derived from a p95 SLO as `warren rules --slo` derives it;
+    // the shipped knobs are its 5 s one, rounded.
+    let mut sqrt_knobs = vec![("the new default: SLO 5 s".to_owned(), Knobs::default())];
+    for slo in SQRT_SLOS {
+        let knobs = Knobs::default().for_slo(
+            slo,
+            DESIGN_BUSY_WORKERS,
+            Knobs::default().default_work_secs,
+            DESIGN_WORK_SCV,
+        )?;
+        sqrt_knobs.push((format!("SLO {slo} s"), knobs));
+    }
+    for (label, knobs) in sqrt_knobs {
+        let name = format!("capacity sqrt {label}, beta={:.2}", knobs.beta);
+        let factory: FormulaFactory =
+            std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
+        out.push(Policy {
+            family: Family::Capacity,
+            spec: PolicySpec::from_hpa_yaml_with_formulas(&name, &capacity, vec![(0, factory)])?,
+            name,
+            knobs: Some(knobs),
+            oracle_slo: None,
+        });
+    }
+    {
+        let name = "capacity u=0.8 D=30s, scale-down 50 % per 15 s (as shipped until 2026-12-08)"
+            .to_owned();
+        let factory: FormulaFactory =
+            std::sync::Arc::new(|| Box::new(CapacityFormula::new(Knobs::OLD_DEFAULT)));
+        out.push(Policy {
+            family: Family::Capacity,
+            spec: PolicySpec::from_hpa_yaml_with_formulas(
+                &name,
+                &old_capacity_hpa(&capacity)?,
+                vec![(0, factory)],
+            )?,
+            name,
+            knobs: None,
+            oracle_slo: None,
+        });
     }
     for count in FIXED_COUNTS {
         let spec = PolicySpec::fixed(count);
@@ -580,6 +651,66 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    // After the load stops: the demo's scenario under the capacity HPA, old and new defaults.
+    {
+        let path = "scenarios/demo.yaml";
+        let demo = Scenario::from_yaml(&read(root, path)?).with_context(|| path.to_owned())?;
+        let load_ends = demo.arrivals.pattern_secs.unwrap_or(demo.duration_secs);
+        let window = 60.0;
+        let sync = demo.metrics.sync_period_secs;
+        let mut seen = Vec::new();
+        let hpa = read(root, CAPACITY_HPA)?;
+        let old_hpa = old_capacity_hpa(&hpa)?;
+        for (label, knobs, hpa) in [
+            ("the new default", Knobs::default(), &hpa),
+            ("the old default", Knobs::OLD_DEFAULT, &hpa),
+            (
+                "the old default with the old scale-down policy (50 % per 15 s)",
+                Knobs::OLD_DEFAULT,
+                &old_hpa,
+            ),
+        ] {
+            let factory: FormulaFactory =
+                std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)));
+            let spec = PolicySpec::from_hpa_yaml_with_formulas(label, hpa, vec![(0, factory)])?;
+            let outcome = warren_sim::run(&demo, &spec)?;
+            // The last time the pool was above minReplicas, after the load.
+            let back = outcome
+                .samples
+                .iter()
+                .filter(|s| s.t_secs >= load_ends && s.workers_current > ORACLE_MIN)
+                .map(|s| s.t_secs)
+                .fold(load_ends, f64::max);
+            let idle_after: f64 = outcome
+                .samples
+                .windows(2)
+                .filter(|w| w[0].t_secs >= load_ends)
+                .map(|w| {
+                    let busy = w[0].queue_unacked.min(u64::from(w[0].workers_current)) as f64;
+                    (f64::from(w[0].workers_current) - busy).max(0.0) * (w[1].t_secs - w[0].t_secs)
+                })
+                .sum();
+            seen.push(format!(
+                "{label} is back at {ORACLE_MIN} worker {:.0} s after the last arrival ({idle_after:.0} idle worker-seconds after it)",
+                back - load_ends
+            ));
+            if label == "the new default" {
+                let bound = window + 2.0 * sync;
+                let verdict = if back - load_ends <= bound {
+                    "met"
+                } else {
+                    "missed"
+                };
+                seen.insert(0, format!("**After the load stops, demo: {verdict}:** bound {bound:.0} s (the 60 s scale-down window plus two {sync:.0} s syncs)"));
+            }
+        }
+        writeln!(
+            targets,
+            "- {}; simulated on `{path}` (its own metric source and delays).",
+            seen.join("; ")
+        )?;
+    }
+
     // `warren recommend`'s result, when bench/scaling ran it first.
     let recommended = match std::fs::read_to_string(chart_dir.join("recommend/hpa.yaml")) {
         Ok(manifest) => format!(
@@ -613,7 +744,9 @@ fn main() -> anyhow::Result<()> {
          Prometheus scrape 15 s and HPA sync 15 s (`metrics.source: prometheus`). Policies: the original HPA \
          (`{ORIGINAL_HPA}`), KEDA's rabbitmq defaults (`{KEDA_DEFAULTS}`), the shipped queue-length HPA (`{QUEUE_HPA}`) \
          at targets {QUEUE_TARGETS:?} ready messages per worker, and the capacity HPA (`{CAPACITY_HPA}`) at target \
-         utilisation u in {UTILISATIONS:?} and drain time D in {DRAINS:?} s (u=0.8 D=30s are the shipped knobs), \
+         utilisation u in {UTILISATIONS:?} and drain time D in {DRAINS:?} s with no square-root term (u=0.8 D=30s: the old default; \
+         with the capacity HPA's old scale-down policy, 50 % per 15 s, it is the policy shipped until 2026-12-08), and with square-root staffing (u=1, beta from a p95 SLO of {DEFAULT_SLO_SECS} s, the new default, and {SQRT_SLOS:?} s \
+         at {DESIGN_BUSY_WORKERS} busy workers of 5 s work, `Knobs::for_slo`; D=30s), \
          fixed worker counts {FIXED_COUNTS:?}, and the oracle (`warren_sim::oracle`, measuring only: it knows the \
          true arrival rate at every instant and the work-time distribution, with no metric delay, and keeps the \
          fewest workers, {ORACLE_MIN} to {ORACLE_MAX}, whose p95 wait meets its SLO by Erlang C; its workers still \

@@ -60,7 +60,7 @@
 //! `scaling::metric_source`: `queue_scrape` picks one queue's series out of a scrape, and
 //! `CapacityScrapes` adds the pool's workers' `job_duration_seconds` where they answer, so a
 //! pool of programs that export nothing is sized from the broker alone; the knobs are
-//! `--capacity-utilisation`, `--capacity-drain`, `--capacity-default-work`,
+//! `--capacity-utilisation`, `--capacity-beta`, `--capacity-drain`, `--capacity-default-work`,
 //! `--capacity-concurrency`), and the simulator (`warren simulate --capacity-estimate broker`,
 //! through [`MetricFormula`]). The recording rules that compute the same per (vhost, queue) for
 //! a whole cluster are printed by `warren rules` (`lab::capacity_rules` in the `warren` crate),
@@ -368,8 +368,8 @@ impl QueueEstimator {
 impl MetricFormula for QueueEstimator {
     fn describe(&self) -> String {
         format!(
-            "from the broker alone: arrivals by conservation x work time by Little's law / {} + ready x work time / {} s",
-            self.knobs.target_utilisation, self.knobs.drain_secs
+            "from the broker alone: busy / {} + {} x sqrt(busy) + ready x work time / {} s (busy = arrivals by conservation x work time by Little's law)",
+            self.knobs.target_utilisation, self.knobs.beta, self.knobs.drain_secs
         )
     }
 
@@ -477,7 +477,7 @@ mod tests {
             prefetch: 1.0,
             ready: 0.0,
         };
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         let n = run(&mut e, 0, 40, |t| load.scrape_310(t));
         assert_eq!(n.arrival, ArrivalSource::Conservation);
         assert_eq!(n.work, WorkSource::Broker);
@@ -496,7 +496,7 @@ mod tests {
             prefetch: 1.0,
             ready: 0.0,
         };
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         // A growing queue whose message count the broker reports stale would fool conservation;
         // the per-queue counter does not depend on it.
         let n = run(&mut e, 0, 40, |t| {
@@ -519,7 +519,7 @@ mod tests {
             prefetch: 10.0,
             ready: 30.0,
         };
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         let n = run(&mut e, 0, 40, |t| load.scrape_310(t));
         assert!((n.needed.work_secs - 3.0).abs() < 1e-9, "{n:?}");
         assert_eq!(n.busy, 6.0);
@@ -527,7 +527,7 @@ mod tests {
         // work time: what the clamp is for.
         let unclamped = Knobs {
             concurrency_per_consumer: 10.0,
-            ..Knobs::default()
+            ..Knobs::OLD_DEFAULT
         };
         let mut e = QueueEstimator::new(unclamped);
         let n = run(&mut e, 0, 40, |t| load.scrape_310(t));
@@ -543,7 +543,7 @@ mod tests {
             prefetch: 1.0,
             ready: 0.0,
         };
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         // The workers say 2.5 s (the broker's 3 s includes the round trip to the ack).
         let n = run(&mut e, 0, 40, |t| {
             let mut s = load.scrape_310(t);
@@ -554,7 +554,7 @@ mod tests {
         assert_eq!(n.work, WorkSource::Measured);
         assert!((n.needed.work_secs - 2.5).abs() < 1e-9, "{n:?}");
         // Nothing finished: the default.
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         let idle = QueueScrape {
             ready: Some(0.0),
             unacked: Some(0.0),
@@ -568,7 +568,7 @@ mod tests {
             ..idle.clone()
         });
         assert_eq!(n.work, WorkSource::Default);
-        assert_eq!(n.needed.work_secs, Knobs::default().default_work_secs);
+        assert_eq!(n.needed.work_secs, Knobs::OLD_DEFAULT.default_work_secs);
         assert_eq!(n.needed.workers_needed, 0.0);
     }
 
@@ -576,7 +576,7 @@ mod tests {
     fn in_the_simulator_it_reads_only_what_the_broker_reports() {
         // 2 jobs/s of 3 s jobs on 8 workers, 6 busy, nothing ready: 7.5 once the window is
         // full, from the counts and acks alone.
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         let mut value = 0.0;
         for i in 0..=40u32 {
             let t = 15.0 * f64::from(i);
@@ -596,7 +596,7 @@ mod tests {
 
     #[test]
     fn a_cold_start_is_the_backlog_term_at_the_default_work_time() {
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         // Nothing scraped yet.
         assert_eq!(
             e.estimate().needed.workers_needed,
@@ -623,7 +623,7 @@ mod tests {
             prefetch: 1.0,
             ready: 40.0,
         };
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         run(&mut e, 0, 20, |t| load.scrape_310(t));
         // Deleted and re-created at 300 s: the consumers' channels were cancelled and new ones
         // count from 0, the message count fell from 48 to 0 and 12 arrived since: a fall is no
@@ -641,7 +641,7 @@ mod tests {
         assert!(after.needed.workers_needed.is_finite(), "{after:?}");
         assert!(after.needed.drain_workers > 0.0, "{after:?}");
         // A 105 s gap: the rate comes from the work window, still 2/s of steady load.
-        let mut e = QueueEstimator::new(Knobs::default());
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
         run(&mut e, 0, 10, |t| load.scrape_310(t));
         let gap = e.observe(&load.scrape_310(255.0));
         assert!((gap.needed.arrival_rate - 2.0).abs() < 1e-9, "{gap:?}");

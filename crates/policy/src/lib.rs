@@ -12,6 +12,8 @@
 //! - [`estimator`]: the capacity metric's inputs for any queue from the broker's own metrics
 //!   (RabbitMQ 3.10 and 4.x): arrivals by per-queue counter or by conservation, work time by
 //!   histogram, by Little's law, or by default.
+//! - [`staffing`]: Erlang C and square-root staffing: the workers a p95 wait SLO needs, and the
+//!   beta of `busy + beta x sqrt(busy)` from it (the capacity metric's headroom).
 //! - [`step`]: one sync of the HPA engine ([`step::sync`]): metric readings and the pool's
 //!   counts in, the decision and its record out.
 //! - [`record`]: the record of one sync ([`Decision`]).
@@ -21,6 +23,7 @@ pub mod capacity;
 pub mod estimator;
 pub mod record;
 pub mod signals;
+pub mod staffing;
 pub mod step;
 
 pub use record::Decision;

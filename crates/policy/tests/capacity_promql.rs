@@ -45,6 +45,7 @@ fn rule_knobs() -> Knobs {
     };
     Knobs {
         target_utilisation: constant("warren_capacity_target_utilisation"),
+        beta: constant("warren_capacity_beta"),
         drain_secs: constant("warren_capacity_drain_seconds"),
         default_work_secs: constant("warren_capacity_default_work_seconds"),
         concurrency_per_consumer: constant("warren_capacity_concurrency"),

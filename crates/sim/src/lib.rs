@@ -54,7 +54,6 @@ pub mod policy;
 pub mod promql;
 pub mod scenario;
 pub mod sim;
-pub mod staffing;
 pub mod work;
 
 pub use keda::KedaLoop;
@@ -62,5 +61,5 @@ pub use outcome::{Decision, RunOutcome, Sample, ScaleCause, ScaleEvent, Totals};
 pub use policy::{FormulaFactory, MetricFormula, PolicyError, PolicySpec, Signal, Signals};
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{run, run_with_progress, SimError};
-pub use warren_policy::{capacity, estimator};
+pub use warren_policy::{capacity, estimator, staffing};
 pub use work::WorkTime;

@@ -27,7 +27,7 @@ const QUEUE_LENGTH: &str = "deploy/kubernetes/overlays/prometheus-adapter/hpa.ya
 fn the_capacity_hpa_runs_and_names_its_formula() {
     let outcome = warren_sim::run(&scenario("scenarios/steady.yaml"), &policy(CAPACITY)).unwrap();
     assert!(
-        outcome.metric_names[0].starts_with("warren_workers_needed = arrival rate x work time"),
+        outcome.metric_names[0].starts_with("warren_workers_needed = busy / 1 + 0.58 x sqrt(busy)"),
         "{:?}",
         outcome.metric_names
     );

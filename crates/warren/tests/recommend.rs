@@ -69,7 +69,19 @@ fn prints_the_cheapest_manifest_that_meets_the_slo() {
         .filter(|l| l.starts_with("| queue length |") || l.starts_with("| capacity |"))
         .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
         .collect();
-    assert_eq!(rows.len(), 88, "every candidate is in the table");
+    assert_eq!(rows.len(), 104, "every candidate is in the table");
+    // The square-root candidates carry the beta Erlang C gives for the 10 s SLO at 8 busy
+    // workers (0.8 x maxReplicas 10) of the default work time.
+    let beta = warren_policy::capacity::Knobs::default()
+        .for_slo(10.0, 8.0, 5.0, warren_policy::capacity::DESIGN_WORK_SCV)
+        .unwrap()
+        .beta;
+    let named = format!("beta={beta:.3} (the SLO's)");
+    assert_eq!(
+        rows.iter().filter(|r| r[2].starts_with(&named)).count(),
+        16,
+        "{named} in 4 drain times x 2 minReplicas x 2 windows:\n{stderr}"
+    );
     let meeting: Vec<&Vec<String>> = rows.iter().filter(|r| r[5] == "yes").collect();
     assert!(!meeting.is_empty());
     for r in &meeting {
@@ -128,7 +140,7 @@ fn bad_input_is_one_line_and_exit_2() {
 #[test]
 fn with_the_brokers_estimate_the_capacity_candidates_are_judged_on_it() {
     // A queue whose workers export nothing: the capacity candidates run on the broker's
-    // estimate (warren_sim::estimator), and some of their results differ from the histogram's.
+    // estimate (warren_policy::estimator), and some of their results differ from the histogram's.
     let table = |estimate: &str| {
         let (code, _, stderr) = recommend(&[
             "--scenario",
@@ -190,7 +202,7 @@ fn runs_from_any_directory_on_its_built_in_base_and_keeps_progress_to_one_line_o
         .collect();
     assert_eq!(
         progress,
-        ["warren recommend: 88 runs (88 candidates x 1 scenarios)"],
+        ["warren recommend: 104 runs (104 candidates x 1 scenarios)"],
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&cwd);

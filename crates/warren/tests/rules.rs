@@ -179,6 +179,9 @@ fn bad_options_are_one_line_and_exit_2() {
         (&["--histogram", "9lives"][..], "is not a metric name"),
         (&["--utilisation", "1.5"][..], "target utilisation"),
         (&["--concurrency", "0"][..], "concurrency per consumer"),
+        (&["--slo", "0s"][..], "--slo must be above 0"),
+        (&["--slo", "soon"][..], "--slo"),
+        (&["--slo", "5s", "--utilisation", "0.8"][..], "--slo"),
     ] {
         let out = rules(args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -187,4 +190,53 @@ fn bad_options_are_one_line_and_exit_2() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// The beta `warren rules --slo` wrote into the queue's group.
+fn beta_of(rules_text: &str) -> f64 {
+    let doc: serde_yaml::Value = serde_yaml::from_str(rules_text).unwrap();
+    let expr = doc["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|g| g["name"].as_str() == Some("warren-capacity:shop:emails"))
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+        .find(|r| r["record"].as_str() == Some("warren_capacity_beta"))
+        .unwrap_or_else(|| panic!("no beta in the queue's group:\n{rules_text}"))["expr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expr.trim()
+        .strip_prefix("vector(")
+        .and_then(|e| e.strip_suffix(')'))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("{expr}"))
+}
+
+#[test]
+fn slo_sets_the_queues_beta_by_erlang_c_at_its_design_load() {
+    let dir = temp_dir("slo");
+    let print = |slo: &str, max: &str| {
+        stdout(&rules(&[
+            "--queue", "emails", "--vhost", "shop", "--slo", slo, "--max", max, "--only", "rules",
+        ]))
+    };
+    let three = print("3s", "10");
+    promtool_check(&dir, "slo.yml", &three);
+    // The queue's group holds utilisation 1 and the beta of Knobs::for_slo at 0.8 x max
+    // busy workers of the default work time.
+    assert!(
+        three.contains("- record: warren_capacity_target_utilisation\n        expr: vector(1)\n        labels:"),
+        "{three}"
+    );
+    let derived = warren_policy::capacity::Knobs::default()
+        .for_slo(3.0, 8.0, 5.0, warren_policy::capacity::DESIGN_WORK_SCV)
+        .unwrap()
+        .beta;
+    assert!((beta_of(&three) - derived).abs() < 1e-9, "{three}");
+    // A longer SLO needs less headroom; a larger pool's design load, less beta for the same
+    // SLO (the headroom grows as the square root of the busy workers).
+    assert!(beta_of(&print("20s", "10")) < beta_of(&three));
+    assert!(beta_of(&print("3s", "40")) < beta_of(&three));
+    let _ = std::fs::remove_dir_all(&dir);
 }

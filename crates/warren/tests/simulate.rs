@@ -311,7 +311,7 @@ fn the_capacity_knobs_are_the_users_to_set_and_bad_ones_are_one_line_and_exit_2(
     let shipped = run(&[]);
     assert!(shipped.status.success(), "{shipped:?}");
     // The shipped knobs given by hand are the shipped run.
-    let same = run(&["--capacity-utilisation", "0.8", "--capacity-drain", "30s"]);
+    let same = run(&["--capacity-utilisation", "1", "--capacity-drain", "30s"]);
     assert_eq!(same.stdout, shipped.stdout);
     // More headroom and a faster drain: less wait, more worker-seconds (p95 is the 5th word,
     // worker-s the 12th: "within SLO" is three).

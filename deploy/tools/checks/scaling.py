@@ -43,11 +43,23 @@ def check_hpa(objs: list[dict], label: str, overlay: str) -> None:
             (ext["target"] == {"type": "AverageValue", "averageValue": target}, f"target AverageValue \"{target}\""),
         ]
     if capacity:
-        # The capacity HPA differs from the queue-length one in its metric only.
+        # The capacity HPA differs from the queue-length one in its metric and in its
+        # scale-down rate: the same window, then to the recommendation at once (its metric
+        # falls with the arrivals; docs/scaling.md, "After the load stops").
         with open(HPA_FILE, encoding="utf-8") as f:
             queue_hpa = yaml.safe_load(f)
-        for key in ("scaleTargetRef", "minReplicas", "maxReplicas", "behavior"):
-            want.append((spec.get(key) == queue_hpa["spec"].get(key), f"{key} as in {os.path.relpath(HPA_FILE, REPO)}"))
+        rel = os.path.relpath(HPA_FILE, REPO)
+        for key in ("scaleTargetRef", "minReplicas", "maxReplicas"):
+            want.append((spec.get(key) == queue_hpa["spec"].get(key), f"{key} as in {rel}"))
+        behavior, queue_behavior = spec.get("behavior", {}), queue_hpa["spec"].get("behavior", {})
+        down = behavior.get("scaleDown", {})
+        want += [
+            (behavior.get("scaleUp") == queue_behavior.get("scaleUp"), f"behavior.scaleUp as in {rel}"),
+            (down.get("stabilizationWindowSeconds") == queue_behavior.get("scaleDown", {}).get("stabilizationWindowSeconds"),
+             f"behavior.scaleDown.stabilizationWindowSeconds as in {rel}"),
+            (down.get("policies") == [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+             "behavior.scaleDown.policies: 100 % per 15 s"),
+        ]
     for good, what in want:
         if not good:
             fail(f"{os.path.relpath(hpa_file, REPO)}: expected {what}")

@@ -416,7 +416,7 @@ async fn start(
         speed,
         metrics_listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), autoscaler_port),
         state_file: Some(state_file),
-        capacity_knobs: warren_sim::capacity::Knobs::default(),
+        capacity_knobs: warren_policy::capacity::Knobs::default(),
     };
     if let (MetricSource::Prometheus { url }, Some(_)) = (&autoscale_config.source, &prometheus) {
         wait_for_first_scrape(url, &config.queue.to_string()).await;

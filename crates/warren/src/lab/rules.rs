@@ -6,8 +6,8 @@
 //! `--speed K` the demo runs every time K times faster (5 s jobs take 5/K s), so rules left as
 //! written would see K times shorter work times against the same drain time: a backlog term K
 //! times weaker, and windows holding K times more of the run. [`render`] divides each of those
-//! times by K, so the rules see the run as they would see it at 1x; the target utilisation, a
-//! ratio, stays.
+//! times by K, so the rules see the run as they would see it at 1x; the target utilisation and
+//! beta, ratios, stay (busy workers, rate x work time, are the same at any speed).
 
 /// The rules as shipped.
 pub const RULES: &str = include_str!("../../../../deploy/kubernetes/base/prometheus/rules.yml");
@@ -181,7 +181,8 @@ mod tests {
             "for: 30000ms",
             "expr: vector(3)",
             "expr: vector(0.5)",
-            "expr: vector(0.8)",
+            "expr: vector(1)",
+            "expr: vector(0.58)",
         ] {
             assert!(text.contains(wanted), "{wanted} missing:\n{text}");
         }
@@ -216,7 +217,8 @@ mod tests {
                 String::from_utf8_lossy(&out.stdout)
             );
         }
-        // Queue Orders steady (2 jobs/s of 4 s jobs, 12 ready: 11.6 workers, as capacity.test.yml)
+        // Queue Orders steady (2 jobs/s of 4 s jobs, 12 ready: 8 + 0.58 x sqrt(8) + 1.6 =
+        // 11.2405 workers, as capacity.test.yml)
         // run 10 times faster: 20 jobs/s of 0.4 s jobs on the wall clock, scraped every 1.5 s.
         std::fs::write(dir.join("rules.yml"), render(RULES, 10.0).0).unwrap();
         let test = r#"rule_files: [rules.yml]
@@ -243,7 +245,7 @@ tests:
       - series: 'rabbitmq_detailed_queue_consumers{vhost="/",queue="Orders"}'
         values: '8x100'
     promql_expr_test:
-      - expr: 'abs(warren_workers_needed - 11.6) < bool 1e-6'
+      - expr: 'abs(warren_workers_needed - 11.24048773235279) < bool 1e-6'
         eval_time: 60s
         exp_samples: [{labels: '{vhost="/",queue="Orders"}', value: 1}]
 "#;

@@ -732,7 +732,7 @@ rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
 
     #[test]
     fn capacity_from_scrapes_measures_work_over_workers_that_come_and_go() {
-        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let mut scrapes = CapacityScrapes::new(Knobs::OLD_DEFAULT);
         // As the rule's steady case: 2/s x 4 s / 0.8 + 12 x 4 / 30 = 11.6.
         let n = steady(&mut scrapes, 0, 40, 15.0, 1.0);
         assert!((n.arrival_rate - 2.0).abs() < 1e-9, "{n:?}");
@@ -742,7 +742,7 @@ rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
 
     #[test]
     fn a_worker_that_does_not_answer_is_unchanged_not_restarted() {
-        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let mut scrapes = CapacityScrapes::new(Knobs::OLD_DEFAULT);
         steady(&mut scrapes, 0, 3, 15.0, 1.0);
         // 90 jobs of 4 s by 45 s. At 60 s both workers stop answering (a slow scrape); when
         // they answer again at 75 s they have done 60 more jobs of 6 s: (360 + 360) / 150 jobs
@@ -786,7 +786,7 @@ rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
     #[test]
     fn at_speed_k_the_wall_clock_work_time_counts_k_times_on_the_engines_clock() {
         // The same load as at 1x, run 10 times faster: 0.4 s jobs on the wall clock.
-        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let mut scrapes = CapacityScrapes::new(Knobs::OLD_DEFAULT);
         let n = steady(&mut scrapes, 0, 40, 15.0, 10.0);
         assert!((n.workers_needed - 11.6).abs() < 1e-9, "{n:?}");
     }
@@ -795,7 +795,7 @@ rabbitmq_detailed_queue_get_total{vhost="shop",queue="emails"} 1
     fn without_a_pool_histogram_the_work_time_comes_from_the_broker() {
         // A foreign consumer pool: no metrics ports. 8 busy of 8 consumers, 2 finished per
         // second: 4 s by Little's law.
-        let mut scrapes = CapacityScrapes::new(Knobs::default());
+        let mut scrapes = CapacityScrapes::new(Knobs::OLD_DEFAULT);
         let mut last = None;
         for i in 0..=40u32 {
             let t = 15.0 * f64::from(i);

@@ -13,7 +13,7 @@
 //! - [`recommend`]: `warren recommend`, a search of the queue-length and capacity policies in
 //!   the simulator for the cheapest manifest that meets a queue-wait SLO.
 //! - [`capacity_rules`]: `warren rules`, the capacity metric's recording rules for every
-//!   queue of a cluster (the PromQL mirror of `warren_sim::estimator`), and per queue its own
+//!   queue of a cluster (the PromQL mirror of `warren_policy::estimator`), and per queue its own
 //!   rules, HPA or KEDA ScaledObject; what `recommend` prints for a capacity winner.
 
 pub mod capacity_rules;

@@ -4,7 +4,10 @@
 //!
 //! The families, each over the base manifest's target, maxReplicas and scale-up behavior:
 //! the queue-length target (ready messages per worker), and the capacity metric
-//! `warren_workers_needed` at a grid of knobs (target utilisation, drain time); both at
+//! `warren_workers_needed` at a grid of knobs: the headroom from the SLO (square-root
+//! staffing, beta derived from `--slo` by Erlang C at 0.8 x maxReplicas busy workers of the
+//! default work time, `Knobs::for_slo`) or a fixed target utilisation, each at several drain
+//! times; both at
 //! minReplicas 1 and 2 and a scale-down stabilization window of 60 s or 300 s. stdout gets the
 //! manifest alone (`warren recommend ... > hpa.yaml`), stderr the progress and the table of
 //! every candidate; `--report-dir` also writes the table, the manifest and the fronts chart.
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 use serde_yaml::Value;
-use warren_sim::capacity::{CapacityFormula, Knobs};
+use warren_policy::capacity::{CapacityFormula, Knobs};
 use warren_sim::{FormulaFactory, PolicySpec, Scenario};
 
 use crate::config::ConfigError;
@@ -29,7 +32,8 @@ pub struct RecommendArgs {
     /// A scenario file (see scenarios/); repeat for several. The result meets the SLO in each.
     #[arg(long = "scenario", value_name = "FILE", required = true)]
     pub scenario: Vec<PathBuf>,
-    /// The p95 queue wait to keep, e.g. 10s.
+    /// The p95 queue wait to keep, e.g. 10s: the candidates are judged by it, and the capacity
+    /// candidates' square-root headroom (beta) is derived from it.
     #[arg(long, value_parser = crate::config::parse_duration)]
     pub slo: Duration,
     /// The HPA manifest to start from: its scaleTargetRef, maxReplicas, scale-up behavior and
@@ -111,7 +115,17 @@ impl RecommendArgs {
             scenarios.push((name, scenario));
         }
         let from_broker = self.capacity_estimate == "broker";
-        let candidates = candidates(&base, &selector, from_broker).map_err(bad_base)?;
+        let max = base["spec"]["maxReplicas"].as_u64().unwrap_or(1) as f64;
+        let for_slo = Knobs::default()
+            .for_slo(
+                slo_secs,
+                capacity_rules::DESIGN_SHARE_OF_MAX * max,
+                Knobs::default().default_work_secs,
+                warren_policy::capacity::DESIGN_WORK_SCV,
+            )
+            .map_err(|e| ConfigError::new(format!("--slo: {e}")))?;
+        let candidates =
+            candidates(&base, &selector, from_broker, for_slo.beta).map_err(bad_base)?;
         Ok(RecommendConfig {
             scenarios,
             slo_secs,
@@ -138,7 +152,12 @@ fn metric(name: &str, selector: &Value, average: &str) -> Value {
     .unwrap_or(Value::Null)
 }
 
-fn candidates(base: &Value, selector: &Value, from_broker: bool) -> Result<Vec<Candidate>, String> {
+fn candidates(
+    base: &Value,
+    selector: &Value,
+    from_broker: bool,
+    slo_beta: f64,
+) -> Result<Vec<Candidate>, String> {
     let mut out = Vec::new();
     let mut families: Vec<(&'static str, String, Value, Option<Knobs>)> = Vec::new();
     for target in QUEUE_TARGETS {
@@ -153,16 +172,29 @@ fn candidates(base: &Value, selector: &Value, from_broker: bool) -> Result<Vec<C
             None,
         ));
     }
+    for drain_secs in DRAINS {
+        families.push((
+            "capacity",
+            format!("beta={slo_beta:.3} (the SLO's) D={drain_secs}s"),
+            metric(warren_policy::capacity::METRIC_NAME, selector, "1"),
+            Some(Knobs {
+                target_utilisation: 1.0,
+                beta: slo_beta,
+                drain_secs,
+                ..Knobs::default()
+            }),
+        ));
+    }
     for target_utilisation in UTILISATIONS {
         for drain_secs in DRAINS {
             families.push((
                 "capacity",
                 format!("u={target_utilisation} D={drain_secs}s"),
-                metric(warren_sim::capacity::METRIC_NAME, selector, "1"),
+                metric(warren_policy::capacity::METRIC_NAME, selector, "1"),
                 Some(Knobs {
                     target_utilisation,
                     drain_secs,
-                    ..Knobs::default()
+                    ..Knobs::OLD_DEFAULT
                 }),
             ));
         }
@@ -181,7 +213,7 @@ fn candidates(base: &Value, selector: &Value, from_broker: bool) -> Result<Vec<C
                     Some(knobs) => {
                         let factory: FormulaFactory = if from_broker {
                             std::sync::Arc::new(move || {
-                                Box::new(warren_sim::estimator::QueueEstimator::new(knobs))
+                                Box::new(warren_policy::estimator::QueueEstimator::new(knobs))
                             })
                         } else {
                             std::sync::Arc::new(move || Box::new(CapacityFormula::new(knobs)))
@@ -318,6 +350,7 @@ fn manifest_text(c: &Candidate, t: &Tried, config: &RecommendConfig) -> Result<S
             queue: labels["queue"].as_str().unwrap_or("Orders").to_owned(),
             overrides: capacity_rules::KnobOverrides {
                 target_utilisation: Some(k.target_utilisation),
+                beta: Some(k.beta),
                 drain_secs: Some(k.drain_secs),
                 ..Default::default()
             },
@@ -416,7 +449,7 @@ mod tests {
         )
         .unwrap();
         let selector = base["spec"]["metrics"][0]["external"]["metric"]["selector"].clone();
-        let all = candidates(&base, &selector, true).unwrap();
+        let all = candidates(&base, &selector, true, 0.5).unwrap();
         let c = all
             .iter()
             .find(|c| {

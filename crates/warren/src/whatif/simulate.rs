@@ -55,7 +55,7 @@ pub struct SimulateArgs {
     /// `warren_workers_needed`: `histogram` (warren's own workers: the publish counter and the
     /// workers' work-time histogram) or `broker` (a queue whose workers export nothing: the
     /// broker's counts and acks alone, arrivals by conservation, work time by Little's law,
-    /// as `warren rules` and `warren autoscale` estimate them; warren_sim::estimator).
+    /// as `warren rules` and `warren autoscale` estimate them; warren_policy::estimator).
     #[arg(long, default_value = "histogram", value_parser = ["histogram", "broker"])]
     pub capacity_estimate: String,
 }
@@ -101,16 +101,16 @@ impl SimulateArgs {
                 capacity_metrics(&text)
             };
             let from_broker = self.capacity_estimate == "broker";
-            let chosen = knobs.or(from_broker.then(warren_sim::capacity::Knobs::default));
+            let chosen = knobs.or(from_broker.then(warren_policy::capacity::Knobs::default));
             let policy = match chosen {
                 Some(knobs) if !capacity.is_empty() => {
                     let factory: warren_sim::FormulaFactory = if from_broker {
                         std::sync::Arc::new(move || {
-                            Box::new(warren_sim::estimator::QueueEstimator::new(knobs))
+                            Box::new(warren_policy::estimator::QueueEstimator::new(knobs))
                         })
                     } else {
                         std::sync::Arc::new(move || {
-                            Box::new(warren_sim::capacity::CapacityFormula::new(knobs))
+                            Box::new(warren_policy::capacity::CapacityFormula::new(knobs))
                         })
                     };
                     let formulas = capacity.iter().map(|&i| (i, factory.clone())).collect();
@@ -126,13 +126,13 @@ impl SimulateArgs {
         if self.capacity_estimate == "broker" && !knobs_used {
             return Err(ConfigError::new(format!(
                 "--capacity-estimate broker applies to an HPA whose metric is {}; no --hpa given has one",
-                warren_sim::capacity::METRIC_NAME
+                warren_policy::capacity::METRIC_NAME
             )));
         }
         if knobs.is_some() && !knobs_used {
             return Err(ConfigError::new(format!(
                 "--capacity-utilisation and --capacity-drain apply to an HPA whose metric is {}; no --hpa given has one",
-                warren_sim::capacity::METRIC_NAME
+                warren_policy::capacity::METRIC_NAME
             )));
         }
         let mut scenarios = Vec::new();
@@ -168,12 +168,12 @@ impl SimulateArgs {
 
 impl SimulateArgs {
     /// The capacity knobs given, over the shipped ones; `None` when neither is given.
-    fn capacity_knobs(&self) -> Result<Option<warren_sim::capacity::Knobs>, ConfigError> {
+    fn capacity_knobs(&self) -> Result<Option<warren_policy::capacity::Knobs>, ConfigError> {
         if self.capacity_utilisation.is_none() && self.capacity_drain.is_none() {
             return Ok(None);
         }
-        let shipped = warren_sim::capacity::Knobs::default();
-        let knobs = warren_sim::capacity::Knobs {
+        let shipped = warren_policy::capacity::Knobs::default();
+        let knobs = warren_policy::capacity::Knobs {
             target_utilisation: self
                 .capacity_utilisation
                 .unwrap_or(shipped.target_utilisation),
@@ -201,7 +201,7 @@ fn capacity_metrics(text: &str) -> Vec<usize> {
         .flatten()
         .enumerate()
         .filter(|(_, m)| {
-            m["external"]["metric"]["name"].as_str() == Some(warren_sim::capacity::METRIC_NAME)
+            m["external"]["metric"]["name"].as_str() == Some(warren_policy::capacity::METRIC_NAME)
         })
         .map(|(i, _)| i)
         .collect()
