@@ -1,10 +1,13 @@
 //! The records warren writes for programs to read back, and their one parser.
 //!
-//! Two records: one of each HPA sync ([`DecisionRecord`], logged by `warren autoscale`) and one
+//! Four records: one of each HPA sync ([`DecisionRecord`], logged by `warren autoscale`), one
 //! of each job a worker acks, dead-letters, returns to the queue or abandons ([`JobRecord`],
-//! logged by `warren worker`). Each is one JSON object in the `record` field of its log line,
-//! tagged by its kind (`{"record":"decision",...}`, `{"record":"job",...}`); the message before
-//! it stays for people. [`parse_line`] is the only reader: the ledger ([`crate::lab::ledger`]),
+//! logged by `warren worker`), and one of each step of a worker's life that a program times or
+//! counts on ([`WorkerRecord`]: started by the pool, consuming, lost the broker, draining), and
+//! `warren autoscale`'s summary as it stops ([`SummaryRecord`]). Each is one JSON object in the
+//! `record` field of its log line, tagged by its kind (`{"record":"decision",...}`,
+//! `{"record":"job",...}`, `{"record":"worker",...}`, `{"record":"summary",...}`); the message
+//! before it stays for people. [`parse_line`] is the only reader: the ledger ([`crate::lab::ledger`]),
 //! the tests' support code and `warren records` (which prints the records of log files as JSON
 //! lines, for the benches' scripts) all go through it, and nothing reads a log line's text.
 
@@ -23,6 +26,67 @@ pub enum Record {
     Decision(DecisionRecord),
     /// One job's outcome at a worker.
     Job(JobRecord),
+    /// One step of a worker's life.
+    Worker(WorkerRecord),
+    /// What `warren autoscale` did, logged once as it stops.
+    Summary(SummaryRecord),
+}
+
+/// What `warren autoscale` did over its run, logged once as it stops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRecord {
+    /// Decisions taken.
+    pub decisions: u64,
+    /// Rescales applied.
+    pub rescales: u64,
+    /// Workers replaced after exiting unasked.
+    pub restarts: u64,
+    /// Sum of the workers' lifetimes, in seconds.
+    pub worker_seconds: f64,
+}
+
+/// A step of a worker's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// `warren autoscale`'s pool started the worker's process.
+    Started,
+    /// The worker consumes from its queue (after its start, or a reconnect).
+    Consuming,
+    /// The worker lost its connection to the broker; it reconnects.
+    LostBroker,
+    /// The worker drains: it takes no new job and finishes those in hand.
+    Draining,
+}
+
+/// One step of a worker's life, with when it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// What happened.
+    pub event: WorkerEvent,
+    /// The pool's number for the worker (`Started`, logged by the pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u64>,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl WorkerRecord {
+    /// A record of `event` now.
+    pub fn now(event: WorkerEvent) -> Self {
+        WorkerRecord {
+            event,
+            worker: None,
+            at_ms: unix_ms(),
+        }
+    }
+}
+
+/// Now, in ms since the Unix epoch (0 on a clock set before it).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One HPA sync of `warren autoscale`: the step's record and what only the live loop knows.
@@ -87,6 +151,9 @@ pub struct JobRecord {
     /// Why, for an outcome other than acked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the outcome happened, in ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 impl JobOutcome {
@@ -111,6 +178,7 @@ impl JobRecord {
             work_ms: None,
             redelivered: None,
             reason: None,
+            at_ms: None,
         }
     }
 }
@@ -126,6 +194,12 @@ impl Record {
 impl From<JobRecord> for Record {
     fn from(job: JobRecord) -> Self {
         Record::Job(job)
+    }
+}
+
+impl From<WorkerRecord> for Record {
+    fn from(worker: WorkerRecord) -> Self {
+        Record::Worker(worker)
     }
 }
 
@@ -157,7 +231,7 @@ pub struct RecordsArgs {
     /// Log files to read (a worker's, the autoscaler's, the demo's); none reads stdin.
     pub logs: Vec<PathBuf>,
     /// Print only the records of this kind.
-    #[arg(long, value_parser = ["decision", "job"])]
+    #[arg(long, value_parser = ["decision", "job", "worker", "summary"])]
     pub kind: Option<String>,
 }
 
@@ -167,7 +241,11 @@ pub fn print(args: &RecordsArgs) -> anyhow::Result<()> {
     let wanted = |record: &Record| {
         matches!(
             (args.kind.as_deref(), record),
-            (None, _) | (Some("decision"), Record::Decision(_)) | (Some("job"), Record::Job(_))
+            (None, _)
+                | (Some("decision"), Record::Decision(_))
+                | (Some("job"), Record::Job(_))
+                | (Some("worker"), Record::Worker(_))
+                | (Some("summary"), Record::Summary(_))
         )
     };
     let mut out = std::io::stdout().lock();
@@ -233,6 +311,30 @@ mod tests {
             Record::from(JobRecord::new("2", JobOutcome::DeadLettered)).to_json()
         );
         assert_eq!(parse_log(&log).len(), 1);
+    }
+
+    #[test]
+    fn a_worker_record_reads_back_with_its_event_and_time() {
+        let mut started = WorkerRecord::now(WorkerEvent::Started);
+        started.worker = Some(3);
+        let record = Record::from(started);
+        assert!(record
+            .to_json()
+            .starts_with(r#"{"record":"worker","event":"started","worker":3,"at_ms":"#));
+        let line = format!(
+            "2026-12-08T00:00:00Z  INFO worker started record={}",
+            record.to_json()
+        );
+        assert_eq!(parse_line(&line), Some(record));
+        let lost = parse_line(r#"x record={"record":"worker","event":"lost_broker","at_ms":5}"#);
+        assert_eq!(
+            lost,
+            Some(Record::Worker(WorkerRecord {
+                event: WorkerEvent::LostBroker,
+                worker: None,
+                at_ms: 5
+            }))
+        );
     }
 
     #[test]

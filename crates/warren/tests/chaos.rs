@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use warren::lab::ledger::Ledger;
 use warren::lab::load::{LoadConfig, LoadStats, Pattern, PatternKind};
 use warren::lab::rabbit_node::{DirOnDrop, RabbitNode};
-use warren::records::{JobOutcome, Record};
+use warren::records::{JobOutcome, Record, WorkerEvent};
 
 /// Work time per job: short, so the queue drains quickly after the load.
 const WORK_MS: u64 = 200;
@@ -135,12 +135,14 @@ fn acks_by_id(dir: &Path, killed: &HashSet<PathBuf>) -> HashMap<String, Vec<Ack>
                 ack.maybe_lost = true;
             }
         };
-        for line in text.lines() {
-            if line.contains("worker lost the broker") {
-                mark_last(&mut in_order);
-            }
-            let Some(Record::Job(job)) = warren::records::parse_line(line) else {
-                continue;
+        for record in warren::records::parse_log(&text) {
+            let job = match record {
+                Record::Worker(w) if w.event == WorkerEvent::LostBroker => {
+                    mark_last(&mut in_order);
+                    continue;
+                }
+                Record::Job(job) => job,
+                _ => continue,
             };
             if job.outcome == JobOutcome::Acked {
                 let ack = Ack {

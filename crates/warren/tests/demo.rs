@@ -242,7 +242,7 @@ fn demo_at_speed_10_scales_up_and_down_loses_nothing_and_leaves_nothing_running(
         .into_iter()
         .filter_map(|r| match r {
             Record::Decision(d) => Some(d),
-            Record::Job(_) => None,
+            _ => None,
         })
         .collect();
     assert!(!decisions.is_empty(), "no decision record in the log");

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use warren::records::{parse_line, JobOutcome, JobRecord, Record};
+use warren::records::{
+    parse_line, JobOutcome, JobRecord, Record, SummaryRecord, WorkerEvent, WorkerRecord,
+};
 
 #[test]
 fn warren_records_prints_each_record_of_the_logs_and_nothing_else() {
@@ -13,16 +15,27 @@ fn warren_records_prints_each_record_of_the_logs_and_nothing_else() {
     acked.queue_wait_ms = Some(7);
     let acked = Record::from(acked);
     let dead = Record::from(JobRecord::new("01DEAD", JobOutcome::DeadLettered));
+    let consuming = Record::from(WorkerRecord::now(WorkerEvent::Consuming));
+    let summary = Record::Summary(SummaryRecord {
+        decisions: 12,
+        rescales: 3,
+        restarts: 0,
+        worker_seconds: 301.5,
+    });
     let log = dir.join("worker-0.log");
     std::fs::write(
         &log,
         format!(
-            "2026-12-08T00:00:00Z  INFO warren::pipeline::worker: consuming queue=Orders\n\
+            "2026-12-08T00:00:00Z  INFO warren::pipeline::worker: consuming queue=Orders record={}\n\
              2026-12-08T00:00:01Z  INFO warren::pipeline::worker: job done record={}\n\
              2026-12-08T00:00:02Z  WARN warren::pipeline::worker: bad message record={}\n\
-             a line cut short record={{\"record\":\"job\",\"job_",
+             2026-12-08T00:00:03Z  INFO warren::scaling::autoscale: stopped worker_seconds=302\n\
+             a line cut short record={{\"record\":\"job\",\"job_\n\
+             2026-12-08T00:00:04Z  INFO warren::scaling::autoscale: warren autoscale stopped record={}",
+            consuming.to_json(),
             acked.to_json(),
-            dead.to_json()
+            dead.to_json(),
+            summary.to_json()
         ),
     )
     .unwrap();
@@ -40,8 +53,19 @@ fn warren_records_prints_each_record_of_the_logs_and_nothing_else() {
             .map(|l| parse_line(l).unwrap_or_else(|| panic!("not a record: {l}")))
             .collect::<Vec<_>>()
     };
-    assert_eq!(run(&[]), vec![acked.clone(), dead]);
+    assert_eq!(
+        run(&[]),
+        vec![
+            consuming.clone(),
+            acked.clone(),
+            dead.clone(),
+            summary.clone()
+        ]
+    );
     assert_eq!(run(&["--kind", "decision"]), vec![]);
+    assert_eq!(run(&["--kind", "job"]), vec![acked, dead]);
+    assert_eq!(run(&["--kind", "worker"]), vec![consuming]);
+    assert_eq!(run(&["--kind", "summary"]), vec![summary]);
     let missing = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["records", "/nonexistent/warren.log"])
         .output()

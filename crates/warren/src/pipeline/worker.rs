@@ -48,7 +48,7 @@ use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::broker::{self, Backoff};
 use crate::pipeline::deletion_cost::{self, DeletionCostArgs, DeletionCostConfig};
 use crate::pipeline::job::{now_ms, parse_delivery, Job, MAX_WORK_MS};
-use crate::records::{JobOutcome, JobRecord, Record};
+use crate::records::{self, JobOutcome, JobRecord, Record, WorkerEvent, WorkerRecord};
 
 /// Settings of `warren worker`, validated.
 #[derive(Clone, Debug)]
@@ -177,7 +177,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         backoff.reset();
         unreachable = None;
         ops.set_ready(ReadyState::Ready);
-        tracing::info!(queue = %config.broker.queue, "consuming");
+        tracing::info!(queue = %config.broker.queue, record = %worker_record(WorkerEvent::Consuming), "consuming");
         // Cancelled when this channel is lost: its jobs' deliveries are then void.
         let channel_lost = CancellationToken::new();
         let stopped = consume(
@@ -203,7 +203,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             }
             Stopped::Lost => {
                 channel_lost.cancel();
-                tracing::warn!(broker = %config.broker.url, "worker lost the broker; reconnecting");
+                tracing::warn!(broker = %config.broker.url, record = %worker_record(WorkerEvent::LostBroker), "worker lost the broker; reconnecting");
             }
         }
         // Release the old connection's socket and I/O loop; jobs still running on it will find
@@ -221,6 +221,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         tracing::info!(
             jobs = running,
             grace_ms = config.grace.as_millis() as u64,
+            record = %worker_record(WorkerEvent::Draining),
             "draining: finishing jobs in flight"
         );
     }
@@ -554,6 +555,12 @@ impl WorkerArgs {
 /// what `fill` adds.
 fn outcome(id: impl ToString, outcome: JobOutcome, fill: impl FnOnce(&mut JobRecord)) -> String {
     let mut record = JobRecord::new(id.to_string(), outcome);
+    record.at_ms = Some(records::unix_ms());
     fill(&mut record);
     Record::from(record).to_json()
+}
+
+/// A step of this worker's life as its log line's `record` field holds it.
+fn worker_record(event: WorkerEvent) -> String {
+    Record::from(WorkerRecord::now(event)).to_json()
 }

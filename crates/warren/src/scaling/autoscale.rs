@@ -54,7 +54,7 @@ use crate::config::ConfigError;
 use crate::metrics;
 use crate::pipeline::broker::BrokerArgs;
 use crate::pipeline::worker::WorkArgs;
-use crate::records::{DecisionRecord, MetricRecord, Record};
+use crate::records::{DecisionRecord, MetricRecord, Record, SummaryRecord};
 use crate::scaling::metric_source::{MetricReader, MetricSource, SeriesQuery};
 use crate::scaling::pool::{PoolStatus, WorkerCommand, WorkerPool, WorkerSpec, KILL_MARGIN};
 use crate::scaling::state_file::{self, SavedState, StateFile};
@@ -304,6 +304,13 @@ pub async fn run(config: AutoscaleConfig, shutdown: CancellationToken) -> anyhow
         rescales = summary.rescales,
         restarts = summary.restarts,
         worker_seconds = summary.worker_seconds.round() as u64,
+        record = %Record::Summary(SummaryRecord {
+            decisions: summary.decisions,
+            rescales: summary.rescales,
+            restarts: summary.restarts,
+            worker_seconds: summary.worker_seconds,
+        })
+        .to_json(),
         "warren autoscale stopped"
     );
     Ok(())

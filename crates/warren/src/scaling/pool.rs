@@ -44,6 +44,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use crate::config::BrokerConfig;
+use crate::records::{Record, WorkerEvent, WorkerRecord};
 
 /// The program a worker runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,11 +288,14 @@ impl WorkerPool {
             .id()
             .and_then(|p| i32::try_from(p).ok())
             .map(Pid::from_raw);
+        let mut started = WorkerRecord::now(WorkerEvent::Started);
+        started.worker = Some(u64::from(id));
         tracing::info!(
             worker = id,
             index,
             metrics_port = port,
             pid = child.id().unwrap_or(0),
+            record = %Record::from(started).to_json(),
             "worker started"
         );
         self.workers.push(PoolWorker {

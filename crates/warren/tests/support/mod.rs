@@ -232,7 +232,7 @@ pub fn job_records(log: &str) -> Vec<warren::records::JobRecord> {
         .into_iter()
         .filter_map(|r| match r {
             warren::records::Record::Job(job) => Some(job),
-            warren::records::Record::Decision(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -243,7 +243,7 @@ pub fn decision_records(log: &str) -> Vec<warren::records::DecisionRecord> {
         .into_iter()
         .filter_map(|r| match r {
             warren::records::Record::Decision(d) => Some(d),
-            warren::records::Record::Job(_) => None,
+            _ => None,
         })
         .collect()
 }
