@@ -425,11 +425,20 @@ async fn a_cluster_started_again_on_its_dir_comes_back_with_its_queue_and_urls()
         url.expose(),
         "the same URLs after a restart"
     );
-    let (_, online) = quorum(&cluster, 0, &queue).await;
+    // A member's replica comes online a moment after its node has started (it catches up
+    // with the log first): wait for the three, as long as a reconnecting client would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let online = loop {
+        let (_, online) = quorum(&cluster, 0, &queue).await;
+        if online.len() == 3 || std::time::Instant::now() > deadline {
+            break online;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(
         online.len(),
         3,
-        "the queue's three members are back: {online:?}"
+        "the queue's three members are back within 20 s: {online:?}"
     );
     let connection = lapin::Connection::connect(
         cluster.node(0).amqp_url().expose(),
