@@ -80,7 +80,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             Ok(())
         }
-        Command::Records(args) => warren::records::print(&args),
+        Command::Records(args) => {
+            args.check().unwrap_or_else(|e| cli::exit_config_error(&e));
+            warren::records::print(&args)
+        }
         Command::Simulate(args) => {
             let config = args
                 .to_config()

@@ -235,6 +235,19 @@ pub struct RecordsArgs {
     pub kind: Option<String>,
 }
 
+impl RecordsArgs {
+    /// Checks that every log can be read, before anything is printed: a missing or unreadable
+    /// file is bad input (one line, exit 2), not a half-printed answer.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        for path in &self.logs {
+            std::fs::File::open(path).map_err(|e| {
+                crate::config::ConfigError::new(format!("cannot read {}: {e}", path.display()))
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// `warren records`: prints the records of the logs as JSON lines on stdout, in order (file by
 /// file), for scripts: each line one record as [`parse_line`] reads it.
 pub fn print(args: &RecordsArgs) -> anyhow::Result<()> {

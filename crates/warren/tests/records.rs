@@ -71,5 +71,8 @@ fn warren_records_prints_each_record_of_the_logs_and_nothing_else() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
+    assert_eq!(missing.status.code(), Some(2), "a missing log is bad input");
+    assert!(missing.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
