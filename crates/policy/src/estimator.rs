@@ -33,7 +33,17 @@
 //!     what a closed channel counted. Not counted: messages rejected, expired or dropped by a
 //!     length limit (the broker has no per-queue counter for them in 3.10), so a queue that
 //!     dead-letters much reads a lower arrival rate. Clamped at 0 (a deleted and re-created
-//!     queue's count falls).
+//!     queue's count falls). The change is taken between the oldest and newest scrapes of the
+//!     window that have a count: a count missing once the queue was seen (a leader moving) is
+//!     skipped, as PromQL's `deriv` skips it. Before the broker first reports the queue (not
+//!     declared yet, or declared less than one statistics interval ago: a quorum queue's
+//!     first tick), it holds 0 messages, so the backlog found at its first report arrived
+//!     since. Reading that first missing count as "no change" instead made `warren demo`'s
+//!     first minute read 0.13 jobs/s for 0.6 (only the finished ones), and the live loop ask
+//!     for 2 workers where the simulator asked for 5. This is one place where the estimator
+//!     knows more than the rules: it knows when it began to watch, and Prometheus' `deriv` on
+//!     a new queue starts from its first sample, so the rules read a new queue's first backlog
+//!     as no arrival for its first minute.
 //! - **work time**, over [`WORK_WINDOW_SECS`], the first that exists:
 //!   1. measured: the increase of the workers' histogram `_sum` over its `_count`
 //!      (warren worker's `job_duration_seconds`, or the user's), when a job finished;
@@ -198,6 +208,8 @@ pub struct QueueEstimator {
     measured_work_secs: RunningTotal,
     measured_jobs: RunningTotal,
     points: VecDeque<Point>,
+    /// Whether the broker has reported the queue's message count yet.
+    queue_reported: bool,
 }
 
 fn usable(v: Option<f64>) -> Option<f64> {
@@ -215,6 +227,7 @@ impl QueueEstimator {
             measured_work_secs: RunningTotal::default(),
             measured_jobs: RunningTotal::default(),
             points: VecDeque::new(),
+            queue_reported: false,
         }
     }
 
@@ -247,9 +260,16 @@ impl QueueEstimator {
             let finish_rate = self.rate_base(scrape.at_secs).map_or(0.0, |old| {
                 (finished - old.finished) / (scrape.at_secs - old.at_secs)
             });
+            // Until the broker first reports the queue (a queue not declared yet, or one whose
+            // process has not yet emitted its first stats: up to one statistics interval after
+            // its declaration), it holds no messages, as far as anyone can know: so what it
+            // holds when it first appears arrived since, and counts in the arrival rate.
+            // Afterwards a missing count (a leader moving) is unknown, not 0.
+            let messages = usable(scrape.messages);
+            self.queue_reported |= messages.is_some();
             let point = Point {
                 at_secs: scrape.at_secs,
-                messages: usable(scrape.messages),
+                messages: messages.or((!self.queue_reported).then_some(0.0)),
                 published,
                 finished,
                 finish_rate,
@@ -284,6 +304,29 @@ impl QueueEstimator {
             .copied()
     }
 
+    /// Arrivals per second by conservation between `from` and `to`: the change of the queue's
+    /// messages + the messages finished, clamped at 0. The change is taken between the oldest
+    /// and newest scrapes of that span that have a message count (PromQL's `deriv` too uses
+    /// only the samples there are), with the messages finished over the same scrapes: a scrape
+    /// without a count at either end would otherwise read as no change at all, and a growing
+    /// backlog as no arrivals. With fewer than two counts, the messages finished alone.
+    fn conserved_rate(&self, from: Point, to: Point) -> f64 {
+        let mut counted = self
+            .points
+            .iter()
+            .filter(|p| p.at_secs >= from.at_secs && p.at_secs <= to.at_secs)
+            .filter_map(|p| p.messages.map(|m| (p, m)));
+        let first = counted.next();
+        let last = counted.next_back();
+        let rate = match (first, last) {
+            (Some((a, ma)), Some((b, mb))) => {
+                (mb - ma + b.finished - a.finished) / (b.at_secs - a.at_secs)
+            }
+            _ => (to.finished - from.finished) / (to.at_secs - from.at_secs),
+        };
+        rate.max(0.0)
+    }
+
     /// The metric as the scrapes so far give it.
     fn estimate(&self) -> Estimate {
         let Some(newest) = self.points.back().copied() else {
@@ -305,17 +348,10 @@ impl QueueEstimator {
                 let dt = newest.at_secs - old.at_secs;
                 match (newest.published, old.published) {
                     (Some(new), Some(old)) => (Some((new - old) / dt), ArrivalSource::PerQueue),
-                    _ => {
-                        let change = match (newest.messages, old.messages) {
-                            (Some(new), Some(old)) => new - old,
-                            _ => 0.0,
-                        };
-                        let left = newest.finished - old.finished;
-                        (
-                            Some(((change + left) / dt).max(0.0)),
-                            ArrivalSource::Conservation,
-                        )
-                    }
+                    _ => (
+                        Some(self.conserved_rate(old, newest)),
+                        ArrivalSource::Conservation,
+                    ),
                 }
             }
         };
@@ -485,6 +521,58 @@ mod tests {
         assert!((n.needed.work_secs - 3.0).abs() < 1e-9, "{n:?}");
         // 2/s x 3 s / 0.8.
         assert!((n.needed.workers_needed - 7.5).abs() < 1e-9, "{n:?}");
+    }
+
+    /// A 3.10 scrape of a queue holding `messages` (all ready) whose consumers finished
+    /// `finished`; no count at all when `messages` is None (no series for the queue).
+    fn counts(at: f64, messages: Option<f64>, finished: f64) -> QueueScrape {
+        QueueScrape {
+            at_secs: at,
+            ready: messages,
+            unacked: messages.map(|_| 0.0),
+            messages,
+            consumers: messages.map(|_| 1.0),
+            finished: map(&[("channel <0.1.0>", finished)]),
+            ..QueueScrape::default()
+        }
+    }
+
+    #[test]
+    fn a_queue_not_reported_yet_holds_no_messages_so_its_first_count_arrived_since() {
+        // The load starts with the estimator: at 0 s the broker has no series for the queue
+        // (declared a moment ago, its first stats not out yet); at 15 s it holds 6 and 2 were
+        // finished, so 8 arrived in 15 s, and 27 in 30 s. Reading the missing count as "no
+        // change" gave 2/15 and 7/30: the finished ones alone.
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
+        e.observe(&counts(0.0, None, 0.0));
+        let n = e.observe(&counts(15.0, Some(6.0), 2.0));
+        assert_eq!(n.arrival, ArrivalSource::Conservation);
+        assert!((n.needed.arrival_rate - 8.0 / 15.0).abs() < 1e-9, "{n:?}");
+        let n = e.observe(&counts(30.0, Some(20.0), 7.0));
+        assert!((n.needed.arrival_rate - 27.0 / 30.0).abs() < 1e-9, "{n:?}");
+    }
+
+    #[test]
+    fn a_count_missing_after_the_queue_was_seen_is_skipped_not_read_as_zero_or_no_change() {
+        // 3 jobs/s arrive, 2 are finished and 1 stays in the queue. At 60 s the queue's series
+        // is missing (its leader moving): until that scrape leaves the window, the change is
+        // taken between the scrapes that have a count.
+        let steady = |i: u32| {
+            let t = 15.0 * f64::from(i);
+            counts(t, (i != 4).then_some(10.0 + t), 2.0 * t)
+        };
+        let mut e = QueueEstimator::new(Knobs::OLD_DEFAULT);
+        for i in 0..=3 {
+            e.observe(&steady(i));
+        }
+        // The newest scrape has no count: the rate up to the last one that has.
+        let n = e.observe(&steady(4));
+        assert!((n.needed.arrival_rate - 3.0).abs() < 1e-9, "{n:?}");
+        // The oldest scrape of the window has no count: the rate from the next one.
+        for i in 5..=7 {
+            let n = e.observe(&steady(i));
+            assert!((n.needed.arrival_rate - 3.0).abs() < 1e-9, "at {i}: {n:?}");
+        }
     }
 
     #[test]
