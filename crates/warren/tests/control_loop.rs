@@ -2,7 +2,8 @@
 //! metric, a pool that records each scale call, and a wall clock that follows tokio's, so
 //! minutes of syncs take milliseconds and every time below is exact. What `tests/autoscale.rs`
 //! proves with real processes (the wiring), this proves of the loop's behaviour: stabilization
-//! across a restart (the state file), waking from zero, a metric outage.
+//! across a restart (the state file), waking from zero, a metric outage, syncs a period apart
+//! on the engine's clock however long each metric read takes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,25 @@ spec:
       policies: [{type: Pods, value: 10, periodSeconds: 15}]
     scaleDown:
       stabilizationWindowSeconds: 300
+";
+
+/// Doubling at most per 15 s (the shipped HPAs' scale-up policy), no stabilization.
+const DOUBLING: &str = "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: workers}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: workers}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: External
+    external:
+      metric: {name: rabbitmq_queue_messages_ready}
+      target: {type: AverageValue, averageValue: \"10\"}
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies: [{type: Percent, value: 100, periodSeconds: 15}]
 ";
 
 /// The same with `minReplicas: 0` and no scale-down window.
@@ -125,6 +145,25 @@ impl ReadMetric for Script {
         _worker_ports: &[u16],
     ) -> Result<(f64, Option<Needed>), String> {
         (self.value)(self.time.secs()).map(|v| (v, None))
+    }
+}
+
+/// A metric of 1000 whose read takes 30 ms at even syncs and 10 ms at odd ones, as a live
+/// read's time moves with the machine's load.
+struct SlowRead {
+    time: TestTime,
+}
+
+impl ReadMetric for SlowRead {
+    async fn read(
+        &self,
+        _query: &SeriesQuery,
+        _worker_ports: &[u16],
+    ) -> Result<(f64, Option<Needed>), String> {
+        let sync = (self.time.secs() / 15.0).round() as u64;
+        let ms = if sync.is_multiple_of(2) { 30 } else { 10 };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok((1000.0, None))
     }
 }
 
@@ -334,5 +373,41 @@ async fn a_metric_outage_keeps_the_count_until_the_metric_returns() {
             event.decision.reasons
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quicker_read_does_not_put_a_sync_inside_the_last_steps_period() {
+    let dir = scratch("slow-read");
+    let time = TestTime(Instant::now());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let pool = FakePool {
+        time,
+        current: 0,
+        calls: calls.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let config = config(&dir, DOUBLING, false);
+        async move {
+            drive(
+                config,
+                SlowRead { time },
+                pool,
+                &TestWallClock(time),
+                shutdown,
+                None,
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    // The sync at 15 s reads 20 ms quicker than the one at 0 s did: on the read's clock it
+    // would come 14.98 s after the step to 2, inside the policy's 15 s, and be held at 2.
+    let targets: Vec<u32> = calls.lock().unwrap().iter().map(|&(_, n)| n).collect();
+    assert_eq!(targets, vec![1, 2, 4, 8, 10], "{:?}", calls.lock().unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -200,7 +200,8 @@ pub fn queries_json(config: &AutoscaleConfig) -> Result<String, ConfigError> {
 /// of a decision, and what only a live run has.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoscaleEvent {
-    /// The decision; its `at_secs` are wall-clock seconds since the autoscaler started.
+    /// The decision; its `at_secs` are wall-clock seconds since the autoscaler started, at the
+    /// instant the sync was due.
     pub decision: Decision,
     /// When the decision was made, to place it on another clock (the demo's).
     pub at: std::time::Instant,
@@ -406,6 +407,14 @@ impl WallClock for SystemClock {
 /// The live loop: hands each sync's metric values and the pool's counts to the one control
 /// step ([`warren_policy::sync`]) on the engine's clock, and carries out what it decided
 /// (scale the pool, log the decision, save the state). It decides nothing itself.
+///
+/// A sync's engine time is the instant its tick was due, not the moment its metrics were
+/// read: syncs are exactly one sync period apart on the engine's clock, however long each
+/// read took. A behavior policy whose period is the sync period (the shipped HPAs' 15 s) then
+/// allows one step at every sync, as in the simulator; with the read's time instead, a sync
+/// whose read was a few ms quicker than the one before came less than a period after that
+/// step, and the rate limit held the scale-up for a whole sync (a coin flip per step, which
+/// cost the live capacity HPA 7 s of queue-wait p95 in half of `bench/fidelity`'s runs).
 pub async fn drive(
     config: AutoscaleConfig,
     reader: impl ReadMetric,
@@ -493,7 +502,7 @@ pub async fn drive(
     .await;
     let started = Instant::now();
     let wall_period = config.sync_period.div_f64(config.speed);
-    let mut sync = tokio::time::interval(wall_period);
+    let mut sync = tokio::time::interval_at(started, wall_period);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
     let mut summary = AutoscaleSummary::default();
@@ -506,7 +515,7 @@ pub async fn drive(
                 m.ready.set(i64::from(status.ready));
                 m.restarts.inc_by(status.restarts.saturating_sub(m.restarts.get()));
             }
-            _ = sync.tick() => {
+            due = sync.tick() => {
                 let status = pool.refresh().await;
                 let mut readings = Vec::with_capacity(queries.len());
                 let mut terms = Vec::with_capacity(queries.len());
@@ -524,10 +533,11 @@ pub async fn drive(
                         }
                     }
                 }
-                let engine_time = engine_origin + started.elapsed().mul_f64(config.speed);
+                let since_start = due.saturating_duration_since(started);
+                let engine_time = engine_origin + since_start.mul_f64(config.speed);
                 let engine_now = Timestamp::from_millis(u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX));
                 let counts = PoolCounts { current: status.current, ready: status.ready };
-                let Synced { decision, record } = warren_policy::sync(&mut engine, engine_now, started.elapsed().as_secs_f64(), counts, &readings);
+                let Synced { decision, record } = warren_policy::sync(&mut engine, engine_now, since_start.as_secs_f64(), counts, &readings);
                 let values = &record.metric_values;
                 let line = format!("{} engine_ms={}", describe(&queries, values, &terms, &decision, &status), engine_now.as_nanos() / 1_000_000);
                 let logged = DecisionRecord {
