@@ -699,3 +699,147 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn simulate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("warren runs")
+}
+
+/// A scenario held at one worker (replicas min = max = 1) against a hand-made observed file:
+/// replicas 1, 1, 2, 3, 1 at 15 s steps (within 1 of the simulated worker at 4 of 5 steps),
+/// 105 replica-seconds, waits 0.5, 1, 2 and 4 s at equal arrivals (p95 4 s).
+const REPLAY_SCENARIO: &str = "\
+description: a replay of a hand-made observation
+duration_secs: 60
+seed: 1
+slo_secs: 10
+observed: seen.csv
+arrivals: { pattern: constant, rate: 1 }
+work: { distribution: fixed, secs: 0.5 }
+replicas: { min: 1, max: 1 }
+";
+
+#[test]
+fn simulate_sets_the_observed_run_beside_the_simulated_one_in_the_table_and_charts() {
+    let dir = temp_dir("replay");
+    std::fs::write(dir.join("replay.yaml"), REPLAY_SCENARIO).unwrap();
+    std::fs::write(
+        dir.join("seen.csv"),
+        "t_secs,replicas,backlog,arrival_rate,wait_p95_secs\n\
+         0,1,0,1,0.5\n15,1,2,1,1\n30,2,5,1,2\n45,3,1,1,4\n60,1,0,1,\n",
+    )
+    .unwrap();
+    let report = dir.join("report");
+    let out = simulate(&[
+        "--scenario".as_ref(),
+        dir.join("replay.yaml").as_os_str(),
+        "--hpa".as_ref(),
+        repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml").as_os_str(),
+        "--report-dir".as_ref(),
+        report.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = stdout.lines().next().unwrap();
+    for column in [
+        "replicas within 1 of observed",
+        "wait p95 s sim vs observed",
+        "worker-s sim vs observed",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let simulated = stdout
+        .lines()
+        .find(|l| l.starts_with("replay") && l.contains(" hpa "))
+        .unwrap();
+    assert!(simulated.contains("80% of 5 steps"), "{simulated}");
+    assert!(simulated.contains(" vs 4.00 ("), "{simulated}");
+    assert!(simulated.contains(" vs 105 ("), "{simulated}");
+    let observed: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("replay") && l.contains(" observed "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // scenario, policy, jobs, p50, p95, p99, max, within SLO, worker-s, floor, cost, peak, deepest
+    assert_eq!(
+        observed[..13],
+        ["replay", "observed", "60", "-", "4.00", "-", "-", "-", "105", "-", "-", "3", "5"]
+    );
+
+    let series = std::fs::read_to_string(report.join("replay/timeseries.csv")).unwrap();
+    let seen: Vec<&str> = series
+        .lines()
+        .filter(|l| l.starts_with("observed,"))
+        .collect();
+    assert_eq!(seen.len(), 5, "{series}");
+    // run, t, ready, unacked, arrival, target, current, ready workers, desired, processed, wait
+    assert_eq!(seen[3], "observed,45,1,0,1,1,3,3,3,44,4");
+    let page = std::fs::read_to_string(report.join("replay/index.html")).unwrap();
+    assert!(
+        page.contains("<td>observed</td>"),
+        "the table's observed row"
+    );
+    assert!(
+        page.contains("seen.csv (what happened live"),
+        "the setting naming it"
+    );
+    let chart = std::fs::read_to_string(report.join("replay/workers.svg")).unwrap();
+    assert!(
+        chart.contains("observed"),
+        "the workers chart's legend names the observed run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_observed_file_is_one_line_naming_it_and_exit_2() {
+    let dir = temp_dir("bad-observed");
+    std::fs::write(dir.join("replay.yaml"), REPLAY_SCENARIO).unwrap();
+    let hpa = repo("deploy/kubernetes/overlays/prometheus-adapter/hpa.yaml");
+    for (csv, says) in [
+        (None, "seen.csv: No such file"),
+        (Some("t,replicas\n0,1\n"), "line 1: the header must be"),
+        (
+            Some("t_secs,replicas,backlog,arrival_rate,wait_p95_secs\n15,1,0,1,\n0,1,0,1,\n"),
+            "line 3: t_secs 0 does not come after",
+        ),
+        (
+            Some("t_secs,replicas,backlog,arrival_rate,wait_p95_secs\n0,many,0,1,\n"),
+            "line 2: replicas: \"many\" is not a number",
+        ),
+    ] {
+        match csv {
+            Some(text) => std::fs::write(dir.join("seen.csv"), text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(dir.join("seen.csv"));
+            }
+        }
+        let out = simulate(&[
+            "--scenario".as_ref(),
+            dir.join("replay.yaml").as_os_str(),
+            "--hpa".as_ref(),
+            hpa.as_os_str(),
+            "--no-report".as_ref(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr:?} lacks {says:?}");
+        assert!(out.stdout.is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

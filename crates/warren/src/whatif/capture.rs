@@ -483,6 +483,160 @@ pub struct CapturedWork {
     pub source: WorkSource,
 }
 
+/// The observed CSV's header: what happened on the live system at each step.
+pub const OBSERVED_HEADER: &str = "t_secs,replicas,backlog,arrival_rate,wait_p95_secs";
+
+/// One step of what happened.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObservedStep {
+    /// Seconds from the start of the range.
+    pub t_secs: f64,
+    /// The workers' replicas (or the queue's consumers).
+    pub replicas: Option<f64>,
+    /// Messages ready.
+    pub backlog: Option<f64>,
+    /// Arrivals per second.
+    pub arrival_rate: Option<f64>,
+    /// The queue wait's p95 over the minute before, seconds.
+    pub wait_p95_secs: Option<f64>,
+}
+
+/// What happened over a captured range, one row per step: the observed CSV, written by
+/// `warren capture` and read back by `warren simulate` to set beside the simulation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// The steps, in time order.
+    pub steps: Vec<ObservedStep>,
+}
+
+impl Observed {
+    /// The CSV text: [`OBSERVED_HEADER`], then a row per step, an empty cell where there was
+    /// no value.
+    pub fn to_csv(&self) -> String {
+        let cell = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v}"));
+        let mut csv = format!("{OBSERVED_HEADER}\n");
+        for s in &self.steps {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{}",
+                s.t_secs,
+                cell(s.replicas),
+                cell(s.backlog),
+                cell(s.arrival_rate),
+                cell(s.wait_p95_secs)
+            );
+        }
+        csv
+    }
+
+    /// Reads the CSV strictly: the header as written, five cells a row, numbers of 0 or more
+    /// (empty but for `t_secs`), times rising; the error names the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, header)) if header.trim() == OBSERVED_HEADER => {}
+            _ => return Err(format!("line 1: the header must be {OBSERVED_HEADER}")),
+        }
+        let names: Vec<&str> = OBSERVED_HEADER.split(',').collect();
+        let mut steps: Vec<ObservedStep> = Vec::new();
+        for (i, line) in lines {
+            let n = i + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cells.len() != names.len() {
+                return Err(format!(
+                    "line {n}: {} cells, expected {}",
+                    cells.len(),
+                    names.len()
+                ));
+            }
+            let mut values = [None; 5];
+            for (k, cell) in cells.iter().enumerate() {
+                if cell.is_empty() {
+                    continue;
+                }
+                match cell.parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= 0.0 => values[k] = Some(v),
+                    _ => {
+                        return Err(format!(
+                            "line {n}: {}: {cell:?} is not a number of 0 or more",
+                            names[k]
+                        ))
+                    }
+                }
+            }
+            let Some(t_secs) = values[0] else {
+                return Err(format!("line {n}: t_secs is empty"));
+            };
+            if steps.last().is_some_and(|last| last.t_secs >= t_secs) {
+                return Err(format!(
+                    "line {n}: t_secs {t_secs} does not come after the line before"
+                ));
+            }
+            steps.push(ObservedStep {
+                t_secs,
+                replicas: values[1],
+                backlog: values[2],
+                arrival_rate: values[3],
+                wait_p95_secs: values[4],
+            });
+        }
+        if steps.is_empty() {
+            return Err("no rows".into());
+        }
+        Ok(Self { steps })
+    }
+
+    /// Replica-seconds: each step's replicas until the next step.
+    pub fn worker_seconds(&self) -> f64 {
+        self.steps
+            .windows(2)
+            .map(|w| w[0].replicas.unwrap_or(0.0) * (w[1].t_secs - w[0].t_secs))
+            .sum()
+    }
+
+    /// Jobs arrived: the arrival rate integrated over the steps (trapezoids).
+    pub fn jobs(&self) -> f64 {
+        self.steps
+            .windows(2)
+            .map(|w| {
+                (w[0].arrival_rate.unwrap_or(0.0) + w[1].arrival_rate.unwrap_or(0.0)) / 2.0
+                    * (w[1].t_secs - w[0].t_secs)
+            })
+            .sum()
+    }
+
+    /// The queue wait's p95 over the range, from the steps' p95s: their 95th percentile, each
+    /// weighted by its step's arrival rate (a job-weighted estimate; the jobs' own waits are not
+    /// in Prometheus). `None` without a wait.
+    pub fn wait_p95_secs(&self) -> Option<f64> {
+        let mut weighted: Vec<(f64, f64)> = self
+            .steps
+            .iter()
+            .filter_map(|s| Some((s.wait_p95_secs?, s.arrival_rate.unwrap_or(0.0))))
+            .collect();
+        let total: f64 = weighted.iter().map(|w| w.1).sum();
+        if weighted.is_empty() {
+            return None;
+        }
+        weighted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if total <= 0.0 {
+            let i = ((weighted.len() as f64 * 0.95).ceil() as usize).clamp(1, weighted.len());
+            return Some(weighted[i - 1].0);
+        }
+        let mut seen = 0.0;
+        for (wait, weight) in &weighted {
+            seen += weight;
+            if seen >= 0.95 * total {
+                return Some(*wait);
+            }
+        }
+        weighted.last().map(|w| w.0)
+    }
+}
+
 /// An empirical distribution from a histogram's bucket increases `(upper bound, cumulative
 /// count)`: at most [`MAX_WORK_VALUES`] values, each bucket's share of them spread evenly
 /// between its bounds, then moved toward one bound (all by the same share of their bucket's
@@ -720,18 +874,20 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
     // What `warren simulate` will read: refuse to write a file it would refuse.
     warren_sim::Scenario::from_yaml(&scenario)
         .map_err(|e| ConfigError::new(format!("the captured scenario does not check: {e}")))?;
-    let mut csv = String::from("t_secs,replicas,backlog,arrival_rate,wait_p95_secs\n");
-    let cell = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v}"));
-    for (i, t) in steps.iter().enumerate() {
-        let _ = writeln!(
-            csv,
-            "{t},{},{},{},{}",
-            cell(replicas[i]),
-            cell(backlog[i]),
-            cell(arrivals[i]),
-            cell(wait[i])
-        );
+    let csv = Observed {
+        steps: steps
+            .iter()
+            .enumerate()
+            .map(|(i, &t_secs)| ObservedStep {
+                t_secs,
+                replicas: replicas[i],
+                backlog: backlog[i],
+                arrival_rate: arrivals[i],
+                wait_p95_secs: wait[i],
+            })
+            .collect(),
     }
+    .to_csv();
     write_both(&c.out, &scenario, &observed, &csv)?;
     Ok(CaptureSummary {
         points: steps.len(),
