@@ -448,6 +448,28 @@ fn a_4x_queue_is_captured_with_its_rates_work_histogram_scrape_interval_and_repl
         assert!(row[3].is_some(), "arrival rate at {t} s");
         assert_near(&format!("wait p95 at {t} s"), row[4].unwrap(), 1.95, 0.001);
     }
+
+    // The capture replays as it is: warren simulate reads it and its observed file.
+    let replay = simulate(&[
+        "--scenario".as_ref(),
+        out.as_os_str(),
+        "--hpa".as_ref(),
+        repo("deploy/kubernetes/overlays/prometheus-adapter-capacity/hpa.yaml").as_os_str(),
+        "--no-report".as_ref(),
+    ]);
+    let table = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let observed = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("observed"))
+        .unwrap();
+    // 2 replicas for 1800 s, then 4 for 1800 s.
+    assert!(observed.contains(" 10800 "), "{observed}");
+    assert!(table.contains("% of 241 steps"), "{table}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -763,14 +785,14 @@ fn simulate_sets_the_observed_run_beside_the_simulated_one_in_the_table_and_char
     }
     let simulated = stdout
         .lines()
-        .find(|l| l.starts_with("replay") && l.contains(" hpa "))
+        .find(|l| l.split_whitespace().nth(1) == Some("hpa"))
         .unwrap();
     assert!(simulated.contains("80% of 5 steps"), "{simulated}");
     assert!(simulated.contains(" vs 4.00 ("), "{simulated}");
     assert!(simulated.contains(" vs 105 ("), "{simulated}");
     let observed: Vec<&str> = stdout
         .lines()
-        .find(|l| l.starts_with("replay") && l.contains(" observed "))
+        .find(|l| l.split_whitespace().nth(1) == Some("observed"))
         .unwrap()
         .split_whitespace()
         .collect();
