@@ -567,10 +567,7 @@ fn a_310_queue_is_captured_by_conservation_and_littles_law_and_a_missing_one_is_
     let missing = capture(&args("no-such-queue"));
     let stderr = String::from_utf8_lossy(&missing.stderr).into_owned();
     assert_eq!(missing.status.code(), Some(2), "{stderr}");
-    let refusal: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("capture: "))
-        .collect();
+    let refusal: Vec<&str> = stderr.lines().collect();
     assert_eq!(refusal.len(), 1, "{stderr}");
     assert!(refusal[0].contains("no such queue"), "{stderr}");
     assert_no_files(&dir, &["three-ten.yaml", "three-ten.observed.csv"]);
@@ -604,12 +601,37 @@ fn a_310_queue_is_captured_by_conservation_and_littles_law_and_a_missing_one_is_
     );
     assert_eq!(scenario.replicas.min, None);
     assert_eq!(scenario.replicas.max, None);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "a short range: the summary alone: {stderr}"
+    );
     let rows = observed_rows(&dir.join("three-ten.observed.csv"));
     assert_eq!(rows.len(), 241);
     for row in &rows {
         assert_eq!(row[1], Some(4.0), "the consumers stand for the replicas");
         assert_eq!(row[4], None, "no wait histogram, no wait");
     }
+
+    // A long range (3,601 points at 1 s) says each query on stderr, then the summary.
+    let mut long = args("orders-310");
+    long.extend(["--step".into(), "1s".into()]);
+    let result = capture(&long);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let progress = stderr
+        .lines()
+        .filter(|l| l.starts_with("capture: "))
+        .count();
+    assert!(progress >= 5, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("captured 3601 points"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -711,10 +733,7 @@ fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         let result = capture(&args);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(result.status.code(), Some(2), "{what}: {stderr}");
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.starts_with("capture: "))
-            .collect();
+        let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{what}: {stderr}");
         assert!(lines[0].contains(says), "{what}: {stderr}");
         assert_no_files(&dir, &["bad.yaml", "bad.observed.csv"]);

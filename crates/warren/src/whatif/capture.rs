@@ -35,6 +35,9 @@ use crate::whatif::capacity_rules::{Histogram, QueuePromql};
 /// `11,000 points` limit).
 pub const MAX_POINTS: u64 = 11_000;
 
+/// Past this many points a capture says each query on stderr.
+pub const PROGRESS_POINTS: usize = 1000;
+
 /// The most values of an empirical work-time distribution written to the file.
 pub const MAX_WORK_VALUES: usize = 1000;
 
@@ -332,6 +335,9 @@ struct Prometheus {
     client: reqwest::Client,
     base: Url,
     shown: String,
+    /// Whether each query says so on stderr: a long range, once the first query was answered
+    /// (so that a bad capture stays one line).
+    progress: std::cell::Cell<bool>,
 }
 
 impl Prometheus {
@@ -344,6 +350,7 @@ impl Prometheus {
             client,
             base: base.clone(),
             shown: shown(base.as_str()),
+            progress: std::cell::Cell::new(false),
         })
     }
 
@@ -407,11 +414,13 @@ impl Prometheus {
         what: &str,
         promql: &str,
     ) -> Result<Vec<Series>, ConfigError> {
-        eprintln!(
-            "capture: {what}, {} points from {}",
-            c.steps().len(),
-            self.shown
-        );
+        if self.progress.get() {
+            eprintln!(
+                "capture: {what}, {} points from {}",
+                c.steps().len(),
+                self.shown
+            );
+        }
         self.get(
             "query_range",
             &[
@@ -425,7 +434,9 @@ impl Prometheus {
     }
 
     async fn instant(&self, what: &str, promql: &str, at: i64) -> Result<Vec<Series>, ConfigError> {
-        eprintln!("capture: {what} from {}", self.shown);
+        if self.progress.get() {
+            eprintln!("capture: {what} from {}", self.shown);
+        }
         self.get(
             "query",
             &[("query", promql.to_owned()), ("time", at.to_string())],
@@ -806,6 +817,7 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
         )));
     }
     let backlog = per_step(c, &backlog);
+    prom.progress.set(c.steps().len() > PROGRESS_POINTS);
     let arrivals = per_step(c, &prom.range(c, "arrival rate", &q.arrival_rate()).await?);
     let replicas_promql = match &c.deployment {
         Some(d) => format!(
