@@ -884,3 +884,43 @@ fn a_bad_observed_file_is_one_line_naming_it_and_exit_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn help_explains_every_flag_and_what_the_file_holds() {
+    let out = capture(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--prometheus",
+        "--vhost",
+        "--queue",
+        "--from",
+        "--to",
+        "--step",
+        "--work-histogram",
+        "--work-secs",
+        "--wait-histogram",
+        "--deployment",
+        "--pod-regex",
+        "--pod-start",
+        "--sync-period",
+        "--slo",
+        "--min",
+        "--max",
+        "--out",
+    ] {
+        assert!(
+            help.contains(&format!("{flag} <")),
+            "{flag} is not in --help"
+        );
+    }
+    for part in [
+        "arrivals.points",
+        "work ",
+        "metrics ",
+        "workers ",
+        "observed ",
+    ] {
+        assert!(help.contains(part), "--help does not say what {part} holds");
+    }
+}

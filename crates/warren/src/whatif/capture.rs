@@ -44,12 +44,23 @@ pub const MAX_WORK_VALUES: usize = 1000;
 /// Options of `warren capture`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
-The scenario file holds: description and a comment saying where each part came from;
-duration_secs (the range); arrivals.points, [seconds from --from, jobs/s] at each step;
-work, empirical from the histogram or fixed at the broker's estimate or --work-secs;
-workers.startup_secs; metrics (source: prometheus, scrape_interval_secs, sync_period_secs);
-slo_secs; seed 1; end_when_settled false; replicas only with --min/--max; and observed: the
-CSV beside it (t_secs,replicas,backlog,arrival_rate,wait_p95_secs, one row per step).")]
+The scenario file (--out) holds, with comment lines saying where each part came from:
+  arrivals.points   [seconds from --from, jobs/s] at each step: the capacity rules' arrival
+                    rate (RabbitMQ 4.x's per-queue publish counter, else 3.10's conservation:
+                    the change of the queue's messages plus its consumers' acks)
+  work              empirical from --work-histogram's buckets (mean = _sum/_count); else fixed
+                    at the broker's estimate (busy consumers / messages finished per second);
+                    or fixed at --work-secs
+  metrics           source: prometheus; scrape_interval_secs measured from the queue's raw
+                    samples; sync_period_secs from --sync-period
+  workers           startup_secs from kube-state-metrics (--pod-regex), else --pod-start
+  duration_secs     the range; slo_secs --slo; seed 1; end_when_settled false; replicas only
+                    with --min/--max
+  observed          the CSV beside it, <stem>.observed.csv: t_secs, replicas (--deployment's,
+                    else the queue's consumers), backlog (messages ready), arrival_rate,
+                    wait_p95_secs (--wait-histogram's, else empty), one row per step
+A bad capture (no such queue, an empty range, Prometheus unreachable, more than 11,000 steps)
+is one line on stderr, exit 2, and writes nothing.")]
 pub struct CaptureArgs {
     /// Prometheus' base URL, e.g. http://prometheus:9090 (its HTTP API is read, never written).
     #[arg(long, env = "PROMETHEUS_URL", value_name = "URL")]
@@ -72,7 +83,7 @@ pub struct CaptureArgs {
     )]
     pub to: String,
     /// Seconds between two points; the range may hold at most 11,000 (Prometheus' limit).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = parse_duration)]
     pub step: Duration,
     /// The workers' work-time histogram, `name` or `name{matchers}` (without `_bucket`); its
     /// bucket increases over the range give the empirical distribution.
@@ -94,13 +105,13 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "REGEX")]
     pub pod_regex: Option<String>,
     /// A worker's start time when kube-state-metrics does not give it.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub pod_start: Duration,
     /// The HPA controller's sync period that ran.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = parse_duration)]
     pub sync_period: Duration,
     /// The queue-wait SLO the scenario states, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub slo: Duration,
     /// replicas.min of the scenario (else the policy's).
     #[arg(long)]
@@ -308,8 +319,8 @@ struct ApiAnswer {
 enum ApiData {
     Matrix(Vec<RangeSeries>),
     Vector(Vec<InstantSample>),
-    Scalar(#[allow(dead_code)] (f64, String)),
-    String(#[allow(dead_code)] (f64, String)),
+    Scalar(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -678,7 +689,7 @@ pub fn empirical_from_buckets(buckets: &[(f64, f64)], mean: f64) -> Vec<f64> {
         let jobs = (cumulative - below).max(0.0);
         below = below.max(cumulative);
         parts.push((lower, upper, jobs));
-        lower = upper.min(if le.is_finite() { le } else { lower });
+        lower = upper;
     }
     let total: f64 = parts.iter().map(|p| p.2).sum();
     if total <= 0.0 {
@@ -1166,7 +1177,7 @@ fn scenario_text(c: &CaptureConfig, p: &ScenarioParts<'_>) -> String {
         let _ = writeln!(out, "    - [{t}, {r}]");
     }
     let _ = writeln!(out, "work:");
-    if p.work.source == WorkSource::Given || p.work.source == WorkSource::Broker {
+    if matches!(p.work.source, WorkSource::Given | WorkSource::Broker) {
         let _ = writeln!(out, "  distribution: fixed");
         let _ = writeln!(out, "  secs: {}", p.work.mean_secs);
     } else {
