@@ -1240,6 +1240,31 @@ mod tests {
     }
 
     #[test]
+    fn the_observed_csv_reads_back_what_was_written() {
+        let step = |t_secs, replicas, wait| ObservedStep {
+            t_secs,
+            replicas,
+            backlog: Some(3.0),
+            arrival_rate: Some(t_secs / 10.0),
+            wait_p95_secs: wait,
+        };
+        let observed = Observed {
+            steps: vec![
+                step(0.0, Some(1.0), None),
+                step(10.0, None, Some(0.25)),
+                step(20.0, Some(3.0), Some(9.0)),
+            ],
+        };
+        assert_eq!(Observed::parse(&observed.to_csv()), Ok(observed.clone()));
+        // 1 replica for 10 s, none said for 10 s.
+        assert_eq!(observed.worker_seconds(), 10.0);
+        // Rates 0, 1, 2 over two 10 s steps: 5 + 15 jobs.
+        assert_eq!(observed.jobs(), 20.0);
+        // Waits 0.25 (weight 1) and 9 (weight 2): 95 % of the arrivals waited at most 9 s.
+        assert_eq!(observed.wait_p95_secs(), Some(9.0));
+    }
+
+    #[test]
     fn times_are_rfc3339_now_or_before_now() {
         let now: jiff::Timestamp = "2026-12-08T04:00:00Z".parse().unwrap();
         assert_eq!(
