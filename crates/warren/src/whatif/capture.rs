@@ -3,9 +3,11 @@
 //!
 //! Over `--from`..`--to` at `--step`, through the HTTP API (`query_range`, `query`):
 //!
-//! - the arrival rate per step, with the PromQL of the capacity rules' arrival rate
-//!   ([`QueuePromql::arrival_rate`]: RabbitMQ 4.x's per-queue publish counter, else 3.10's
-//!   conservation);
+//! - the jobs that arrived within each step, as a rate held over the step (a point at each of
+//!   its edges): RabbitMQ 4.x's per-queue publish counter, else 3.10's conservation, each
+//!   series read as raw samples, taken linear between them at the steps' edges and differenced
+//!   (a counter's reset counted on), so that the steps add up to the counters' own increase;
+//!   a `--step` shorter than 2 scrape intervals is raised to them, said on stderr;
 //! - the work time: `empirical` from the work-time histogram's bucket increases over the
 //!   range (values spread in each bucket so that their mean is the histogram's `_sum/_count`);
 //!   else `fixed` at the broker's Little's-law estimate (mean busy consumers over mean
@@ -45,9 +47,11 @@ pub const MAX_WORK_VALUES: usize = 1000;
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
 The scenario file (--out) holds, with comment lines saying where each part came from:
-  arrivals.points   [seconds from --from, jobs/s] at each step: the capacity rules' arrival
-                    rate (RabbitMQ 4.x's per-queue publish counter, else 3.10's conservation:
-                    the change of the queue's messages plus its consumers' acks)
+  arrivals.points   [seconds from --from, jobs/s] at both edges of each step: the jobs that
+                    arrived within the step (RabbitMQ 4.x's per-queue publish counter, else
+                    3.10's conservation: the change of the queue's messages plus its consumers'
+                    acks), read from the raw samples so that the steps add up to the counters'
+                    increase; a --step under 2 scrape intervals is raised to them
   work              empirical from --work-histogram's buckets (mean = _sum/_count); else fixed
                     at the broker's estimate (busy consumers / messages finished per second);
                     or fixed at --work-secs
@@ -82,8 +86,9 @@ pub struct CaptureArgs {
         allow_hyphen_values = true
     )]
     pub to: String,
-    /// Seconds between two points; the range may hold at most 11,000 (Prometheus' limit).
-    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = parse_duration)]
+    /// Seconds between two steps; the range may hold at most 11,000 (Prometheus' limit). At
+    /// least 2 scrape intervals: a shorter one is raised to them, said on stderr.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub step: Duration,
     /// The workers' work-time histogram, `name` or `name{matchers}` (without `_bucket`); its
     /// bucket increases over the range give the empirical distribution.
@@ -209,6 +214,12 @@ impl CaptureArgs {
             return Err(err("--step must be at least 1s".into()));
         }
         let (from, to) = (from.as_second(), to.as_second());
+        if ((to - from) as f64) < step_secs {
+            return Err(err(format!(
+                "the range ({} s) is shorter than one --step ({step_secs} s)",
+                to - from
+            )));
+        }
         let points = ((to - from) as f64 / step_secs).floor() as u64 + 1;
         if points > MAX_POINTS {
             return Err(err(format!(
@@ -827,9 +838,34 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
             show_time(c.to)
         )));
     }
-    let backlog = per_step(c, &backlog);
+    let (scrape_interval_secs, scrape_note) = scrape_interval(c, &prom, &q).await?;
+    // A step must hold two samples of each series, or its arrivals are one scrape's.
+    let least = (2.0 * scrape_interval_secs).ceil();
+    let raised;
+    let c = if c.step_secs < least {
+        if (c.duration_secs() as f64) < least {
+            return Err(ConfigError::new(format!(
+                "the range ({} s) is shorter than 2 scrape intervals ({scrape_interval_secs} s \
+                 measured)",
+                c.duration_secs()
+            )));
+        }
+        eprintln!(
+            "capture: --step {} s is shorter than 2 scrape intervals ({scrape_interval_secs} s \
+             measured): taking {least} s",
+            c.step_secs
+        );
+        raised = CaptureConfig {
+            step_secs: least,
+            ..c.clone()
+        };
+        &raised
+    } else {
+        c
+    };
+    let backlog = per_step(c, &prom.range(c, "messages ready", &q.backlog()).await?);
     prom.progress.set(c.steps().len() > PROGRESS_POINTS);
-    let arrivals = per_step(c, &prom.range(c, "arrival rate", &q.arrival_rate()).await?);
+    let step_jobs = arrivals_per_step(c, &prom, &q).await?;
     let replicas_promql = match &c.deployment {
         Some(d) => format!(
             "max(kube_deployment_status_replicas{{deployment={}}})",
@@ -865,15 +901,21 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
     );
 
     let work = capture_work(c, &prom, &q).await?;
-    let (scrape_interval_secs, scrape_note) = scrape_interval(c, &prom, &q).await?;
     let (startup_secs, startup_note) = startup(c, &prom).await?;
 
     let steps = c.steps();
-    let rates: Vec<f64> = arrivals.iter().map(|r| r.unwrap_or(0.0).max(0.0)).collect();
-    let jobs: f64 = rates
-        .windows(2)
-        .map(|w| (w[0] + w[1]) / 2.0 * c.step_secs)
-        .sum();
+    let rates: Vec<f64> = step_jobs.iter().map(|j| j / c.step_secs).collect();
+    // A step function: each step's rate at both of its edges.
+    let points: Vec<(f64, f64)> = rates
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &r)| [(steps[i], r), (steps[i + 1], r)])
+        .collect();
+    // Row i of the observed CSV: the step ending at its time (the first row: the first step's).
+    let arrivals: Vec<Option<f64>> = (0..steps.len())
+        .map(|i| rates.get(i.saturating_sub(1)).copied())
+        .collect();
+    let jobs: f64 = step_jobs.iter().sum();
     let covered = steps.last().copied().unwrap_or(0.0);
     let mean_rate = if covered > 0.0 { jobs / covered } else { 0.0 };
 
@@ -884,8 +926,7 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
     let scenario = scenario_text(
         c,
         &ScenarioParts {
-            steps: &steps,
-            rates: &rates,
+            points: &points,
             work: &work,
             scrape_interval_secs,
             scrape_note: &scrape_note,
@@ -913,7 +954,7 @@ pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
     .to_csv();
     write_both(&c.out, &scenario, &observed, &csv)?;
     Ok(CaptureSummary {
-        points: steps.len(),
+        points: points.len(),
         jobs,
         mean_rate,
         work,
@@ -945,6 +986,129 @@ fn write_both(out: &Path, scenario: &str, observed: &Path, csv: &str) -> Result<
 
 fn show_time(unix: i64) -> String {
     jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), |t| t.to_string())
+}
+
+/// The jobs that arrived within each step `[t, t + step]` of the range: RabbitMQ 4.x's
+/// per-queue publish counter where it has a series in the range, else 3.10's conservation (the
+/// change of the queue's messages plus the messages its consumers finished: the per-queue
+/// acked, delivered and get counters where they exist, else the per-channel ones).
+///
+/// Each series is read as its raw samples and taken, linear between two samples, at each step's
+/// edges; a counter's drop is a reset (it counts on from its value before), and a series that
+/// appears within the range starts from 0. So the steps add up to the counters' own increases
+/// over the range, with none of `increase`'s extrapolation to a window's edges. A step whose
+/// conservation comes out below 0 (the gauge and the counters scraped at different moments) is
+/// 0 and its deficit is taken from the next steps (what is left at the end, from the last steps
+/// before), so that the total stays the samples'.
+async fn arrivals_per_step(
+    c: &CaptureConfig,
+    prom: &Prometheus,
+    q: &QueuePromql,
+) -> Result<Vec<f64>, ConfigError> {
+    let m = q.matchers();
+    let raw = |selector: String| format!("{selector}[{}s]", c.duration_secs() + LOOKBACK_SECS);
+    let published = prom
+        .instant(
+            "publish counter",
+            &raw(format!(
+                "rabbitmq_detailed_queue_exchange_messages_published_total{{{m}}}"
+            )),
+            c.to,
+        )
+        .await?;
+    if !published.is_empty() {
+        return Ok(differences(&summed_at_edges(c, &published, true)));
+    }
+    let finished = |prefix: &str| {
+        raw(format!(
+            "{{__name__=~\"rabbitmq_detailed_{prefix}_(messages_acked|messages_delivered|get)_total\",{m}}}"
+        ))
+    };
+    let mut counters = prom
+        .instant("per-queue finish counters", &finished("queue"), c.to)
+        .await?;
+    if counters.is_empty() {
+        counters = prom
+            .instant("per-channel finish counters", &finished("channel"), c.to)
+            .await?;
+    }
+    let messages = prom
+        .instant(
+            "messages",
+            &raw(format!("rabbitmq_detailed_queue_messages{{{m}}}")),
+            c.to,
+        )
+        .await?;
+    // One node's series of the queue: the first (as `max by` over nodes, for one node).
+    let messages = differences(&summed_at_edges(
+        c,
+        &messages[..messages.len().min(1)],
+        false,
+    ));
+    let finished = differences(&summed_at_edges(c, &counters, true));
+    let mut owed = 0.0;
+    let mut jobs: Vec<f64> = finished
+        .iter()
+        .zip(&messages)
+        .map(|(f, m)| {
+            let jobs = m + f + owed;
+            owed = jobs.min(0.0);
+            jobs.max(0.0)
+        })
+        .collect();
+    // A deficit left at the end (the counters ahead of the gauge) comes off the last steps.
+    for step in jobs.iter_mut().rev() {
+        let taken = step.min(-owed);
+        *step -= taken;
+        owed += taken;
+    }
+    Ok(jobs)
+}
+
+/// How far before the range a series' raw samples are read: Prometheus' lookback.
+const LOOKBACK_SECS: i64 = 300;
+
+fn differences(v: &[f64]) -> Vec<f64> {
+    v.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// The series' sum at each step's edge, each series linear between its raw samples and held
+/// past its last. A counter (`counter`) counts on across a drop (a reset), and one whose first
+/// sample falls within the range is 0 until it; a gauge is its first sample until it.
+fn summed_at_edges(c: &CaptureConfig, series: &[Series], counter: bool) -> Vec<f64> {
+    let edges: Vec<f64> = c.steps().iter().map(|t| c.from as f64 + t).collect();
+    let mut sums = vec![0.0; edges.len()];
+    for s in series {
+        let mut samples: Vec<(f64, f64)> = Vec::with_capacity(s.points.len());
+        let mut carried = 0.0;
+        for &(t, v) in s.points.iter().filter(|p| p.1.is_finite()) {
+            if counter {
+                if let Some(&(_, before)) = samples.last() {
+                    if v + carried < before {
+                        carried = before;
+                    }
+                }
+            }
+            samples.push((t, v + carried));
+        }
+        let Some(&(first_t, first_v)) = samples.first() else {
+            continue;
+        };
+        let before_first = if counter && first_t > c.from as f64 {
+            0.0
+        } else {
+            first_v
+        };
+        for (sum, &t) in sums.iter_mut().zip(&edges) {
+            let after = samples.partition_point(|p| p.0 <= t);
+            *sum += match (after.checked_sub(1).map(|i| samples[i]), samples.get(after)) {
+                (None, _) => before_first,
+                (Some((_, v)), None) => v,
+                (Some((t0, v0)), Some(&(t1, v1))) => v0 + (v1 - v0) * (t - t0) / (t1 - t0),
+            };
+        }
+    }
+    sums
 }
 
 async fn capture_work(
@@ -1115,8 +1279,7 @@ async fn startup(c: &CaptureConfig, prom: &Prometheus) -> Result<(f64, String), 
 }
 
 struct ScenarioParts<'a> {
-    steps: &'a [f64],
-    rates: &'a [f64],
+    points: &'a [(f64, f64)],
     work: &'a CapturedWork,
     scrape_interval_secs: f64,
     scrape_note: &'a str,
@@ -1160,7 +1323,8 @@ fn scenario_text(c: &CaptureConfig, p: &ScenarioParts<'_>) -> String {
     let _ = writeln!(out, "# Written by `warren capture`.");
     let _ = writeln!(
         out,
-        "# arrivals: the capacity rules' arrival rate (warren rules) per step."
+        "# arrivals: the jobs that arrived within each step, as a rate held over the step (a \
+         point at each of its edges)."
     );
     let _ = writeln!(out, "# work: {work_note}");
     let _ = writeln!(out, "# metrics.scrape_interval_secs: {}", p.scrape_note);
@@ -1173,7 +1337,7 @@ fn scenario_text(c: &CaptureConfig, p: &ScenarioParts<'_>) -> String {
     let _ = writeln!(out, "observed: {}", yaml_string(p.observed_name));
     let _ = writeln!(out, "arrivals:");
     let _ = writeln!(out, "  points:");
-    for (t, r) in p.steps.iter().zip(p.rates) {
+    for (t, r) in p.points {
         let _ = writeln!(out, "    - [{t}, {r}]");
     }
     let _ = writeln!(out, "work:");
