@@ -1046,23 +1046,30 @@ async fn arrivals_per_step(
         false,
     ));
     let finished = differences(&summed_at_edges(c, &counters, true));
+    Ok(conserved(&finished, &messages))
+}
+
+/// Arrivals per step by conservation, from the messages finished and the change of the queue's
+/// messages per step: never below 0, a deficit taken from the next steps and, what is left at
+/// the end (the counters ahead of the gauge), from the last steps before; so the total stays
+/// theirs whenever it is 0 or more.
+fn conserved(finished: &[f64], messages: &[f64]) -> Vec<f64> {
     let mut owed = 0.0;
     let mut jobs: Vec<f64> = finished
         .iter()
-        .zip(&messages)
+        .zip(messages)
         .map(|(f, m)| {
             let jobs = m + f + owed;
             owed = jobs.min(0.0);
             jobs.max(0.0)
         })
         .collect();
-    // A deficit left at the end (the counters ahead of the gauge) comes off the last steps.
     for step in jobs.iter_mut().rev() {
         let taken = step.min(-owed);
         *step -= taken;
         owed += taken;
     }
-    Ok(jobs)
+    jobs
 }
 
 /// How far before the range a series' raw samples are read: Prometheus' lookback.
@@ -1077,6 +1084,11 @@ fn differences(v: &[f64]) -> Vec<f64> {
 /// sample falls within the range is 0 until it; a gauge is its first sample until it.
 fn summed_at_edges(c: &CaptureConfig, series: &[Series], counter: bool) -> Vec<f64> {
     let edges: Vec<f64> = c.steps().iter().map(|t| c.from as f64 + t).collect();
+    sum_at(&edges, c.from as f64, series, counter)
+}
+
+/// [`summed_at_edges`] at the Unix times `edges`, the range starting at `from`.
+fn sum_at(edges: &[f64], from: f64, series: &[Series], counter: bool) -> Vec<f64> {
     let mut sums = vec![0.0; edges.len()];
     for s in series {
         let mut samples: Vec<(f64, f64)> = Vec::with_capacity(s.points.len());
@@ -1094,12 +1106,12 @@ fn summed_at_edges(c: &CaptureConfig, series: &[Series], counter: bool) -> Vec<f
         let Some(&(first_t, first_v)) = samples.first() else {
             continue;
         };
-        let before_first = if counter && first_t > c.from as f64 {
+        let before_first = if counter && first_t > from {
             0.0
         } else {
             first_v
         };
-        for (sum, &t) in sums.iter_mut().zip(&edges) {
+        for (sum, &t) in sums.iter_mut().zip(edges) {
             let after = samples.partition_point(|p| p.0 <= t);
             *sum += match (after.checked_sub(1).map(|i| samples[i]), samples.get(after)) {
                 (None, _) => before_first,
@@ -1426,6 +1438,38 @@ mod tests {
         assert_eq!(observed.jobs(), 20.0);
         // Waits 0.25 (weight 1) and 9 (weight 2): 95 % of the arrivals waited at most 9 s.
         assert_eq!(observed.wait_p95_secs(), Some(9.0));
+    }
+
+    fn series(points: &[(f64, f64)]) -> Series {
+        Series {
+            labels: BTreeMap::new(),
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn counters_are_linear_between_samples_count_on_past_a_reset_and_start_from_0_when_born() {
+        // Sampled every 10 s: 100, 110, then a reset to 5, 15. Born at 20 s: 4, 8.
+        let old = series(&[(0.0, 100.0), (10.0, 110.0), (20.0, 5.0), (30.0, 15.0)]);
+        let born = series(&[(20.0, 4.0), (30.0, 8.0)]);
+        let edges = [0.0, 15.0, 30.0, 40.0];
+        let sums = sum_at(&edges, 0.0, &[old, born], true);
+        // 15 s: 110 + (115 - 110) / 2; 30 s: 110 + 15 + 8; held past the last sample.
+        assert_eq!(sums, vec![100.0, 112.5, 133.0, 133.0]);
+        // A gauge is its first sample before it, and may fall.
+        let gauge = series(&[(10.0, 7.0), (20.0, 3.0)]);
+        assert_eq!(
+            sum_at(&[0.0, 15.0, 20.0], 0.0, &[gauge], false),
+            vec![7.0, 5.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn a_negative_conservation_step_is_netted_against_its_neighbours() {
+        // Acks ahead of the gauge: +3, then -2 (taken from the next step's +2), then -1 left at
+        // the end (taken from the first step): the total, 2, kept.
+        let jobs = conserved(&[3.0, 0.0, 1.0, 0.0], &[0.0, -2.0, 1.0, -1.0]);
+        assert_eq!(jobs, vec![2.0, 0.0, 0.0, 0.0]);
     }
 
     #[test]
