@@ -313,15 +313,6 @@ impl QueuePromql {
         finish_rate(&self.matchers, &self.none())
     }
 
-    /// Arrivals per second, as `warren_capacity_arrival_rate`.
-    pub fn arrival_rate(&self) -> String {
-        arrival_rate(
-            &self.matchers,
-            &format!("(\n{}\n)", indent(&self.finish_rate(), 2)),
-            &self.none(),
-        )
-    }
-
     /// Consumers busy, as `warren_capacity_busy_consumers` with the default concurrency.
     pub fn busy_consumers(&self) -> String {
         busy_consumers(
