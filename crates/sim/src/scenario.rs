@@ -60,6 +60,11 @@ pub struct Scenario {
     /// than 2 hours (at most 7,200 samples).
     #[serde(default)]
     pub sample_secs: Option<f64>,
+    /// What happened on the live system this scenario was captured from (`warren capture`): a
+    /// CSV of `t_secs,replicas,backlog,arrival_rate,wait_p95_secs`, its path relative to the
+    /// scenario file; `warren simulate` reads it beside the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 /// When jobs arrive: a rate pattern, and bursts.

@@ -104,6 +104,10 @@ pub enum Command {
     /// recording rules (every queue at once, from the broker's own metrics; plain and as a
     /// PrometheusRule), the prometheus-adapter rule and HPA, or the KEDA ScaledObject.
     Rules(crate::whatif::capacity_rules::RulesArgs),
+    /// Read a queue's past from Prometheus (arrival rate, work time, scrape interval, pod
+    /// start) into a scenario file for `warren simulate` and `warren recommend`, with what
+    /// happened (replicas, backlog, wait) in a CSV beside it.
+    Capture(Box<crate::whatif::capture::CaptureArgs>),
     /// Print the decision and job-outcome records of warren's logs as JSON lines, one record a
     /// line, for scripts: what `warren autoscale` decided at each sync, what became of each
     /// job at a worker.

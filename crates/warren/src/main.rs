@@ -80,6 +80,21 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|e| cli::exit_config_error(&e));
             Ok(())
         }
+        Command::Capture(args) => {
+            let config = args
+                .to_config()
+                .unwrap_or_else(|e| cli::exit_config_error(&e));
+            run(false, |shutdown| async move {
+                tokio::select! {
+                    captured = warren::whatif::capture::run(&config) => {
+                        let summary = captured.unwrap_or_else(|e| cli::exit_config_error(&e));
+                        eprintln!("{summary}");
+                        Ok(())
+                    }
+                    () = shutdown.cancelled() => anyhow::bail!("interrupted; nothing written"),
+                }
+            })
+        }
         Command::Records(args) => {
             args.check().unwrap_or_else(|e| cli::exit_config_error(&e));
             warren::records::print(&args)

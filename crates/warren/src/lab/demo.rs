@@ -100,6 +100,11 @@ pub struct DemoArgs {
     /// scenario's `arrivals.points`, linear between them) and exit: nothing is started.
     #[arg(long)]
     pub print_pattern: bool,
+    /// Keep the private Prometheus' TSDB in DIR (a new or empty directory) after the run, with
+    /// `warren-run.json` (the run's UTC range, queue and vhost) beside its blocks, for `warren
+    /// capture`; the demo prints how to serve it again. Needs Prometheus installed.
+    #[arg(long, value_name = "DIR")]
+    pub keep_prometheus: Option<PathBuf>,
 }
 
 /// Settings of `warren demo`, validated.
@@ -131,6 +136,8 @@ pub struct DemoConfig {
     pub interactive: bool,
     /// Longest wait for the scale-down after the load (before speed).
     pub cooldown: Duration,
+    /// Where to keep Prometheus' TSDB after the run, if anywhere.
+    pub keep_prometheus: Option<PathBuf>,
 }
 
 impl DemoArgs {
@@ -143,6 +150,9 @@ impl DemoArgs {
         }
         if self.duration < Duration::from_secs(5) {
             return Err(ConfigError::new("DEMO_DURATION must be at least 5s"));
+        }
+        if let Some(dir) = &self.keep_prometheus {
+            check_keep_dir(dir)?;
         }
         let controller = self.release.controller()?;
         let (hpa_origin, hpa_yaml) = match (&self.hpa, self.policy.as_str()) {
@@ -180,9 +190,55 @@ impl DemoArgs {
                 .unwrap_or_else(|| crate::report::default_dir("demo")),
             interactive: !self.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
             cooldown: self.cooldown,
+            keep_prometheus: self.keep_prometheus.clone(),
         })
     }
 }
+
+/// `--keep-prometheus DIR` must be a directory Prometheus can own: new, or empty; and
+/// Prometheus must be installed to fill it.
+fn check_keep_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
+    if crate::lab::prometheus_node::find_prometheus().is_none() {
+        return Err(ConfigError::new(
+            "--keep-prometheus needs Prometheus installed (scripts/setup installs it)",
+        ));
+    }
+    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_some()) {
+        Ok(true) => Err(ConfigError::new(format!(
+            "--keep-prometheus {} is not empty; give a new or empty directory",
+            dir.display()
+        ))),
+        Ok(false) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ConfigError::new(format!(
+            "--keep-prometheus {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+/// What `--keep-prometheus` leaves beside the TSDB: the run's range and queue, in wall time,
+/// for `warren capture --from --to --queue --vhost`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptRun {
+    /// The start of the run (the autoscaler's and the load's start), RFC 3339, UTC.
+    pub from: String,
+    /// When Prometheus stopped, RFC 3339, UTC.
+    pub to: String,
+    /// The demo's queue.
+    pub queue: String,
+    /// Its vhost.
+    pub vhost: String,
+    /// The speed the demo ran at: Prometheus' timestamps are wall time, the demo's report is
+    /// in its own time (wall time x speed).
+    pub speed: f64,
+    /// Jobs `/generate` accepted during the run.
+    pub accepted: u64,
+}
+
+/// The file [`KeptRun`] is written to in the kept directory.
+pub const KEPT_RUN_FILE: &str = "warren-run.json";
 
 /// The demo's load as `[secs, rate]` points, linear between them: a fifth of the time at 30 %
 /// of the peak, then the peak; then nothing. `warren demo --print-pattern` prints them, for
@@ -231,6 +287,12 @@ struct Started {
     work_dir: PathBuf,
     /// The private Prometheus, when it is installed and started.
     prometheus: Option<PrometheusNode>,
+    /// Where its TSDB is kept after the run (`--keep-prometheus`).
+    keep_prometheus: Option<PathBuf>,
+    /// The wall-clock start of the run, for the kept TSDB's range.
+    started_at: jiff::Timestamp,
+    /// The demo's speed factor.
+    speed: f64,
     /// `warren web`, in this process, and what stops it.
     web: JoinHandle<anyhow::Result<()>>,
     web_stop: CancellationToken,
@@ -300,6 +362,8 @@ struct Stopped {
     autoscale: AutoscaleSummary,
     /// The ids still in the queue once the workers drained.
     queued: std::collections::HashSet<String>,
+    /// The kept Prometheus TSDB and its run's range (`--keep-prometheus`).
+    kept: Option<(PathBuf, KeptRun)>,
 }
 
 /// Starts the private node, web, Prometheus (when installed), the autoscaler and the load.
@@ -355,8 +419,17 @@ async fn start(
                 .div_f64(speed)
                 .max(Duration::from_millis(250)),
         };
-        match PrometheusNode::start(&executable, &work_dir.join("prometheus"), &targets).await {
+        let dir = work_dir.join("prometheus");
+        let storage = config
+            .keep_prometheus
+            .clone()
+            .unwrap_or_else(|| dir.join("data"));
+        match PrometheusNode::start_with_storage(&executable, &dir, &storage, &targets).await {
             Ok(p) => prometheus = Some(p),
+            // Asked to keep its data, the run is worth nothing without it.
+            Err(e) if config.keep_prometheus.is_some() => {
+                return Err(e.context("Prometheus did not start (--keep-prometheus needs it)"))
+            }
             Err(e) => {
                 eprintln!("warren demo: Prometheus did not start, going on without it: {e:#}")
             }
@@ -431,6 +504,7 @@ async fn start(
     // The demo's clock starts with the autoscaler (its first worker) and the load, once the
     // broker and web are up: t=0 on every chart is the start of the run, not of RabbitMQ.
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     let autoscale = tokio::spawn(crate::scaling::autoscale::run_with(
         autoscale_config,
         autoscale_stop.clone(),
@@ -486,6 +560,9 @@ async fn start(
         broker,
         work_dir,
         prometheus,
+        keep_prometheus: config.keep_prometheus.clone(),
+        started_at,
+        speed,
         web,
         web_stop,
         autoscale,
@@ -684,6 +761,25 @@ impl Started {
         if let Some(p) = self.prometheus.as_mut() {
             p.stop().await;
         }
+        // Stopped cleanly, Prometheus has written its head to the WAL: the kept directory
+        // answers for the whole run once served again.
+        let kept = match self.keep_prometheus {
+            Some(dir) => {
+                let run = KeptRun {
+                    // Whole seconds, the run inside them: `warren capture` reads seconds.
+                    from: jiff::Timestamp::from_second(self.started_at.as_second())?.to_string(),
+                    to: jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 1)?
+                        .to_string(),
+                    queue: self.broker.queue.to_string(),
+                    vhost: "/".into(),
+                    speed: self.speed,
+                    accepted: drove.accepted.len() as u64,
+                };
+                std::fs::write(dir.join(KEPT_RUN_FILE), serde_json::to_string_pretty(&run)?)?;
+                Some((dir, run))
+            }
+            None => None,
+        };
         self.node.stop().await;
         drop(self.node);
         let _ = std::fs::remove_dir_all(&self.work_dir);
@@ -691,6 +787,7 @@ impl Started {
             load,
             autoscale,
             queued,
+            kept,
         })
     }
 }
@@ -783,6 +880,16 @@ fn report(
         );
     }
     println!("report: {}", page.display());
+    if let Some((dir, run)) = &stopped.kept {
+        println!(
+            "Prometheus' data kept in {dir}: the run is {from} to {to} (wall time), queue {queue} on vhost {vhost}, in {dir}/{KEPT_RUN_FILE}; serve it again with\n  prometheus --storage.tsdb.path={dir} --config.file=/dev/null --storage.tsdb.retention.time=10y --web.listen-address=127.0.0.1:9090\nand capture it with\n  warren capture --prometheus http://127.0.0.1:9090 --queue {queue} --vhost {vhost} --from {from} --to {to}",
+            dir = dir.display(),
+            from = run.from,
+            to = run.to,
+            queue = run.queue,
+            vhost = run.vhost,
+        );
+    }
     if totals.lost > 0 {
         anyhow::bail!(
             "{} accepted jobs were never processed and were no longer queued: {:?}",

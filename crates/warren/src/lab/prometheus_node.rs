@@ -96,7 +96,20 @@ impl PrometheusNode {
         dir: &Path,
         targets: &ScrapeTargets,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir.join("data"))?;
+        Self::start_with_storage(executable, dir, &dir.join("data"), targets).await
+    }
+
+    /// As [`Self::start`], with the TSDB in `storage` (which may outlive `dir`: a clean
+    /// [`Self::stop`] leaves its head in the WAL, so a Prometheus started on it later answers
+    /// for the whole run).
+    pub async fn start_with_storage(
+        executable: &Path,
+        dir: &Path,
+        storage: &Path,
+        targets: &ScrapeTargets,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(storage)?;
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml(targets))?;
         if !targets.workers_file_sd.exists() {
@@ -116,10 +129,7 @@ impl PrometheusNode {
             .arg("prometheus-guard")
             .arg(executable)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
+            .arg(format!("--storage.tsdb.path={}", storage.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.retention.time=1d")
             .stdin(Stdio::piped())

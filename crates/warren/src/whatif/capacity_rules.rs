@@ -186,29 +186,141 @@ fn resolved(knob: &str) -> String {
     )
 }
 
+/// `series{matchers}`, or the bare series for every queue.
+fn selected(series: &str, matchers: &str) -> String {
+    if matchers.is_empty() {
+        series.to_owned()
+    } else {
+        format!("{series}{{{matchers}}}")
+    }
+}
+
+/// The label matchers of one queue, `vhost="/",queue="Orders"`, as the rules' series carry them.
+pub fn queue_matchers(vhost: &str, queue: &str) -> String {
+    format!(
+        "vhost={},queue={}",
+        promql_string(vhost),
+        promql_string(queue)
+    )
+}
+
+/// Ready messages of the queues `matchers` select: the newest sample within 2 minutes, max over
+/// nodes (`warren_capacity_backlog`).
+pub fn backlog_promql(matchers: &str) -> String {
+    format!(
+        "max by (vhost, queue) (last_over_time({}[2m]))",
+        selected("rabbitmq_detailed_queue_messages_ready", matchers)
+    )
+}
+
 /// Messages finished per second by the queue's consumers: RabbitMQ 4.x's per-queue counters
 /// where they exist, else 3.10's per-channel ones; `rate` over `[1m]`, or `irate` over `[5m]`
 /// (the last two samples) when the broker's own scrape left fewer than two samples in the
 /// minute. That fallback is gated on the broker's gap, not per series, so that a consumer
-/// channel that closed is not counted for 5 more minutes.
-fn finish_rate() -> String {
+/// channel that closed is not counted for 5 more minutes. `none` is the zero of every queue
+/// the broker reports (no consumer is 0).
+fn finish_rate(matchers: &str, none: &str) -> String {
     let sum = |prefix: &str, f: &str, window: &str| {
+        let counter =
+            |name: &str| selected(&format!("rabbitmq_detailed_{prefix}_{name}"), matchers);
         format!(
-            "sum by (vhost, queue) (\n  {f}(rabbitmq_detailed_{prefix}_messages_acked_total[{window}])\n  + {f}(rabbitmq_detailed_{prefix}_messages_delivered_total[{window}])\n  + {f}(rabbitmq_detailed_{prefix}_get_total[{window}])\n)"
+            "sum by (vhost, queue) (\n  {f}({}[{window}])\n  + {f}({}[{window}])\n  + {f}({}[{window}])\n)",
+            counter("messages_acked_total"),
+            counter("messages_delivered_total"),
+            counter("get_total"),
         )
     };
     format!(
-        "{}\nor\n{}\nor (\n  (\n{}\n  or\n{}\n  )\n  unless on (vhost, queue) {SCRAPED_IN_MINUTE}\n)\nor 0 * warren_capacity_backlog",
+        "{}\nor\n{}\nor (\n  (\n{}\n  or\n{}\n  )\n  unless on (vhost, queue) {}\n)\nor {none}",
         sum("queue", "rate", "1m"),
         sum("channel", "rate", "1m"),
         indent(&sum("queue", "irate", "5m"), 4),
         indent(&sum("channel", "irate", "5m"), 4),
+        scraped_in_minute(matchers),
     )
 }
 
 /// The queues whose broker series have two samples in the last minute: no scrape gap.
-const SCRAPED_IN_MINUTE: &str =
-    "(max by (vhost, queue) (count_over_time(rabbitmq_detailed_queue_messages[1m])) >= 2)";
+fn scraped_in_minute(matchers: &str) -> String {
+    format!(
+        "(max by (vhost, queue) (count_over_time({}[1m])) >= 2)",
+        selected("rabbitmq_detailed_queue_messages", matchers)
+    )
+}
+
+/// Arrivals per second (`warren_capacity_arrival_rate`): RabbitMQ 4.0+'s per-queue publish
+/// counter, else conservation, clamped at 0; `finish` is the finish rate's series or
+/// expression, `none` the zero of every queue the broker reports.
+fn arrival_rate(matchers: &str, finish: &str, none: &str) -> String {
+    let published = selected(
+        "rabbitmq_detailed_queue_exchange_messages_published_total",
+        matchers,
+    );
+    let messages = selected("rabbitmq_detailed_queue_messages", matchers);
+    format!(
+        "sum by (vhost, queue) (rate({published}[1m]))\nor (\n  sum by (vhost, queue) (irate({published}[5m]))\n  unless on (vhost, queue) {}\n)\nor clamp_min(\n  {finish}\n  + (\n    max by (vhost, queue) (deriv({messages}[1m]))\n    or max by (vhost, queue) (deriv({messages}[5m]))\n    or {none}\n  ),\n  0\n)\nor {none}",
+        scraped_in_minute(matchers),
+    )
+}
+
+/// Consumers busy (`warren_capacity_busy_consumers`): min(unacked, consumers x `concurrency`).
+fn busy_consumers(matchers: &str, concurrency: &str) -> String {
+    let unacked = format!(
+        "max by (vhost, queue) ({})",
+        selected("rabbitmq_detailed_queue_messages_unacked", matchers)
+    );
+    let consumers = format!(
+        "max by (vhost, queue) ({})",
+        selected("rabbitmq_detailed_queue_consumers", matchers)
+    );
+    format!(
+        "(\n  {unacked}\n  - clamp_min(\n    {unacked}\n    - {consumers} * {concurrency},\n    0\n  )\n)\nor {unacked}"
+    )
+}
+
+/// The generic group's expressions for the queues `matchers` select, each inlined instead of
+/// naming the series recorded above it, with the default concurrency per consumer: what
+/// `warren capture` asks a Prometheus that has no warren rules, over a past range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePromql {
+    matchers: String,
+}
+
+impl QueuePromql {
+    /// One queue's expressions.
+    pub fn new(vhost: &str, queue: &str) -> Self {
+        Self {
+            matchers: queue_matchers(vhost, queue),
+        }
+    }
+
+    /// The label matchers, `vhost="..",queue=".."`.
+    pub fn matchers(&self) -> &str {
+        &self.matchers
+    }
+
+    /// Ready messages, as `warren_capacity_backlog`.
+    pub fn backlog(&self) -> String {
+        backlog_promql(&self.matchers)
+    }
+
+    fn none(&self) -> String {
+        format!("0 * {}", self.backlog())
+    }
+
+    /// Messages finished per second, as `warren_capacity_finish_rate`.
+    pub fn finish_rate(&self) -> String {
+        finish_rate(&self.matchers, &self.none())
+    }
+
+    /// Consumers busy, as `warren_capacity_busy_consumers` with the default concurrency.
+    pub fn busy_consumers(&self) -> String {
+        busy_consumers(
+            &self.matchers,
+            &number(Knobs::default().concurrency_per_consumer),
+        )
+    }
+}
 
 fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
@@ -217,6 +329,9 @@ fn indent(text: &str, n: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Zero for every queue the broker reports, in the generic group.
+const NONE: &str = "0 * warren_capacity_backlog";
 
 /// The group every queue shares, with the global knobs; install it once.
 pub fn generic_group(knobs: &Knobs) -> String {
@@ -264,7 +379,7 @@ pub fn generic_group(knobs: &Knobs) -> String {
     rule(
         &mut out,
         "warren_capacity_backlog",
-        "max by (vhost, queue) (last_over_time(rabbitmq_detailed_queue_messages_ready[2m]))",
+        &backlog_promql(""),
         &[],
     );
     comment(
@@ -277,19 +392,24 @@ pub fn generic_group(knobs: &Knobs) -> String {
         rule(&mut out, &per_queue, &resolved(record), &[]);
     }
     comment(&mut out, "      ", "Messages finished per second (acked, auto-ack deliveries and gets): the per-queue\ncounters of RabbitMQ 4.0+, else the per-channel counters of 3.10+ (the consumers'\nchannels, which live as long as the consumers). Over the last minute; after a scrape\ngap of the broker, between the last two samples; no consumer is 0.");
-    rule(&mut out, "warren_capacity_finish_rate", &finish_rate(), &[]);
+    rule(
+        &mut out,
+        "warren_capacity_finish_rate",
+        &finish_rate("", NONE),
+        &[],
+    );
     comment(&mut out, "      ", "Arrivals per second. RabbitMQ 4.0+: the per-queue publish counter. 3.10-3.13 counts\npublishes only per channel, and a producer's series vanishes with its channel (a\nreconnecting producer is never seen), so there: conservation, the change of the queue's\nmessages (ready + unacked) + the messages finished, clamped at 0 (a re-created queue's\ncount falls). Messages rejected, expired or dropped are not counted on 3.10. No series\n(cold start, no traffic) is 0.");
     rule(
         &mut out,
         "warren_capacity_arrival_rate",
-        &format!("sum by (vhost, queue) (rate(rabbitmq_detailed_queue_exchange_messages_published_total[1m]))\nor (\n  sum by (vhost, queue) (irate(rabbitmq_detailed_queue_exchange_messages_published_total[5m]))\n  unless on (vhost, queue) {SCRAPED_IN_MINUTE}\n)\nor clamp_min(\n  warren_capacity_finish_rate\n  + (\n    max by (vhost, queue) (deriv(rabbitmq_detailed_queue_messages[1m]))\n    or max by (vhost, queue) (deriv(rabbitmq_detailed_queue_messages[5m]))\n    or 0 * warren_capacity_backlog\n  ),\n  0\n)\nor 0 * warren_capacity_backlog"),
+        &arrival_rate("", "warren_capacity_finish_rate", NONE),
         &[],
     );
     comment(&mut out, "      ", "Consumers busy: min(unacked, consumers x concurrency); with prefetch > 1 the rest\nof the unacked messages wait in a consumer's buffer.");
     rule(
         &mut out,
         "warren_capacity_busy_consumers",
-        "(\n  max by (vhost, queue) (rabbitmq_detailed_queue_messages_unacked)\n  - clamp_min(\n    max by (vhost, queue) (rabbitmq_detailed_queue_messages_unacked)\n    - max by (vhost, queue) (rabbitmq_detailed_queue_consumers) * warren_capacity_queue_concurrency,\n    0\n  )\n)\nor max by (vhost, queue) (rabbitmq_detailed_queue_messages_unacked)",
+        &busy_consumers("", "warren_capacity_queue_concurrency"),
         &[],
     );
     comment(&mut out, "      ", "Mean work time over 5 minutes: the workers' histogram where a queue's group\nmeasures it; else by Little's law from the broker, the mean of busy consumers over\nthe mean of messages finished per second (both over the same 5 minutes, idle time\nincluded), when positive; else the default.");

@@ -16,6 +16,7 @@ use warren_sim::{PolicySpec, RunOutcome, Scenario};
 
 use crate::config::ConfigError;
 use crate::report::{self, Series, Table};
+use crate::whatif::capture::Observed;
 
 /// Options of `warren simulate`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +70,9 @@ pub struct SimulateConfig {
     pub scenarios: Vec<(String, Scenario)>,
     /// Where the report goes, if anywhere.
     pub report_dir: Option<PathBuf>,
+    /// What happened on the live system, by scenario name, for the scenarios that name an
+    /// `observed` file (`warren capture`'s): set beside each run.
+    pub observed: std::collections::BTreeMap<String, Observed>,
 }
 
 impl SimulateArgs {
@@ -136,6 +140,7 @@ impl SimulateArgs {
             )));
         }
         let mut scenarios = Vec::new();
+        let mut observed = std::collections::BTreeMap::new();
         let mut scenario_names = Vec::new();
         for path in &self.scenario {
             let name = unique_name(&mut scenario_names, path);
@@ -151,6 +156,12 @@ impl SimulateArgs {
                     )));
                 }
             }
+            if let Some(file) = &scenario.observed {
+                let csv = path.parent().unwrap_or(Path::new("")).join(file);
+                let seen = Observed::parse(&read(&csv)?)
+                    .map_err(|e| ConfigError::new(format!("{}: {e}", csv.display())))?;
+                observed.insert(name.clone(), seen);
+            }
             scenarios.push((name, scenario));
         }
         let report_dir = (!self.no_report).then(|| {
@@ -162,6 +173,7 @@ impl SimulateArgs {
             policies,
             scenarios,
             report_dir,
+            observed,
         })
     }
 }
@@ -287,6 +299,100 @@ const COLUMNS: [&str; 13] = [
     "deepest backlog",
 ];
 
+/// The columns a replay adds: each run against what was observed.
+const REPLAY_COLUMNS: [&str; 3] = [
+    "replicas within 1 of observed",
+    "wait p95 s sim vs observed",
+    "worker-s sim vs observed",
+];
+
+/// A run against what was observed: the share of observed steps at which the simulated
+/// replicas were within 1 of the observed, the wait p95 and the worker-seconds of both with
+/// their difference.
+fn replay_cells(outcome: &RunOutcome, observed: &Observed) -> Vec<String> {
+    let samples = &outcome.samples;
+    let mut compared = 0usize;
+    let mut within = 0usize;
+    for step in &observed.steps {
+        let Some(replicas) = step.replicas else {
+            continue;
+        };
+        let at = samples.partition_point(|s| s.t_secs <= step.t_secs + 1e-9);
+        let Some(sample) = samples.get(at.saturating_sub(1)) else {
+            continue;
+        };
+        compared += 1;
+        if (f64::from(sample.workers_current) - replicas).abs() <= 1.0 {
+            within += 1;
+        }
+    }
+    let share = if compared == 0 {
+        "-".to_owned()
+    } else {
+        format!(
+            "{:.0}% of {compared} steps",
+            within as f64 / compared as f64 * 100.0
+        )
+    };
+    let t = &outcome.totals;
+    let wait = match observed.wait_p95_secs() {
+        Some(seen) => format!(
+            "{:.2} vs {seen:.2} ({:+.2})",
+            t.wait_p95_secs,
+            t.wait_p95_secs - seen
+        ),
+        None => format!("{:.2} vs -", t.wait_p95_secs),
+    };
+    let seen = observed.worker_seconds();
+    let workers = if seen > 0.0 {
+        format!(
+            "{:.0} vs {seen:.0} ({:+.1}%)",
+            t.worker_seconds,
+            (t.worker_seconds - seen) / seen * 100.0
+        )
+    } else {
+        format!("{:.0} vs {seen:.0}", t.worker_seconds)
+    };
+    vec![share, wait, workers]
+}
+
+/// The observed run's row, in the columns a simulated run fills where it has the figure.
+fn observed_row(scenario: &str, observed: &Observed, replay: bool) -> Vec<String> {
+    let max = |f: fn(&crate::whatif::capture::ObservedStep) -> Option<f64>| {
+        observed
+            .steps
+            .iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+    };
+    let dash = || "-".to_owned();
+    let mut row = vec![
+        scenario.to_owned(),
+        OBSERVED.to_owned(),
+        format!("{:.0}", observed.jobs()),
+        dash(),
+        observed
+            .wait_p95_secs()
+            .map_or_else(dash, |w| format!("{w:.2}")),
+        dash(),
+        dash(),
+        dash(),
+        format!("{:.0}", observed.worker_seconds()),
+        dash(),
+        dash(),
+        max(|s| s.replicas),
+        max(|s| s.backlog),
+    ];
+    if replay {
+        row.extend([dash(), dash(), dash()]);
+    }
+    row
+}
+
+/// The observed run's name in the table and on the charts.
+const OBSERVED: &str = "observed";
+
 fn row(scenario: &str, outcome: &RunOutcome) -> Vec<String> {
     let t = &outcome.totals;
     vec![
@@ -308,8 +414,13 @@ fn row(scenario: &str, outcome: &RunOutcome) -> Vec<String> {
 
 /// Runs every policy against every scenario, prints the table and writes the report.
 pub fn run(config: SimulateConfig) -> anyhow::Result<()> {
+    let replay = !config.observed.is_empty();
     let mut table = Table {
-        columns: COLUMNS.iter().map(|c| (*c).to_owned()).collect(),
+        columns: COLUMNS
+            .iter()
+            .chain(if replay { &REPLAY_COLUMNS[..] } else { &[] })
+            .map(|c| (*c).to_owned())
+            .collect(),
         rows: Vec::new(),
     };
     for (name, scenario) in &config.scenarios {
@@ -338,11 +449,22 @@ pub fn run(config: SimulateConfig) -> anyhow::Result<()> {
                     ""
                 );
             }
-            table.rows.push(row(name, &outcome));
+            let mut cells = row(name, &outcome);
+            if replay {
+                cells.extend(match config.observed.get(name) {
+                    Some(observed) => replay_cells(&outcome, observed),
+                    None => vec!["-".to_owned(); REPLAY_COLUMNS.len()],
+                });
+            }
+            table.rows.push(cells);
             outcomes.push(outcome);
         }
+        let observed = config.observed.get(name);
+        if let Some(observed) = observed {
+            table.rows.push(observed_row(name, observed, replay));
+        }
         if let Some(dir) = &config.report_dir {
-            write_scenario_report(&dir.join(name), name, scenario, &outcomes, &table)?;
+            write_scenario_report(&dir.join(name), name, scenario, &outcomes, observed, &table)?;
         }
     }
     print!("{}", text_table(&table));
@@ -373,12 +495,14 @@ fn write_scenario_report(
     name: &str,
     scenario: &Scenario,
     outcomes: &[RunOutcome],
+    observed: Option<&Observed>,
     table: &Table,
 ) -> anyhow::Result<()> {
     let samples: Vec<Vec<report::Sample>> = outcomes
         .iter()
         .map(|o| o.samples.iter().map(to_report_sample).collect())
         .collect();
+    let observed_samples = observed.map(observed_report_samples);
     let series: Vec<Series<'_>> = outcomes
         .iter()
         .zip(&samples)
@@ -386,6 +510,10 @@ fn write_scenario_report(
             label: &o.totals.policy,
             samples: s,
         })
+        .chain(observed_samples.as_ref().map(|s| Series {
+            label: OBSERVED,
+            samples: s,
+        }))
         .collect();
     let rows = Table {
         columns: table.columns[1..].to_vec(),
@@ -426,7 +554,15 @@ fn write_scenario_report(
                 format!("{} s", scenario.slo_secs),
             ),
             ("policies".to_owned(), policies.join(", ")),
-        ],
+        ]
+        .into_iter()
+        .chain(scenario.observed.as_ref().map(|file| {
+            (
+                "observed".to_owned(),
+                format!("{file} (what happened live, overlaid as \"{OBSERVED}\")"),
+            )
+        }))
+        .collect(),
         notes: outcomes.iter().filter_map(cut_off_note).collect(),
         ..report::RunInfo::default()
     };
@@ -460,6 +596,46 @@ fn cut_off_note(outcome: &RunOutcome) -> Option<String> {
             outcome.totals.policy, last.t_secs, last.workers_current, fewest
         )
     })
+}
+
+/// The observed steps as report samples, to overlay on the runs' charts: replicas as the
+/// workers, messages ready as the depth; jobs processed estimated as the arrivals so far less
+/// the backlog's growth (the live workers' acks are not in the capture).
+fn observed_report_samples(observed: &Observed) -> Vec<report::Sample> {
+    let first_backlog = observed
+        .steps
+        .first()
+        .and_then(|s| s.backlog)
+        .unwrap_or(0.0);
+    let mut arrived = 0.0;
+    let mut processed = 0u64;
+    let mut last: Option<&crate::whatif::capture::ObservedStep> = None;
+    observed
+        .steps
+        .iter()
+        .map(|s| {
+            if let Some(prev) = last {
+                arrived += (prev.arrival_rate.unwrap_or(0.0) + s.arrival_rate.unwrap_or(0.0)) / 2.0
+                    * (s.t_secs - prev.t_secs);
+            }
+            last = Some(s);
+            let done = arrived - (s.backlog.unwrap_or(first_backlog) - first_backlog);
+            processed = processed.max(done.max(0.0).round() as u64);
+            let replicas = s.replicas.unwrap_or(0.0).round() as u32;
+            report::Sample {
+                t_secs: s.t_secs,
+                queue_ready: s.backlog.unwrap_or(0.0),
+                queue_unacked: 0.0,
+                arrival_rate: s.arrival_rate.unwrap_or(0.0),
+                target_rate: s.arrival_rate.unwrap_or(0.0),
+                workers_current: replicas,
+                workers_ready: replicas,
+                workers_desired: replicas,
+                processed_total: processed,
+                queue_wait_p95_secs: s.wait_p95_secs,
+            }
+        })
+        .collect()
 }
 
 fn to_report_sample(s: &warren_sim::Sample) -> report::Sample {
