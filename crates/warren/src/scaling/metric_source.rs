@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::MetricSpec;
+use serde::Deserialize;
 use warren_policy::capacity::{Knobs, Needed};
 use warren_policy::estimator::{Estimate, QueueEstimator, QueueScrape};
 
@@ -467,26 +468,98 @@ pub fn queue_scrape(samples: &[Sample], matchers: &BTreeMap<String, String>) -> 
 /// The sum of an instant-vector answer of Prometheus's query API; an empty vector is an error,
 /// as it is for the adapter.
 pub fn prometheus_vector_sum(body: &str) -> Result<f64, String> {
-    let json: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    if json["status"] != "success" {
-        return Err(format!("Prometheus error: {}", json["error"]));
-    }
-    let result = json["data"]["result"]
-        .as_array()
-        .ok_or("no result vector in Prometheus's answer")?;
-    if result.is_empty() {
+    let series = api_answer(body).map_err(|e| match e {
+        ApiError::NotAnAnswer(e) => format!("not JSON: {e}"),
+        ApiError::Refused(why) => format!("Prometheus error: {why:?}"),
+    })?;
+    if series.is_empty() {
         return Err("the query returned no series".into());
     }
-    result
+    series
         .iter()
-        .map(|series| {
-            series["value"][1]
-                .as_str()
-                .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| format!("bad sample in {series}"))
+        .map(|s| match s.points.as_slice() {
+            [(_, v)] => v.parse::<f64>().map_err(|_| format!("bad sample {v:?}")),
+            _ => Err("no result vector in Prometheus's answer".to_owned()),
         })
         .sum()
+}
+
+/// One series of an answer of Prometheus' HTTP API (`query` or `query_range`): its labels and
+/// its `(unix seconds, value)` points, the value as Prometheus wrote it (a number, `NaN` or
+/// `+Inf`). An instant vector's series have one point each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiSeries {
+    /// The series' labels, its name among them.
+    pub labels: BTreeMap<String, String>,
+    /// Its points.
+    pub points: Vec<(f64, String)>,
+}
+
+/// Why a body is not an answer with series.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiError {
+    /// Not an answer of Prometheus' API at all; serde's reason.
+    NotAnAnswer(String),
+    /// Prometheus refused the query; its reason.
+    Refused(String),
+}
+
+/// The series of an answer of Prometheus' HTTP API: a matrix's or an instant vector's; none for
+/// a scalar or a string.
+pub fn api_answer(body: &str) -> Result<Vec<ApiSeries>, ApiError> {
+    let answer: ApiAnswer =
+        serde_json::from_str(body).map_err(|e| ApiError::NotAnAnswer(e.to_string()))?;
+    if answer.status != "success" {
+        return Err(ApiError::Refused(answer.error.unwrap_or_default()));
+    }
+    Ok(match answer.data {
+        Some(ApiData::Matrix(series)) => series
+            .into_iter()
+            .map(|s| ApiSeries {
+                labels: s.metric,
+                points: s.values,
+            })
+            .collect(),
+        Some(ApiData::Vector(samples)) => samples
+            .into_iter()
+            .map(|s| ApiSeries {
+                labels: s.metric,
+                points: vec![s.value],
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// One answer of Prometheus' HTTP API.
+#[derive(Deserialize)]
+struct ApiAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum ApiData {
+    Matrix(Vec<RangeSeries>),
+    Vector(Vec<InstantSample>),
+    Scalar(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct RangeSeries {
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
+}
+
+#[derive(Deserialize)]
+struct InstantSample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
 }
 
 /// One sample of the Prometheus text format.

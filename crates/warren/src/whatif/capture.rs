@@ -27,10 +27,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
 use crate::config::{parse_duration, ConfigError};
+use crate::scaling::metric_source::{api_answer, ApiError};
 use crate::whatif::capacity_rules::{Histogram, QueuePromql};
 
 /// The most points Prometheus answers per series in one `query_range` (its
@@ -315,37 +315,6 @@ impl CaptureConfig {
     }
 }
 
-/// One answer of Prometheus' HTTP API.
-#[derive(Deserialize)]
-struct ApiAnswer {
-    status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum ApiData {
-    Matrix(Vec<RangeSeries>),
-    Vector(Vec<InstantSample>),
-    Scalar(serde::de::IgnoredAny),
-    String(serde::de::IgnoredAny),
-}
-
-#[derive(Deserialize)]
-struct RangeSeries {
-    metric: BTreeMap<String, String>,
-    values: Vec<(f64, String)>,
-}
-
-#[derive(Deserialize)]
-struct InstantSample {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
-}
-
 /// A series of an answer: its labels and `(unix seconds, value)` points.
 struct Series {
     labels: BTreeMap<String, String>,
@@ -397,37 +366,24 @@ impl Prometheus {
                 root_cause(&e.without_url())
             ))
         })?;
-        let answer: ApiAnswer = serde_json::from_str(&body).map_err(|_| {
-            ConfigError::new(format!(
+        let answer = api_answer(&body).map_err(|e| match e {
+            ApiError::NotAnAnswer(_) => ConfigError::new(format!(
                 "{} answered {status} with no Prometheus API answer: is it Prometheus?",
                 self.shown
-            ))
+            )),
+            ApiError::Refused(why) => ConfigError::new(format!(
+                "Prometheus at {} refused a query ({status}): {why}",
+                self.shown
+            )),
         })?;
-        if answer.status != "success" {
-            return Err(ConfigError::new(format!(
-                "Prometheus at {} refused a query ({status}): {}",
-                self.shown,
-                answer.error.unwrap_or_default()
-            )));
-        }
         let number = |v: &str| v.parse::<f64>().unwrap_or(f64::NAN);
-        Ok(match answer.data {
-            Some(ApiData::Matrix(series)) => series
-                .into_iter()
-                .map(|s| Series {
-                    labels: s.metric,
-                    points: s.values.iter().map(|(t, v)| (*t, number(v))).collect(),
-                })
-                .collect(),
-            Some(ApiData::Vector(samples)) => samples
-                .into_iter()
-                .map(|s| Series {
-                    labels: s.metric,
-                    points: vec![(s.value.0, number(&s.value.1))],
-                })
-                .collect(),
-            _ => Vec::new(),
-        })
+        Ok(answer
+            .into_iter()
+            .map(|s| Series {
+                labels: s.labels,
+                points: s.points.iter().map(|(t, v)| (*t, number(v))).collect(),
+            })
+            .collect())
     }
 
     async fn range(
