@@ -164,12 +164,12 @@ fn rule(out: &mut String, record: &str, expr: &str, labels: &[(&str, &str)]) {
 }
 
 /// A YAML double-quoted string.
-fn yaml_string(v: &str) -> String {
+pub(crate) fn yaml_string(v: &str) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))
 }
 
 /// A PromQL string literal.
-fn promql_string(v: &str) -> String {
+pub(crate) fn promql_string(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

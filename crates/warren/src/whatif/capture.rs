@@ -31,7 +31,7 @@ use url::Url;
 
 use crate::config::{parse_duration, ConfigError};
 use crate::scaling::metric_source::{api_answer, ApiError};
-use crate::whatif::capacity_rules::{Histogram, QueuePromql};
+use crate::whatif::capacity_rules::{promql_string, yaml_string, Histogram, QueuePromql};
 
 /// The most points Prometheus answers per series in one `query_range` (its
 /// `11,000 points` limit).
@@ -773,10 +773,6 @@ fn selector(h: &Histogram, suffix: &str) -> String {
     }
 }
 
-fn promql_string(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// Reads the range from Prometheus and writes the scenario and the observed CSV; every failure
 /// is one line, and then nothing is written.
 pub async fn run(c: &CaptureConfig) -> Result<CaptureSummary, ConfigError> {
@@ -1254,10 +1250,6 @@ struct ScenarioParts<'a> {
     startup_secs: f64,
     startup_note: &'a str,
     observed_name: &'a str,
-}
-
-fn yaml_string(v: &str) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))
 }
 
 fn scenario_text(c: &CaptureConfig, p: &ScenarioParts<'_>) -> String {
