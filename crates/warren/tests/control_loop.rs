@@ -21,63 +21,60 @@ use warren::scaling::metric_source::SeriesQuery;
 use warren::scaling::pool::PoolStatus;
 use warren_policy::capacity::Needed;
 
-/// Queue depth per worker 10; scale-up at once, scale-down after a 300 s window.
-const STABILIZED: &str = "apiVersion: autoscaling/v2
+/// An HPA on the queue's ready messages, 10 per worker, up to 10 workers, with this minimum and
+/// this `behavior` (YAML indented under it).
+fn hpa(min_replicas: u32, behavior: &str) -> String {
+    format!(
+        "apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
-metadata: {name: workers}
+metadata: {{name: workers}}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: workers}
-  minReplicas: 1
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: workers}}
+  minReplicas: {min_replicas}
   maxReplicas: 10
   metrics:
   - type: External
     external:
-      metric: {name: rabbitmq_queue_messages_ready}
-      target: {type: AverageValue, averageValue: \"10\"}
+      metric: {{name: rabbitmq_queue_messages_ready}}
+      target: {{type: AverageValue, averageValue: \"10\"}}
   behavior:
-    scaleUp:
+{behavior}"
+    )
+}
+
+/// Scale-up at once, scale-down after a 300 s window.
+fn stabilized() -> String {
+    hpa(
+        1,
+        "    scaleUp:
       stabilizationWindowSeconds: 0
       policies: [{type: Pods, value: 10, periodSeconds: 15}]
     scaleDown:
       stabilizationWindowSeconds: 300
-";
+",
+    )
+}
 
 /// Doubling at most per 15 s (the shipped HPAs' scale-up policy), no stabilization.
-const DOUBLING: &str = "apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: workers}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: workers}
-  minReplicas: 1
-  maxReplicas: 10
-  metrics:
-  - type: External
-    external:
-      metric: {name: rabbitmq_queue_messages_ready}
-      target: {type: AverageValue, averageValue: \"10\"}
-  behavior:
-    scaleUp:
+fn doubling() -> String {
+    hpa(
+        1,
+        "    scaleUp:
       stabilizationWindowSeconds: 0
       policies: [{type: Percent, value: 100, periodSeconds: 15}]
-";
+",
+    )
+}
 
-/// The same with `minReplicas: 0` and no scale-down window.
-const TO_ZERO: &str = "apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: workers}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: workers}
-  minReplicas: 0
-  maxReplicas: 10
-  metrics:
-  - type: External
-    external:
-      metric: {name: rabbitmq_queue_messages_ready}
-      target: {type: AverageValue, averageValue: \"10\"}
-  behavior:
-    scaleDown:
+/// `minReplicas: 0` and no scale-down window.
+fn to_zero() -> String {
+    hpa(
+        0,
+        "    scaleDown:
       stabilizationWindowSeconds: 0
-";
+",
+    )
+}
 
 #[derive(Parser)]
 struct Cmd {
@@ -257,11 +254,23 @@ async fn a_restart_inside_the_stabilization_window_keeps_the_window_with_the_sta
     let dir = scratch("restart");
     let time = TestTime(Instant::now());
     // 50 ready at 10 per worker: 5 workers until 60 s, then nothing to do.
-    let first = run_until(time, config(&dir, STABILIZED, true), high_then_idle, 120.0).await;
+    let first = run_until(
+        time,
+        config(&dir, &stabilized(), true),
+        high_then_idle,
+        120.0,
+    )
+    .await;
     assert_eq!(first.calls, vec![(0.0, 1), (0.0, 5)], "{:?}", first.calls);
     // Restarted at 120 s: it resumes at 5 and holds them until 300 s after the last sync that
     // saw the load (45 s), as the controller would have had it not restarted.
-    let second = run_until(time, config(&dir, STABILIZED, true), high_then_idle, 600.0).await;
+    let second = run_until(
+        time,
+        config(&dir, &stabilized(), true),
+        high_then_idle,
+        600.0,
+    )
+    .await;
     assert_eq!(
         second.calls.first(),
         Some(&(120.0, 5)),
@@ -289,10 +298,22 @@ async fn a_restart_inside_the_stabilization_window_keeps_the_window_with_the_sta
 async fn a_restart_without_the_state_file_forgets_the_window() {
     let dir = scratch("no-state");
     let time = TestTime(Instant::now());
-    let first = run_until(time, config(&dir, STABILIZED, false), high_then_idle, 120.0).await;
+    let first = run_until(
+        time,
+        config(&dir, &stabilized(), false),
+        high_then_idle,
+        120.0,
+    )
+    .await;
     assert_eq!(first.calls, vec![(0.0, 1), (0.0, 5)], "{:?}", first.calls);
     // A fresh controller at 120 s: it starts the pool at its minimum, and nothing holds 5.
-    let second = run_until(time, config(&dir, STABILIZED, false), high_then_idle, 600.0).await;
+    let second = run_until(
+        time,
+        config(&dir, &stabilized(), false),
+        high_then_idle,
+        600.0,
+    )
+    .await;
     assert_eq!(second.calls, vec![(120.0, 1)], "{:?}", second.calls);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -304,7 +325,7 @@ async fn a_pool_scaled_to_zero_is_woken_by_the_metric() {
     // Nothing to do for 200 s, then 30 ready.
     let run = run_until(
         time,
-        config(&dir, TO_ZERO, false),
+        config(&dir, &to_zero(), false),
         |t| Ok(if t < 200.0 { 0.0 } else { 30.0 }),
         300.0,
     )
@@ -341,7 +362,7 @@ async fn a_metric_outage_keeps_the_count_until_the_metric_returns() {
     // 5 workers' worth until 60 s, the source down until 600 s, then an empty queue.
     let run = run_until(
         time,
-        config(&dir, STABILIZED, false),
+        config(&dir, &stabilized(), false),
         |t| match t {
             t if t < 60.0 => Ok(50.0),
             t if t < 600.0 => Err("connection refused".to_owned()),
@@ -389,7 +410,7 @@ async fn a_quicker_read_does_not_put_a_sync_inside_the_last_steps_period() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
-        let config = config(&dir, DOUBLING, false);
+        let config = config(&dir, &doubling(), false);
         async move {
             drive(
                 config,
