@@ -545,7 +545,8 @@ pub async fn drive(
                     engine_ms: u64::try_from(engine_time.as_millis()).unwrap_or(u64::MAX),
                     metrics: metric_records(&queries, values, &terms, &decision),
                 };
-                tracing::info!(record = %Record::from(logged).to_json(), "{line}");
+                // Saved before it is logged: whoever reads the decision in the log (a restart's
+                // operator, a test killing the process on it) finds the state file saved with it.
                 if let Some(file) = state_file.as_mut() {
                     file.save(&SavedState {
                         version: state_file::VERSION,
@@ -555,6 +556,7 @@ pub async fn drive(
                         state: engine.state().clone(),
                     });
                 }
+                tracing::info!(record = %Record::from(logged).to_json(), "{line}");
                 summary.decisions += 1;
                 let desired = u32::try_from(decision.desired_replicas.max(0)).unwrap_or(0);
                 m.desired.set(i64::from(desired));
